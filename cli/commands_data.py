@@ -1,0 +1,143 @@
+"""Commands over the labelled data: import, departments, export, status."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from cli.context import emit, open_context
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("import", help="add labelled examples from a CSV, JSON or JSONL file")
+    p.add_argument("file", type=Path)
+    p.add_argument("--label-map", type=Path, help="JSON object mapping raw labels to departments")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(handler=import_file)
+
+    p = sub.add_parser("departments", help="list departments, or `departments add NAME` to add or update one")
+    p.add_argument("action", nargs="?", choices=["add"], help="add or update a department")
+    p.add_argument("name", nargs="?")
+    p.add_argument("--emoji", help="reaction name agents use to relabel (no colons)")
+    p.add_argument("--channel", help="Slack channel id where routed queries go")
+    p.add_argument("--description", help="what the department handles (shown to the baseline)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(handler=departments)
+
+    p = sub.add_parser("export", help="print every labelled example as JSON lines")
+    p.add_argument("--format", choices=["jsonl"], default="jsonl")
+    p.set_defaults(handler=export)
+
+    p = sub.add_parser("status", help="active model, example counts, training state, last run")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(handler=status)
+
+
+def import_file(args: argparse.Namespace) -> int:
+    from store.db import transaction
+    from store.examples import add_examples
+    from store.formats import read_label_map, read_labelled_file
+
+    label_map = read_label_map(args.label_map) if args.label_map else None
+    parsed = read_labelled_file(args.file, label_map=label_map)
+    ctx = open_context()
+    with transaction(ctx.sessions) as session:
+        result = add_examples(session, examples=parsed.examples)
+    rejected = [{"line": r.line, "reason": r.reason} for r in parsed.rejected]
+    payload = {"file": str(args.file), "format": parsed.format, "added": result.added,
+               "duplicates": result.duplicates, "conflicting_duplicates": result.conflicting_duplicates,
+               "rejected": len(rejected), "rejections": rejected, "new_departments": result.new_departments}
+    lines = [f"{args.file} ({parsed.format}): added {result.added}, duplicates skipped {result.duplicates}"
+             + (f" ({result.conflicting_duplicates} with a different label)" if result.conflicting_duplicates else "")
+             + f", rejected {len(rejected)}"]
+    lines += [f"  line {r['line']}: {r['reason']}" for r in rejected[:20]]
+    if len(rejected) > 20:
+        lines.append(f"  … and {len(rejected) - 20} more (--json lists them all)")
+    if result.new_departments:
+        lines.append(f"new departments: {', '.join(result.new_departments)}")
+    emit(args.json, payload, "\n".join(lines))
+    return 0
+
+
+def departments(args: argparse.Namespace) -> int:
+    from store.db import transaction
+    from store.examples import list_departments, split_counts_by_department, upsert_department
+    from store.tables import Split
+
+    ctx = open_context()
+    if args.action == "add":
+        if not args.name:
+            raise _usage("departments add needs a NAME")
+        with transaction(ctx.sessions) as session:
+            dept = upsert_department(session, name=args.name, emoji=args.emoji, channel=args.channel,
+                                     description=args.description)
+            payload = _department_dict(dept, 0, 0)
+        emit(args.json, payload, f"department {dept.name}: emoji {dept.emoji or '-'}, channel {dept.channel or '-'}")
+        return 0
+    with ctx.sessions() as session:
+        counts = split_counts_by_department(session)
+        rows = [_department_dict(d, counts[(d.name, Split.TRAIN)], counts[(d.name, Split.HOLDOUT)])
+                for d in list_departments(session)]
+    text = "\n".join(f"{r['name']:<28} :{r['emoji'] or '-'}:  {r['channel'] or '-':<12} "
+                     f"train {r['train']:>5}  holdout {r['holdout']:>4}" for r in rows) or "no departments yet"
+    emit(args.json, {"departments": rows}, text)
+    return 0
+
+
+def _department_dict(dept: Any, train: int, holdout: int) -> dict[str, Any]:
+    return {"name": dept.name, "emoji": dept.emoji, "channel": dept.channel, "description": dept.description,
+            "train": train, "holdout": holdout}
+
+
+def export(args: argparse.Namespace) -> int:
+    from store.examples import labelled_examples
+
+    ctx = open_context()
+    with ctx.sessions() as session:
+        for e in labelled_examples(session):
+            sys.stdout.write(json.dumps({"text": e.text, "label": e.label, "source": e.source.value,
+                                         "split": e.split.value}) + "\n")
+    return 0
+
+
+def status(args: argparse.Namespace) -> int:
+    from store.examples import count_labels_since, labelled_examples
+    from store.registry import active_model
+    from store.runs import TRAINING_LOCK, last_finished_run, last_trained_at, lock_held
+    from store.tables import Split
+
+    ctx = open_context()
+    with ctx.sessions() as session:
+        active = active_model(session)
+        examples = labelled_examples(session)
+        run = last_finished_run(session)
+        payload: dict[str, Any] = {
+            "active_model": None if active is None else {
+                "id": active.id, "macro_f1": active.metrics.get("macro_f1"), "adapter": active.adapter_path,
+                "base_model": active.base_model, "promoted_at": active.promoted_at},
+            "examples": {"train": sum(e.split == Split.TRAIN for e in examples),
+                         "holdout": sum(e.split == Split.HOLDOUT for e in examples),
+                         "pending": count_labels_since(session, last_trained_at(session))},
+            "training": lock_held(session, name=TRAINING_LOCK),
+            "last_run": None if run is None else {"run_id": run.id, "status": run.status.value,
+                                                  "finished_at": run.finished_at, **(run.report or {})},
+        }
+    model = payload["active_model"]
+    lines = [
+        "active model: " + ("none (run `switchboard train`)" if model is None else
+                            f"{model['id']} (holdout macro-F1 {model['macro_f1']:.3f})"),
+        "examples: train {train}, holdout {holdout}, labelled since last run {pending}".format(**payload["examples"]),
+        f"training now: {'yes' if payload['training'] else 'no'}",
+        "last run: " + ("none" if run is None else f"{run.id} {run.status.value}: {run.reason}"),
+    ]
+    emit(args.json, payload, "\n".join(lines))
+    return 0
+
+
+def _usage(message: str) -> Exception:
+    from cli.main import UserError
+
+    return UserError(message)

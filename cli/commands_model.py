@@ -1,0 +1,153 @@
+"""Commands over the model: train, eval, classify, models."""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+from cli.context import Context, emit, open_context
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("train", help="one retraining run now: train, evaluate on the holdout, promote or not")
+    p.add_argument("--epochs", type=float, help="override the default epochs")
+    p.add_argument("--learning-rate", type=float, help="override the default learning rate")
+    p.add_argument("--json", action="store_true", help="print one JSON object (the run's report)")
+    p.set_defaults(handler=train)
+
+    p = sub.add_parser("eval", help="evaluate the active model (or --model ID) on a labelled file")
+    p.add_argument("file", type=Path)
+    p.add_argument("--model", type=int, help="model id (default: the active one)")
+    p.add_argument("--confusion-png", type=Path, help="also write the confusion matrix here")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(handler=evaluate)
+
+    p = sub.add_parser("classify", help="route one text with the active model")
+    p.add_argument("text")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(handler=classify)
+
+    p = sub.add_parser("models", help="the adapter registry; `models promote ID`, `models rollback`")
+    p.add_argument("action", nargs="?", choices=["promote", "rollback"])
+    p.add_argument("id", nargs="?", type=int)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(handler=models)
+
+
+def train(args: argparse.Namespace) -> int:
+    import sys
+    from dataclasses import replace
+
+    from trainer.config import TrainConfig
+    from trainer.pipeline import RunOptions, run_training
+
+    ctx = open_context()
+    config = TrainConfig()
+    if args.epochs is not None:
+        config = replace(config, epochs=args.epochs)
+    if args.learning_rate is not None:
+        config = replace(config, learning_rate=args.learning_rate)
+    report = run_training(ctx.settings, ctx.sessions,
+                          RunOptions(config=config, progress=sys.stderr.isatty() or not args.json))
+    lines = [f"run {report['run_id']}: {'PROMOTED' if report['promoted'] else 'not promoted'}: {report['reason']}"]
+    for who in ("candidate", "current", "baseline"):
+        m = report.get(who)
+        lines.append(f"  {who:<9} " + ("-" if not m else
+                     f"macro-F1 {m['macro_f1']:.3f}  weighted-F1 {m['weighted_f1']:.3f}  "
+                     f"accuracy {m['accuracy']:.3f}  (n={m['n']})"))
+    if report.get("training"):
+        t = report["training"]
+        lines.append(f"  trained on {t['examples']} examples in {t['seconds']} s "
+                     f"({t['examples_per_second']} examples/s); confusion matrix: {report['confusion_png']}")
+    emit(args.json, report, "\n".join(lines))
+    return 0
+
+
+def _router_for(ctx: Context, model_id: int | None) -> Any:
+    from cli.main import UserError
+    from router.loading import load_router
+    from store.registry import active_model, get_model
+
+    with ctx.sessions() as session:
+        model = get_model(session, model_id=model_id) if model_id is not None else active_model(session)
+    if model is None:
+        raise UserError("no active model yet: run `switchboard train` first")
+    return model, load_router(ctx.settings, adapter_dir=Path(model.adapter_path), name=f"model {model.id}",
+                              base_model=model.base_model)
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    from router.metrics import classification_metrics, write_confusion_png
+    from store.formats import read_labelled_file
+
+    parsed = read_labelled_file(args.file)
+    ctx = open_context()
+    model, router = _router_for(ctx, args.model)
+    texts = [t for t, _ in parsed.examples]
+    out = router.classify_batch(texts)
+    single = [router.classify(t).latency_ms for t in texts[:20]]
+    metrics = classification_metrics([label for _, label in parsed.examples], [c.department for c in out],
+                                     labels=router.labels, confidences=[c.confidence for c in out])
+    unknown = sorted({label for _, label in parsed.examples} - set(router.labels))
+    payload = {"model": model.id, **metrics, "rejected": len(parsed.rejected),
+               "labels_unknown_to_model": unknown,
+               "latency_ms": {"batched_per_query": round(out[0].latency_ms, 2) if out else None,
+                              "single_query_median": round(statistics.median(single), 2) if single else None}}
+    if args.confusion_png:
+        payload["confusion_png"] = str(write_confusion_png(metrics["confusion"], args.confusion_png))
+    text = (f"model {model.id} on {args.file} (n={metrics['n']}): accuracy {metrics['accuracy']:.3f}, "
+            f"macro-F1 {metrics['macro_f1']:.3f}, weighted-F1 {metrics['weighted_f1']:.3f}, "
+            f"ECE {metrics['ece']:.3f}\n"
+            + "\n".join(f"  {label:<28} P {v['precision']:.2f}  R {v['recall']:.2f}  F1 {v['f1']:.2f}  n={v['support']}"
+                        for label, v in metrics["per_class"].items())
+            + f"\nlatency: {payload['latency_ms']['single_query_median']} ms median for one query, "
+              f"{payload['latency_ms']['batched_per_query']} ms per query batched")
+    if unknown:
+        text += f"\nlabels the model was never trained on: {', '.join(unknown)}"
+    emit(args.json, payload, text)
+    return 0
+
+
+def classify(args: argparse.Namespace) -> int:
+    ctx = open_context()
+    _, router = _router_for(ctx, None)
+    started = time.perf_counter()
+    result = router.classify(args.text)
+    payload = {**result.to_dict(), "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
+    emit(args.json, payload, f"{result.department} ({result.confidence:.0%})")
+    return 0
+
+
+def models(args: argparse.Namespace) -> int:
+    from cli.main import UserError
+    from router.adapters import check_adapter_dir
+    from store.db import transaction
+    from store.registry import get_model, list_models, promote, rollback
+
+    ctx = open_context()
+    if args.action == "promote":
+        if args.id is None:
+            raise UserError("models promote needs a model ID")
+        with transaction(ctx.sessions) as session:
+            check_adapter_dir(Path(get_model(session, model_id=args.id).adapter_path))
+            model = promote(session, model_id=args.id, by="admin (cli)")
+        emit(args.json, {"active_model": model.id}, f"model {model.id} is now active")
+        return 0
+    if args.action == "rollback":
+        with transaction(ctx.sessions) as session:
+            model = rollback(session, by="admin (cli)")
+            check_adapter_dir(Path(model.adapter_path))
+        emit(args.json, {"active_model": model.id}, f"rolled back: model {model.id} is active again")
+        return 0
+    with ctx.sessions() as session:
+        rows = [{"id": m.id, "status": m.status.value, "macro_f1": m.metrics.get("macro_f1"),
+                 "accuracy": m.metrics.get("accuracy"), "n": m.metrics.get("n"), "base_model": m.base_model,
+                 "adapter": m.adapter_path, "parent": m.parent_id, "created_at": m.created_at,
+                 "promoted_at": m.promoted_at, "labels": m.labels} for m in list_models(session)]
+    text = "\n".join(f"{r['id']:>4}  {r['status']:<9} macro-F1 {r['macro_f1'] or 0:.3f}  {r['adapter']}"
+                     for r in rows) or "no models yet: run `switchboard train`"
+    emit(args.json, {"models": rows}, text)
+    return 0

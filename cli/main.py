@@ -1,0 +1,73 @@
+"""Entry point: parses arguments, builds the settings once, migrates the store, runs one command.
+
+User mistakes become one line on stderr and exit code 2; nothing else prints a traceback
+unless SWITCHBOARD_DEBUG is set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from cli import commands_data, commands_model
+
+
+class UserError(Exception):
+    """A mistake the user can fix; shown as one line."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="switchboard",
+        description="Route support questions to departments with a LoRA-tuned small LLM that learns from "
+        "agents' corrections. Settings come from the environment and ./.env (see .env.example).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands_data.register(sub)
+    commands_model.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except KeyboardInterrupt:
+        print("switchboard: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if os.environ.get("SWITCHBOARD_DEBUG"):
+            raise
+        message = _user_message(exc)
+        if message is None:
+            print(f"switchboard: internal error: {type(exc).__name__}: {exc}".splitlines()[0], file=sys.stderr)
+            return 1
+        print(f"switchboard: {message}", file=sys.stderr)
+        return 2
+
+
+def _user_message(exc: Exception) -> str | None:
+    """The one-line message for the errors a user can cause; None for a bug."""
+    from pydantic import ValidationError
+
+    from router.adapters import AdapterError
+    from router.base_model import ModelLoadError
+    from store.examples import StoreError
+    from store.formats import UnreadableFile
+
+    known: tuple[type[Exception], ...] = (UserError, UnreadableFile, StoreError, AdapterError, ModelLoadError)
+    if isinstance(exc, known):
+        return str(exc).splitlines()[0]
+    if isinstance(exc, ValidationError):
+        error = exc.errors()[0]
+        return f"bad setting {'.'.join(map(str, error['loc']))}: {error['msg']}"
+    if type(exc).__name__ in ("TrainingBusy", "TrainingFailed"):
+        return str(exc)
+    return None
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,96 @@
+"""Adapter folders: PEFT's standard files plus `switchboard.json` (labels, prompt, hyperparameters).
+
+A folder is written under a temporary name and renamed into place, so a crash never leaves a
+half-written adapter where the registry could point at it; it is never edited afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from router.prompt import PromptFormat
+
+META_FILE = "switchboard.json"
+PEFT_FILES = ("adapter_config.json", "adapter_model.safetensors")
+
+
+class AdapterError(RuntimeError):
+    """An adapter folder is missing or unusable; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class AdapterMeta:
+    labels: list[str]
+    prompt: PromptFormat
+    base_model: str
+    hyperparameters: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "labels": self.labels,
+            "prompt": self.prompt.to_dict(),
+            "base_model": self.base_model,
+            "hyperparameters": self.hyperparameters,
+        }
+
+
+def new_adapter_dir(adapters_dir: Path, *, name: str) -> tuple[Path, Path]:
+    """(scratch folder to write into, final folder name). `publish` moves one to the other."""
+    adapters_dir.mkdir(parents=True, exist_ok=True)
+    final = adapters_dir / name
+    if final.exists():
+        raise AdapterError(f"adapter folder {final} exists already; adapters are never overwritten")
+    return Path(tempfile.mkdtemp(prefix=f".{name}-", dir=adapters_dir)), final
+
+
+def publish(scratch: Path, final: Path, meta: AdapterMeta) -> Path:
+    (scratch / META_FILE).write_text(json.dumps(meta.to_dict(), indent=2))
+    check_adapter_dir(scratch)
+    os.replace(scratch, final)
+    return final
+
+
+def discard(scratch: Path) -> None:
+    shutil.rmtree(scratch, ignore_errors=True)
+
+
+def check_adapter_dir(path: Path) -> AdapterMeta:
+    """Refuses a folder that is missing, incomplete or unreadable, before anything loads it."""
+    if not path.is_dir():
+        raise AdapterError(f"adapter folder {path} is missing")
+    for name in (*PEFT_FILES, META_FILE):
+        file = path / name
+        if not file.is_file() or file.stat().st_size == 0:
+            raise AdapterError(f"adapter folder {path} is incomplete: {name} is missing or empty")
+    try:
+        data = json.loads((path / META_FILE).read_text())
+        json.loads((path / "adapter_config.json").read_text())
+        meta = AdapterMeta(
+            labels=list(data["labels"]),
+            prompt=PromptFormat.from_dict(data["prompt"]),
+            base_model=str(data["base_model"]),
+            hyperparameters=dict(data.get("hyperparameters", {})),
+        )
+    except (ValueError, KeyError, TypeError) as exc:
+        raise AdapterError(f"adapter folder {path} is corrupt: {exc}") from None
+    _check_safetensors(path / "adapter_model.safetensors")
+    return meta
+
+
+def _check_safetensors(file: Path) -> None:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(file), framework="pt") as handle:
+            if not list(handle.keys()):
+                raise AdapterError(f"{file} holds no tensors")
+    except AdapterError:
+        raise
+    except Exception as exc:  # safetensors raises its own error types for a damaged header
+        raise AdapterError(f"{file} is corrupt: {exc}") from None

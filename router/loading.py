@@ -1,0 +1,16 @@
+"""Builds a ready router from a base model name and an adapter folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from router.base_model import LoadOptions, load_base_model
+from router.classifier import LoraRouter
+from router.settings import Settings
+
+
+def load_router(settings: Settings, *, adapter_dir: Path, name: str, base_model: str | None = None,
+                options: LoadOptions = LoadOptions()) -> LoraRouter:
+    base, tokenizer = load_base_model(base_model or settings.base_model, cache_dir=settings.cache_dir,
+                                      options=options)
+    return LoraRouter.from_adapter(base=base, tokenizer=tokenizer, adapter_dir=adapter_dir, name=name)

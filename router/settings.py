@@ -1,0 +1,60 @@
+"""The one settings object, built at the entry point from the environment (and `.env`) and passed down."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+EMBEDDED_MODEL = "smollm2-135m"
+
+
+def _env(name: str) -> AliasChoices:
+    return AliasChoices(name, name.lower())
+
+
+class Settings(BaseSettings):
+    """Every variable of the contract; `.env.example` lists them with comments."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+
+    home: Path = Field(Path(".switchboard"), validation_alias=_env("SWITCHBOARD_HOME"))
+    database_url_override: str | None = Field(None, validation_alias=_env("DATABASE_URL"))
+    base_model: str = Field(EMBEDDED_MODEL, validation_alias=_env("SWITCHBOARD_BASE_MODEL"))
+
+    slack_bot_token: SecretStr | None = Field(None, validation_alias=_env("SLACK_BOT_TOKEN"))
+    slack_signing_secret: SecretStr | None = Field(None, validation_alias=_env("SLACK_SIGNING_SECRET"))
+    slack_app_token: SecretStr | None = Field(None, validation_alias=_env("SLACK_APP_TOKEN"))
+    slack_api_url: str = Field("https://slack.com/api/", validation_alias=_env("SLACK_API_URL"))
+
+    openai_api_key: SecretStr | None = Field(None, validation_alias=_env("OPENAI_API_KEY"))
+    openai_base_url: str | None = Field(None, validation_alias=_env("OPENAI_BASE_URL"))
+    baseline_model: str = Field("gpt-4o", validation_alias=_env("SWITCHBOARD_BASELINE_MODEL"))
+
+    admins: Annotated[frozenset[str], NoDecode] = Field(
+        frozenset(), validation_alias=_env("SWITCHBOARD_ADMINS")
+    )
+    agents: Annotated[frozenset[str], NoDecode] = Field(
+        frozenset(), validation_alias=_env("SWITCHBOARD_AGENTS")
+    )
+
+    @field_validator("admins", "agents", mode="before")
+    @classmethod
+    def _split_ids(cls, value: object) -> object:
+        if isinstance(value, str):
+            return frozenset(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @property
+    def database_url(self) -> str:
+        return self.database_url_override or f"sqlite:///{self.home / 'switchboard.db'}"
+
+    @property
+    def adapters_dir(self) -> Path:
+        return self.home / "adapters"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.home / "cache"

@@ -1,0 +1,191 @@
+"""Departments, labelled examples and their labels: keyword-only query functions over one session."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import func
+from sqlmodel import Session, col, select
+
+from store.split import assign_split, text_hash
+from store.tables import Department, Label, LabelSource, Query, Split
+
+MAX_LABEL_CHARS = 100
+
+
+class StoreError(ValueError):
+    """A request the store refuses; the message is fit to show a user."""
+
+
+@dataclass(frozen=True)
+class Example:
+    query_id: int
+    text: str
+    label: str
+    split: Split
+    source: LabelSource
+    labelled_at: datetime
+
+
+@dataclass
+class AddResult:
+    added: int = 0
+    duplicates: int = 0
+    conflicting_duplicates: int = 0
+    new_departments: list[str] = field(default_factory=list)
+
+
+def list_departments(session: Session) -> list[Department]:
+    return list(session.exec(select(Department).order_by(col(Department.name))))
+
+
+def get_department(session: Session, *, name: str) -> Department | None:
+    return session.exec(select(Department).where(Department.name == name)).first()
+
+
+def upsert_department(
+    session: Session,
+    *,
+    name: str,
+    emoji: str | None = None,
+    channel: str | None = None,
+    description: str | None = None,
+) -> Department:
+    """Adds a department, or updates the emoji, channel and description given for an existing one."""
+    name = name.strip()
+    if not name or len(name) > MAX_LABEL_CHARS:
+        raise StoreError(f"department name must be 1 to {MAX_LABEL_CHARS} characters")
+    emoji = emoji.strip().strip(":") if emoji else None
+    if emoji:
+        owner = session.exec(select(Department).where(Department.emoji == emoji)).first()
+        if owner and owner.name != name:
+            raise StoreError(f"emoji :{emoji}: already belongs to {owner.name}")
+    department = get_department(session, name=name) or Department(name=name)
+    for attr, value in (("emoji", emoji), ("channel", channel), ("description", description)):
+        if value is not None:
+            setattr(department, attr, value)
+    session.add(department)
+    session.flush()
+    return department
+
+
+def _current_label_ids():  # type: ignore[no-untyped-def]
+    """Subquery: the id of each query's label in force (newest not withdrawn)."""
+    return (
+        select(func.max(Label.id).label("label_id"))
+        .where(col(Label.withdrawn_at).is_(None))
+        .group_by(col(Label.query_id))
+        .subquery()
+    )
+
+
+def labelled_examples(session: Session, *, split: Split | None = None) -> list[Example]:
+    """Every query with a label in force, with that label."""
+    current = _current_label_ids()
+    stmt = (
+        select(Query, Label, Department)
+        .join(current, current.c.label_id == Label.id)
+        .join(Query, col(Query.id) == Label.query_id)
+        .join(Department, col(Department.id) == Label.department_id)
+        .order_by(col(Query.id))
+    )
+    if split is not None:
+        stmt = stmt.where(Query.split == split)
+    return [
+        Example(q.id, q.text, d.name, Split(q.split), LabelSource(lab.source), lab.created_at)  # type: ignore[arg-type]
+        for q, lab, d in session.exec(stmt)
+    ]
+
+
+def split_counts_by_department(session: Session) -> Counter[tuple[str, Split]]:
+    return Counter((e.label, e.split) for e in labelled_examples(session))
+
+
+def add_examples(
+    session: Session,
+    *,
+    examples: Iterable[tuple[str, str]],
+    source: LabelSource = LabelSource.IMPORT,
+    author: str | None = None,
+) -> AddResult:
+    """Stores new (text, department) examples. A text already stored is skipped, whatever its label."""
+    result = AddResult()
+    counts = split_counts_by_department(session)
+    departments = {d.name: d for d in list_departments(session)}
+    seen: dict[str, str] = {}
+    hashes = [(text, label, text_hash(text)) for text, label in examples]
+    known = _stored_labels(session, {h for _, _, h in hashes})
+    for text, label, digest in hashes:
+        earlier = seen.get(digest) or known.get(digest)
+        if earlier is not None:
+            result.duplicates += 1
+            result.conflicting_duplicates += earlier != label
+            continue
+        seen[digest] = label
+        if label not in departments:
+            departments[label] = upsert_department(session, name=label)
+            result.new_departments.append(label)
+        split = assign_split(
+            digest, n_train=counts[(label, Split.TRAIN)], n_holdout=counts[(label, Split.HOLDOUT)]
+        )
+        counts[(label, split)] += 1
+        query = Query(text=text, text_hash=digest, split=split)
+        session.add(query)
+        session.flush()
+        session.add(Label(query_id=query.id, department_id=departments[label].id, source=source, author=author))
+        result.added += 1
+    session.flush()
+    return result
+
+
+def _stored_labels(session: Session, digests: set[str]) -> dict[str, str]:
+    """Text hash -> label in force ('' for a stored query with no label) for the hashes already stored."""
+    found: dict[str, str] = {}
+    items = sorted(digests)
+    for start in range(0, len(items), 500):
+        chunk = items[start : start + 500]
+        for digest in session.exec(select(Query.text_hash).where(col(Query.text_hash).in_(chunk))):
+            found[digest] = ""
+    if found:
+        for example in labelled_examples(session):
+            digest = text_hash(example.text)
+            if digest in found:
+                found[digest] = example.label
+    return found
+
+
+def label_query(
+    session: Session, *, query: Query, department: Department, source: LabelSource, author: str | None
+) -> Label:
+    """Gives a stored query a new label in force; the one it replaces is kept, marked superseded."""
+    if query.split is None:
+        counts = split_counts_by_department(session)
+        query.split = assign_split(
+            query.text_hash,
+            n_train=counts[(department.name, Split.TRAIN)],
+            n_holdout=counts[(department.name, Split.HOLDOUT)],
+        )
+        session.add(query)
+    label = Label(query_id=query.id, department_id=department.id, source=source, author=author)  # type: ignore[arg-type]
+    session.add(label)
+    session.flush()
+    previous = session.exec(
+        select(Label)
+        .where(Label.query_id == query.id, col(Label.withdrawn_at).is_(None), Label.id != label.id)
+        .order_by(col(Label.id).desc())
+    ).first()
+    if previous is not None and previous.superseded_by is None:
+        previous.superseded_by = label.id
+        session.add(previous)
+    return label
+
+
+def count_labels_since(session: Session, since: datetime | None) -> int:
+    stmt = select(func.count()).select_from(Label).where(col(Label.withdrawn_at).is_(None))
+    if since is not None:
+        stmt = stmt.where(Label.created_at > since)
+    return int(session.exec(stmt).one())
+

@@ -1,0 +1,51 @@
+"""An ordered list of migrations, applied by the CLI before anything else touches the database.
+
+Each migration runs once, in order, inside one transaction with its row in `schema_version`.
+Append new ones to `MIGRATIONS`; never edit one that has shipped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sqlalchemy import Connection, inspect, text
+from sqlalchemy.engine import Engine
+
+from store import tables
+
+
+def _m001_initial(conn: Connection) -> None:
+    initial = [
+        tables.Department, tables.Query, tables.Label, tables.ModelVersion, tables.Registry,
+        tables.Prediction, tables.TrainingRun, tables.Lock,
+    ]
+    tables.SQLModel.metadata.create_all(conn, tables=[t.__table__ for t in initial])  # type: ignore[attr-defined]
+    conn.execute(text("INSERT INTO registry (id, changed_at) VALUES (1, CURRENT_TIMESTAMP)"))
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [_m001_initial]
+
+
+def current_version(engine: Engine) -> int:
+    if not inspect(engine).has_table("schema_version"):
+        return 0
+    with engine.connect() as conn:
+        return int(conn.execute(text("SELECT COALESCE(MAX(version), 0) FROM schema_version")).scalar_one())
+
+
+def migrate(engine: Engine) -> list[int]:
+    """Apply every migration not yet applied; returns the versions applied now."""
+    tables.SchemaVersion.__table__.create(engine, checkfirst=True)  # type: ignore[attr-defined]
+    applied = []
+    for version, migration in enumerate(MIGRATIONS, start=1):
+        with engine.begin() as conn:
+            done = conn.execute(text("SELECT 1 FROM schema_version WHERE version = :v"), {"v": version}).first()
+            if done:
+                continue
+            migration(conn)
+            conn.execute(
+                text("INSERT INTO schema_version (version, applied_at) VALUES (:v, CURRENT_TIMESTAMP)"),
+                {"v": version},
+            )
+        applied.append(version)
+    return applied

@@ -1,0 +1,107 @@
+"""The adapter registry. Promotion and rollback move the one active pointer in a single transaction."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlmodel import Session, col, select
+
+from store.examples import StoreError
+from store.tables import ModelStatus, ModelVersion, Registry, utcnow
+
+
+def register_model(
+    session: Session,
+    *,
+    adapter_path: str,
+    base_model: str,
+    labels: list[str],
+    hyperparameters: dict[str, Any],
+    metrics: dict[str, Any],
+    parent_id: int | None,
+) -> ModelVersion:
+    model = ModelVersion(
+        adapter_path=adapter_path,
+        base_model=base_model,
+        labels=labels,
+        hyperparameters=hyperparameters,
+        metrics=metrics,
+        parent_id=parent_id,
+    )
+    session.add(model)
+    session.flush()
+    return model
+
+
+def list_models(session: Session) -> list[ModelVersion]:
+    return list(session.exec(select(ModelVersion).order_by(col(ModelVersion.id))))
+
+
+def get_model(session: Session, *, model_id: int) -> ModelVersion:
+    model = session.get(ModelVersion, model_id)
+    if model is None:
+        raise StoreError(f"no model with id {model_id}")
+    return model
+
+
+def active_model(session: Session) -> ModelVersion | None:
+    pointer = session.get(Registry, 1)
+    if pointer is None or pointer.active_model_id is None:
+        return None
+    return session.get(ModelVersion, pointer.active_model_id)
+
+
+def promote(session: Session, *, model_id: int, by: str | None = None) -> ModelVersion:
+    """Makes `model_id` active; the model it replaces is retired and stays for rollback."""
+    model = get_model(session, model_id=model_id)
+    current = active_model(session)
+    if current is not None and current.id == model.id:
+        return model
+    model.promoted_at = utcnow()
+    _move_pointer(session, to=model, retire_as=ModelStatus.RETIRED, by=by)
+    return model
+
+
+def rollback(session: Session, *, by: str | None = None) -> ModelVersion:
+    """Restores the model that was active before the current one.
+
+    The current model is marked rejected, so a second rollback goes further back instead of
+    returning to it; `promote` can still bring it back on purpose.
+    """
+    current = active_model(session)
+    if current is None:
+        raise StoreError("no active model to roll back from")
+    earlier = session.exec(
+        select(ModelVersion)
+        .where(
+            ModelVersion.status == ModelStatus.RETIRED,
+            col(ModelVersion.promoted_at).is_not(None),
+            col(ModelVersion.promoted_at) < current.promoted_at,
+        )
+        .order_by(col(ModelVersion.promoted_at).desc())
+    ).first()
+    if earlier is None:
+        raise StoreError(f"model {current.id} is the first ever active: nothing to roll back to")
+    _move_pointer(session, to=earlier, retire_as=ModelStatus.REJECTED, by=by)
+    return earlier
+
+
+def _move_pointer(session: Session, *, to: ModelVersion, retire_as: ModelStatus, by: str | None) -> None:
+    pointer = session.get(Registry, 1) or Registry(id=1)
+    if pointer.active_model_id is not None:
+        previous = get_model(session, model_id=pointer.active_model_id)
+        previous.status = retire_as
+        session.add(previous)
+    to.status = ModelStatus.ACTIVE
+    pointer.active_model_id = to.id
+    pointer.changed_at = utcnow()
+    pointer.changed_by = by
+    session.add_all([to, pointer])
+    session.flush()
+
+
+def set_status(session: Session, *, model_id: int, status: ModelStatus) -> None:
+    model = get_model(session, model_id=model_id)
+    model.status = status
+    session.add(model)
+    session.flush()

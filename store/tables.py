@@ -1,0 +1,147 @@
+"""Every table of the store. Query functions live in their own modules beside this one."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, Column
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    """Every timestamp is aware UTC."""
+    return datetime.now(UTC)
+
+
+class Split(StrEnum):
+    TRAIN = "train"
+    HOLDOUT = "holdout"
+
+
+class LabelSource(StrEnum):
+    IMPORT = "import"
+    AGENT = "agent"
+    CONFIRM = "confirm"
+    ADMIN = "admin"
+
+
+class ModelStatus(StrEnum):
+    CANDIDATE = "candidate"
+    ACTIVE = "active"
+    RETIRED = "retired"
+    REJECTED = "rejected"
+
+
+class RunStatus(StrEnum):
+    RUNNING = "running"
+    PROMOTED = "promoted"
+    NOT_PROMOTED = "not_promoted"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+
+
+class Department(SQLModel, table=True):
+    __tablename__ = "departments"
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(unique=True, index=True, max_length=100)
+    emoji: str | None = Field(default=None, unique=True)
+    channel: str | None = None
+    description: str | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Query(SQLModel, table=True):
+    """A text seen once. `split` is set when the text first becomes a labelled example, never after."""
+
+    __tablename__ = "queries"
+    id: int | None = Field(default=None, primary_key=True)
+    text: str
+    text_hash: str = Field(unique=True, index=True)
+    split: Split | None = Field(default=None, index=True)
+    slack_channel: str | None = None
+    slack_ts: str | None = Field(default=None, index=True)
+    slack_user: str | None = None
+    slack_event_id: str | None = Field(default=None, index=True)
+    received_at: datetime = Field(default_factory=utcnow)
+
+
+class Label(SQLModel, table=True):
+    """A department given to a query. The newest label not withdrawn is the query's label."""
+
+    __tablename__ = "labels"
+    id: int | None = Field(default=None, primary_key=True)
+    query_id: int = Field(foreign_key="queries.id", index=True)
+    department_id: int = Field(foreign_key="departments.id", index=True)
+    source: LabelSource
+    author: str | None = None
+    created_at: datetime = Field(default_factory=utcnow, index=True)
+    superseded_by: int | None = Field(default=None, foreign_key="labels.id")
+    withdrawn_at: datetime | None = None
+
+
+class ModelVersion(SQLModel, table=True):
+    """One adapter folder, written once. Only the `registry` pointer and `status` ever change."""
+
+    __tablename__ = "model_versions"
+    id: int | None = Field(default=None, primary_key=True)
+    adapter_path: str
+    base_model: str
+    labels: list[str] = Field(sa_column=Column(JSON, nullable=False))
+    hyperparameters: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    metrics: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    status: ModelStatus = Field(default=ModelStatus.CANDIDATE, index=True)
+    parent_id: int | None = Field(default=None, foreign_key="model_versions.id")
+    created_at: datetime = Field(default_factory=utcnow)
+    promoted_at: datetime | None = None
+
+
+class Registry(SQLModel, table=True):
+    """The active-model pointer: one row, moved in the same transaction as the statuses."""
+
+    __tablename__ = "registry"
+    id: int = Field(default=1, primary_key=True)
+    active_model_id: int | None = Field(default=None, foreign_key="model_versions.id")
+    changed_at: datetime = Field(default_factory=utcnow)
+    changed_by: str | None = None
+
+
+class Prediction(SQLModel, table=True):
+    __tablename__ = "predictions"
+    id: int | None = Field(default=None, primary_key=True)
+    query_id: int = Field(foreign_key="queries.id", index=True)
+    model_version_id: int | None = Field(default=None, foreign_key="model_versions.id")
+    department: str
+    confidence: float
+    scores: dict[str, float] = Field(sa_column=Column(JSON, nullable=False))
+    latency_ms: float
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class TrainingRun(SQLModel, table=True):
+    __tablename__ = "training_runs"
+    id: int | None = Field(default=None, primary_key=True)
+    started_at: datetime = Field(default_factory=utcnow)
+    finished_at: datetime | None = None
+    status: RunStatus = Field(default=RunStatus.RUNNING, index=True)
+    snapshot_hash: str | None = None
+    candidate_id: int | None = Field(default=None, foreign_key="model_versions.id")
+    report: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    reason: str | None = None
+    trigger: str | None = None
+
+
+class Lock(SQLModel, table=True):
+    """A lease that any process can see: held until released or until `expires_at` passes."""
+
+    __tablename__ = "locks"
+    name: str = Field(primary_key=True)
+    owner: str
+    expires_at: datetime
+
+
+class SchemaVersion(SQLModel, table=True):
+    __tablename__ = "schema_version"
+    version: int = Field(primary_key=True)
+    applied_at: datetime = Field(default_factory=utcnow)

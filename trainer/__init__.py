@@ -1,0 +1,1 @@
+"""The retraining pipeline: snapshot data, train a LoRA adapter, evaluate, gate, promote."""

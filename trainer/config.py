@@ -1,0 +1,34 @@
+"""Training hyperparameters: one dataclass, saved beside every adapter it produced."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    learning_rate: float = field(default=1e-3, metadata={"help": "AdamW peak learning rate (linear decay)"})
+    epochs: float = field(default=3.0, metadata={"help": "passes over the training examples"})
+    batch_size: int = field(default=16, metadata={"help": "examples per optimiser step"})
+    lora_r: int = field(default=16, metadata={"help": "LoRA rank"})
+    lora_alpha: int = field(default=32, metadata={"help": "LoRA scaling numerator (scale = alpha / r)"})
+    lora_dropout: float = field(default=0.0, metadata={"help": "dropout on the LoRA input"})
+    target_modules: str = field(
+        default="all-linear", metadata={"help": "'all-linear' or comma-separated module names, e.g. q_proj,v_proj"}
+    )
+    warmup_ratio: float = field(default=0.06, metadata={"help": "share of steps spent warming up"})
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
+    precision: str = field(
+        default="auto", metadata={"help": "'auto' (bf16 where the hardware has it), 'fp32' or 'bf16'; '4bit' on GPU"}
+    )
+    max_text_tokens: int = field(default=96, metadata={"help": "query tokens kept; longer queries are cut"})
+    seed: int = field(default=13, metadata={"help": "seed for shuffling and LoRA initialisation"})
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})

@@ -1,0 +1,159 @@
+"""One LoRA fine-tune with TRL's SFTTrainer, with the loss on the label only.
+
+It refuses the silent failures: no trainable parameters, no supervised tokens, a loss that is
+not a number. Each raises `TrainingFailed` with the reason, and no adapter is written.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from router.prompt import PromptFormat, label_ids, prompt_ids
+from trainer.config import TrainConfig
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+
+class TrainingFailed(RuntimeError):
+    """Training produced nothing usable; the message is the reason shown to the user."""
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    model: Any  # the PeftModel, still in memory for evaluation
+    trainable_parameters: int
+    supervised_tokens: int
+    final_loss: float
+    steps: int
+    seconds: float
+    examples_per_second: float
+
+
+def tokenise_examples(
+    tokenizer: PreTrainedTokenizerBase, prompt: PromptFormat, examples: list[tuple[str, str]]
+) -> list[dict[str, list[int]]]:
+    rows = []
+    for text, label in examples:
+        head, tail = prompt_ids(tokenizer, prompt, text), label_ids(tokenizer, prompt, label)
+        rows.append({"input_ids": head + tail, "completion_mask": [0] * len(head) + [1] * len(tail)})
+    return rows
+
+
+def wrap_with_lora(model: PreTrainedModel, config: TrainConfig, *, init_adapter: Path | None) -> Any:
+    from peft import LoraConfig, PeftModel, get_peft_model
+
+    if init_adapter is not None:
+        peft_model = PeftModel.from_pretrained(model, str(init_adapter), is_trainable=True)
+    else:
+        targets = config.target_modules
+        lora = LoraConfig(
+            r=config.lora_r,
+            lora_alpha=config.lora_alpha,
+            lora_dropout=config.lora_dropout,
+            target_modules=targets if targets == "all-linear" else [t.strip() for t in targets.split(",")],
+            task_type="CAUSAL_LM",
+        )
+        peft_model = get_peft_model(model, lora)
+    trainable, _total = peft_model.get_nb_trainable_parameters()
+    if trainable == 0:
+        raise TrainingFailed("the adapter has no trainable parameters (check target_modules)")
+    return peft_model
+
+
+def train_lora(
+    *,
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    examples: list[tuple[str, str]],
+    prompt: PromptFormat,
+    config: TrainConfig,
+    init_adapter: Path | None = None,
+    progress: bool = True,
+) -> TrainResult:
+    from datasets import Dataset
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+    from trl import SFTConfig, SFTTrainer
+
+    from trainer.progress import LossBar, NanGuard
+
+    if not examples:
+        raise TrainingFailed("no training examples")
+    rows = tokenise_examples(tokenizer, prompt, examples)
+    supervised = sum(sum(r["completion_mask"]) for r in rows)
+    if supervised == 0:
+        raise TrainingFailed("no supervised tokens: every label tokenised to nothing")
+    peft_model = wrap_with_lora(model, config, init_adapter=init_adapter)
+    trainable, _ = peft_model.get_nb_trainable_parameters()
+    on_cpu = next(peft_model.parameters()).device.type == "cpu"
+    with tempfile.TemporaryDirectory(prefix="switchboard-sft-") as scratch:
+        args = SFTConfig(
+            output_dir=scratch,
+            num_train_epochs=config.epochs,
+            per_device_train_batch_size=config.batch_size,
+            learning_rate=config.learning_rate,
+            lr_scheduler_type="linear",
+            warmup_steps=config.warmup_ratio,
+            weight_decay=config.weight_decay,
+            logging_steps=1,
+            save_strategy="no",
+            report_to=[],
+            seed=config.seed,
+            data_seed=config.seed,
+            bf16=use_bf16_autocast(config.precision, on_cpu=on_cpu),
+            use_cpu=on_cpu,
+            completion_only_loss=True,
+            max_length=None,
+            dataloader_num_workers=0,
+            disable_tqdm=True,
+            gradient_checkpointing=False,  # TRL turns it on; on a small model it only costs time
+        )
+        guard = NanGuard()
+        trainer = SFTTrainer(
+            model=peft_model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer,
+            callbacks=[guard, *([LossBar()] if progress else [])],
+        )
+        trainer.remove_callback(ProgressCallback)
+        trainer.remove_callback(PrinterCallback)
+        if not any(t != -100 for labels in trainer.train_dataset["labels"] for t in labels):
+            raise TrainingFailed("no supervised tokens after TRL's preprocessing")
+        started = time.perf_counter()
+        output = trainer.train()
+        seconds = time.perf_counter() - started
+    if guard.bad_loss is not None or not math.isfinite(output.training_loss):
+        raise TrainingFailed(f"training loss is not a number ({guard.bad_loss or output.training_loss})")
+    peft_model.eval()
+    return TrainResult(
+        model=peft_model,
+        trainable_parameters=int(trainable),
+        supervised_tokens=int(supervised),
+        final_loss=float(guard.last_loss if guard.last_loss is not None else output.training_loss),
+        steps=int(output.global_step),
+        seconds=seconds,
+        examples_per_second=len(rows) * config.epochs / seconds if seconds else 0.0,
+    )
+
+
+def use_bf16_autocast(precision: str, *, on_cpu: bool) -> bool:
+    """bf16 mixed precision where the hardware runs it natively (AMX/AVX512-BF16 CPUs, GPUs)."""
+    import torch
+
+    if precision in ("fp32",):
+        return False
+    if precision in ("bf16", "4bit"):
+        return True
+    if not on_cpu:
+        return bool(torch.cuda.is_bf16_supported())
+    return bool(torch.backends.cpu.get_cpu_capability() in ("AVX512",) and _cpu_has_amx())
+
+
+def _cpu_has_amx() -> bool:
+    try:
+        return "amx_bf16" in Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False

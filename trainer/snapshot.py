@@ -1,0 +1,44 @@
+"""The data a run trains and evaluates on, fixed at its start and recorded so any result can be redone."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlmodel import Session
+
+from store.examples import Example, labelled_examples
+from store.tables import Split
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    train: list[Example]
+    holdout: list[Example]
+
+    @property
+    def labels(self) -> list[str]:
+        """The departments the model can learn: those with at least one training example."""
+        return sorted({e.label for e in self.train})
+
+    @property
+    def digest(self) -> str:
+        rows = sorted((e.query_id, e.label, e.split.value) for e in self.train + self.holdout)
+        return hashlib.sha256(json.dumps(rows).encode()).hexdigest()
+
+    def write(self, path: Path) -> None:
+        path.write_text(json.dumps({
+            "digest": self.digest,
+            "train": [[e.query_id, e.label] for e in self.train],
+            "holdout": [[e.query_id, e.label] for e in self.holdout],
+        }))
+
+
+def take_snapshot(session: Session) -> Snapshot:
+    examples = labelled_examples(session)
+    return Snapshot(
+        train=[e for e in examples if e.split == Split.TRAIN],
+        holdout=[e for e in examples if e.split == Split.HOLDOUT],
+    )
