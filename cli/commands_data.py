@@ -138,6 +138,6 @@ def status(args: argparse.Namespace) -> int:
 
 
 def _usage(message: str) -> Exception:
-    from cli.main import UserError
+    from cli.context import UserError
 
     return UserError(message)

@@ -67,7 +67,7 @@ def train(args: argparse.Namespace) -> int:
 
 
 def _router_for(ctx: Context, model_id: int | None) -> Any:
-    from cli.main import UserError
+    from cli.context import UserError
     from router.loading import load_router
     from store.registry import active_model, get_model
 
@@ -122,7 +122,7 @@ def classify(args: argparse.Namespace) -> int:
 
 
 def models(args: argparse.Namespace) -> int:
-    from cli.main import UserError
+    from cli.context import UserError
     from router.adapters import check_adapter_dir
     from store.db import transaction
     from store.registry import get_model, list_models, promote, rollback

@@ -12,6 +12,10 @@ if TYPE_CHECKING:
     from store.db import SessionFactory
 
 
+class UserError(Exception):
+    """A mistake the user can fix; shown as one line."""
+
+
 @dataclass(frozen=True)
 class Context:
     settings: Settings

@@ -12,10 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from cli import commands_data, commands_model
-
-
-class UserError(Exception):
-    """A mistake the user can fix; shown as one line."""
+from cli.context import UserError
 
 
 def build_parser() -> argparse.ArgumentParser:

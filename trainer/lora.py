@@ -29,6 +29,7 @@ class TrainResult:
     model: Any  # the PeftModel, still in memory for evaluation
     trainable_parameters: int
     supervised_tokens: int
+    first_loss: float
     final_loss: float
     steps: int
     seconds: float
@@ -59,7 +60,10 @@ def wrap_with_lora(model: PreTrainedModel, config: TrainConfig, *, init_adapter:
             target_modules=targets if targets == "all-linear" else [t.strip() for t in targets.split(",")],
             task_type="CAUSAL_LM",
         )
-        peft_model = get_peft_model(model, lora)
+        try:
+            peft_model = get_peft_model(model, lora)
+        except ValueError as exc:
+            raise TrainingFailed(f"the adapter has no trainable parameters: {exc}".splitlines()[0]) from None
     trainable, _total = peft_model.get_nb_trainable_parameters()
     if trainable == 0:
         raise TrainingFailed("the adapter has no trainable parameters (check target_modules)")
@@ -101,6 +105,7 @@ def train_lora(
             warmup_steps=config.warmup_ratio,
             weight_decay=config.weight_decay,
             logging_steps=1,
+            logging_nan_inf_filter=False,  # the default hides a NaN loss: the very failure to catch
             save_strategy="no",
             report_to=[],
             seed=config.seed,
@@ -132,6 +137,7 @@ def train_lora(
         model=peft_model,
         trainable_parameters=int(trainable),
         supervised_tokens=int(supervised),
+        first_loss=float(guard.first_loss if guard.first_loss is not None else output.training_loss),
         final_loss=float(guard.last_loss if guard.last_loss is not None else output.training_loss),
         steps=int(output.global_step),
         seconds=seconds,

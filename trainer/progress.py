@@ -13,6 +13,7 @@ class NanGuard(TrainerCallback):
 
     def __init__(self) -> None:
         self.bad_loss: float | None = None
+        self.first_loss: float | None = None
         self.last_loss: float | None = None
 
     def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, float] | None = None, **_: Any) -> None:
@@ -23,6 +24,7 @@ class NanGuard(TrainerCallback):
             self.bad_loss = loss
             control.should_training_stop = True
         else:
+            self.first_loss = loss if self.first_loss is None else self.first_loss
             self.last_loss = loss
 
 

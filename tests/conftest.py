@@ -1,0 +1,86 @@
+"""Shared fixtures: a clean environment, a temporary SQLite store, and a tiny real Llama."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from router.settings import Settings
+from store.db import SessionFactory, make_engine, session_factory
+from store.migrations import migrate
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = ROOT / "data" / "sample"
+ENV_PREFIXES = ("SWITCHBOARD_", "SLACK_", "OPENAI_", "DATABASE_URL")
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No test sees the developer's settings or .env file."""
+    for name in list(os.environ):
+        if name.startswith(ENV_PREFIXES):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    return tmp_path / "home"
+
+
+@pytest.fixture
+def settings(home: Path, tiny_model_dir: Path) -> Settings:
+    return Settings(SWITCHBOARD_HOME=home, SWITCHBOARD_BASE_MODEL=str(tiny_model_dir))
+
+
+@pytest.fixture
+def sessions(home: Path) -> SessionFactory:
+    engine = make_engine(f"sqlite:///{home / 'switchboard.db'}")
+    migrate(engine)
+    return session_factory(engine)
+
+
+def tiny_corpus() -> list[str]:
+    import csv
+
+    with (SAMPLE / "train.csv").open() as handle:
+        texts = [row["text"] for row in csv.DictReader(handle)]
+    return [*texts, "Customer message:", "Department:", *[f" {w}" for w in
+            ("Orders", "Shipping", "Billing", "Refunds", "Accounts", "Customer Care", "alpha", "beta", "gamma")]]
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-layer Llama with a BPE tokenizer trained on the sample: a real model, built in a second."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    bpe = Tokenizer(models.BPE(unk_token="<unk>"))
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    bpe.train_from_iterator(tiny_corpus(), trainers.BpeTrainer(
+        vocab_size=400, special_tokens=["<unk>", "<s>", "</s>", "<pad>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, unk_token="<unk>", bos_token="<s>",
+                                        eos_token="</s>", pad_token="<pad>")
+    tokenizer.save_pretrained(folder)
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+                         bos_token_id=1, eos_token_id=2, pad_token_id=3, tie_word_embeddings=True,
+                         initializer_range=0.2)
+    LlamaForCausalLM(config).save_pretrained(folder)
+    return folder
+
+
+def run_cli(*args: str, env: dict[str, str], input_text: str | None = None) -> subprocess.CompletedProcess[str]:
+    """Runs `switchboard` as a user does: a new process, its own environment."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIXES)} | env
+    return subprocess.run([sys.executable, "-m", "cli.main", *args], capture_output=True, text=True,
+                          env=full_env, input=input_text, cwd=os.getcwd(), timeout=600)

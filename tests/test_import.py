@@ -1,0 +1,112 @@
+import json
+
+import pytest
+
+from store.formats import MAX_LABEL_CHARS, UnreadableFile, read_labelled_file
+from tests.conftest import run_cli
+
+
+def write(tmp_path, name, content):
+    path = tmp_path / name
+    path.write_text(content, encoding="utf-8") if isinstance(content, str) else path.write_bytes(content)
+    return path
+
+
+@pytest.mark.parametrize(("name", "content", "fmt"), [
+    ("a.csv", "text,label\nWhere is my card?,Cards\n\"Send, money\",Transfers\n", "csv"),
+    ("b.csv", "text,category\nWhere is my card?,Cards\nSend money,Transfers\n", "csv"),
+    ("c.jsonl", '{"text": "Where is my card?", "label": "Cards"}\n{"text": "Send money", "label": "Transfers"}\n',
+     "jsonl"),
+    ("d.jsonl", "\n".join(json.dumps({"messages": [
+        {"role": "system", "content": "Route it."}, {"role": "user", "content": t},
+        {"role": "assistant", "content": label}]}) for t, label in
+        [("Where is my card?", "Cards"), ("Send money", "Transfers")]), "jsonl"),
+    ("e.jsonl", '{"prompt": "Where is my card?", "completion": " Cards"}\n'
+                '{"prompt": "Send money", "completion": "Transfers"}\n', "jsonl"),
+    ("f.json", json.dumps([{"conversations": [{"role": "user", "content": t}, {"role": "assistant", "content": lab}]}
+                           for t, lab in [("Where is my card?", "Cards"), ("Send money", "Transfers")]]), "json"),
+])
+def test_every_contract_format_is_read(tmp_path, name, content, fmt):
+    parsed = read_labelled_file(write(tmp_path, name, content))
+    assert parsed.format == fmt
+    assert parsed.examples == [("Where is my card?", "Cards"), ("Send money" if fmt != "csv" or name == "b.csv"
+                                                                else "Send, money", "Transfers")]
+    assert parsed.rejected == []
+
+
+def test_format_comes_from_the_content_not_the_name(tmp_path):
+    parsed = read_labelled_file(write(tmp_path, "data.txt", '{"text": "hi there", "label": "Cards"}\n'))
+    assert parsed.format == "jsonl" and parsed.examples == [("hi there", "Cards")]
+
+
+def test_bad_lines_are_rejected_with_number_and_reason(tmp_path):
+    lines = [
+        '{"text": "good one", "label": "Cards"}',
+        "this is not json",
+        '{"label": "Cards"}',
+        '{"text": "no label here"}',
+        '{"text": "   ", "label": "Cards"}',
+        json.dumps({"text": "long label", "label": "x" * (MAX_LABEL_CHARS + 1)}),
+        json.dumps({"text": "y" * 1_000_000, "label": "Cards"}),
+        '{"text": "good two", "label": "Transfers"}',
+    ]
+    parsed = read_labelled_file(write(tmp_path, "mixed.jsonl", "\n".join(lines)))
+    assert parsed.examples == [("good one", "Cards"), ("good two", "Transfers")]
+    reasons = {r.line: r.reason for r in parsed.rejected}
+    assert reasons[2].startswith("not JSON")
+    assert reasons[3] == "missing text"
+    assert reasons[4] == "missing label"
+    assert reasons[5] == "empty text"
+    assert "over 100 characters" in reasons[6]
+    assert "KiB" in reasons[7]
+
+
+def test_csv_rows_with_a_huge_field_are_rejected_alone(tmp_path):
+    content = "text,label\nfine,Cards\n" + '"' + "z" * 1_000_000 + '",Cards\n' + "also fine,Transfers\n"
+    parsed = read_labelled_file(write(tmp_path, "big.csv", content))
+    assert ("fine", "Cards") in parsed.examples and ("also fine", "Transfers") in parsed.examples
+    assert len(parsed.rejected) == 1 and parsed.rejected[0].line == 3
+
+
+@pytest.mark.parametrize("content", [b"\x89PNG\r\n\x1a\n\x00\x00binary", b"\xff\xfe\xfa not utf8", b"   \n",
+                                     b"name,age\nbob,3\n", b"{not json at all\n{neither\n"])
+def test_a_file_that_is_not_what_it_claims_is_unreadable(tmp_path, content):
+    with pytest.raises(UnreadableFile):
+        read_labelled_file(write(tmp_path, "data.csv", content))
+
+
+def test_label_map_maps_and_rejects_unmapped_labels(tmp_path):
+    data = write(tmp_path, "d.csv", "text,label\ncard lost,lost_card\nsend cash,transfer\nhello,greeting\n")
+    parsed = read_labelled_file(data, label_map={"lost_card": "Cards", "transfer": "Transfers"})
+    assert parsed.examples == [("card lost", "Cards"), ("send cash", "Transfers")]
+    assert parsed.rejected[0].line == 4 and "not in the label map" in parsed.rejected[0].reason
+
+
+def test_cli_import_summarises_and_a_second_import_adds_nothing(tmp_path, home):
+    env = {"SWITCHBOARD_HOME": str(home)}
+    data = write(tmp_path, "d.jsonl", '{"text": "card lost", "label": "Cards"}\nnot json\n'
+                                      '{"text": "send cash", "label": "Transfers"}\n')
+    first = run_cli("import", str(data), "--json", env=env)
+    assert first.returncode == 0, first.stderr
+    summary = json.loads(first.stdout)
+    assert (summary["added"], summary["duplicates"], summary["rejected"]) == (2, 0, 1)
+    assert summary["rejections"] == [{"line": 2, "reason": "not JSON (Expecting value)"}]
+    second = json.loads(run_cli("import", str(data), "--json", env=env).stdout)
+    assert (second["added"], second["duplicates"]) == (0, 2)
+    mapped = write(tmp_path, "m.json", json.dumps({"Cards": "Card Services"}))
+    labels = write(tmp_path, "e.csv", "text,label\nnew card please,Cards\n")
+    third = json.loads(run_cli("import", str(labels), "--label-map", str(mapped), "--json", env=env).stdout)
+    assert third["new_departments"] == ["Card Services"]
+
+
+def test_cli_unreadable_file_changes_nothing_and_says_one_line(tmp_path, home):
+    env = {"SWITCHBOARD_HOME": str(home)}
+    run_cli("import", str(write(tmp_path, "ok.csv", "text,label\nhello,Cards\n")), env=env)
+    before = run_cli("export", env=env).stdout
+    bad = run_cli("import", str(write(tmp_path, "bad.jsonl", b"\x00\x01\x02garbage")), env=env)
+    assert bad.returncode != 0
+    assert bad.stdout == ""
+    assert len(bad.stderr.strip().splitlines()) == 1 and "binary" in bad.stderr
+    missing = run_cli("import", str(tmp_path / "nope.csv"), env=env)
+    assert missing.returncode != 0 and len(missing.stderr.strip().splitlines()) == 1
+    assert run_cli("export", env=env).stdout == before
