@@ -109,10 +109,11 @@ def model_source(base_model: str, cache_dir: Path) -> str:
 
 
 def load_base_model(
-    base_model: str, *, cache_dir: Path, options: LoadOptions = LoadOptions()
+    base_model: str, *, cache_dir: Path, options: LoadOptions | None = None
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    options = options or LoadOptions()
     device = resolve_device(options.device)
     source = model_source(base_model, cache_dir)
     kwargs: dict[str, Any] = {"dtype": resolve_dtype(options.precision, device)}

@@ -10,7 +10,7 @@ from router.settings import Settings
 
 
 def load_router(settings: Settings, *, adapter_dir: Path, name: str, base_model: str | None = None,
-                options: LoadOptions = LoadOptions()) -> LoraRouter:
+                options: LoadOptions | None = None) -> LoraRouter:
     base, tokenizer = load_base_model(base_model or settings.base_model, cache_dir=settings.cache_dir,
-                                      options=options)
+                                      options=options or LoadOptions())
     return LoraRouter.from_adapter(base=base, tokenizer=tokenizer, adapter_dir=adapter_dir, name=name)

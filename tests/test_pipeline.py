@@ -160,7 +160,8 @@ def test_help_is_fast_because_nothing_heavy_is_imported():
     import subprocess
     import sys
 
-    code = "import sys, cli.main as m; m.build_parser(); print(sorted({'torch','transformers','sqlmodel'} & set(sys.modules)))"
+    code = ("import sys, cli.main as m; m.build_parser(); "
+            "print(sorted({'torch','transformers','sqlmodel'} & set(sys.modules)))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 

@@ -1,6 +1,7 @@
 """Rebuilds the bundled sample from the Bitext customer-support set (run once; the output is committed).
 
-    python data/sample/make_sample.py ../shared/data/bitext_customer_support/Bitext_Sample_Customer_Support_Training_Dataset.csv
+    python data/sample/make_sample.py \
+        ../shared/data/bitext_customer_support/Bitext_Sample_Customer_Support_Training_Dataset.csv
 """
 
 import csv

@@ -1,0 +1,1 @@
+"""The Slack bot (slack-bolt). Shares the store and the adapter registry with the trainer; imports no trainer code."""

