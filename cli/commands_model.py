@@ -13,7 +13,7 @@ from cli.context import Context, emit, open_context
 
 def register(sub: Any) -> None:
     p = sub.add_parser("train", help="one retraining run now: train, evaluate on the holdout, promote or not")
-    p.add_argument("--epochs", type=float, help="override the default epochs")
+    p.add_argument("--epochs", type=float, help="train exactly this many epochs (default: at least 3, and 240 steps)")
     p.add_argument("--learning-rate", type=float, help="override the default learning rate")
     p.add_argument("--json", action="store_true", help="print one JSON object (the run's report)")
     p.set_defaults(handler=train)
@@ -47,7 +47,7 @@ def train(args: argparse.Namespace) -> int:
     ctx = open_context()
     config = TrainConfig()
     if args.epochs is not None:
-        config = replace(config, epochs=args.epochs)
+        config = replace(config, epochs=args.epochs, min_steps=0)  # exactly the epochs asked for
     if args.learning_rate is not None:
         config = replace(config, learning_rate=args.learning_rate)
     report = run_training(ctx.settings, ctx.sessions,

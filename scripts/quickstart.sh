@@ -12,7 +12,7 @@ export SWITCHBOARD_HOME="${SWITCHBOARD_HOME:-./.switchboard}"
 
 $sb import data/sample/train.csv
 $sb departments
-$sb train --epochs 2
+$sb train
 $sb eval data/sample/eval.csv --confusion-png "$SWITCHBOARD_HOME/eval-confusion.png"
 for q in "I was charged twice for the same order, can you fix the invoice?" \
          "Where is my parcel? It was supposed to arrive yesterday." \

@@ -13,7 +13,7 @@ from trainer.lora import TrainingFailed, train_lora
 
 EXAMPLES = [(f"{word} question {i}", label) for i in range(12)
             for word, label in (("alpha", "Orders"), ("beta", "Billing"), ("gamma", "Shipping"))]
-FAST = TrainConfig(learning_rate=1e-1, epochs=12, batch_size=4, lora_r=8, lora_alpha=16, precision="fp32")
+FAST = TrainConfig(learning_rate=1e-1, epochs=12, batch_size=4, min_steps=0, lora_r=8, lora_alpha=16, precision="fp32")
 
 
 @pytest.fixture
@@ -65,3 +65,35 @@ def test_training_examples_per_second_is_reported(tiny):
     result = train_lora(model=model, tokenizer=tokenizer, examples=EXAMPLES[:8], prompt=PromptFormat(),
                         config=replace(FAST, epochs=1), progress=False)
     assert result.steps == 2 and math.isfinite(result.final_loss) and result.examples_per_second > 0
+
+
+def test_the_label_vocabulary_loss_trains_the_scores_classification_reads(tiny):
+    model, tokenizer = tiny
+    from router.classifier import LoraRouter
+
+    result = train_lora(model=model, tokenizer=tokenizer, examples=EXAMPLES, prompt=PromptFormat(),
+                        config=replace(FAST, loss_vocabulary="labels", learning_rate=3e-2), progress=False)
+    assert result.final_loss < 0.6 * result.first_loss
+    router = LoraRouter(model=result.model.get_base_model(), tokenizer=tokenizer,
+                        labels=["Billing", "Orders", "Shipping"], prompt=PromptFormat(), name="t")
+    predicted = [c.department for c in router.classify_batch([t for t, _ in EXAMPLES])]
+    assert sum(p == y for p, (_, y) in zip(predicted, EXAMPLES, strict=True)) >= 0.9 * len(EXAMPLES)
+
+
+def test_an_unknown_loss_vocabulary_is_refused_before_training(tiny):
+    model, tokenizer = tiny
+    with pytest.raises(TrainingFailed, match="loss_vocabulary"):
+        train_lora(model=model, tokenizer=tokenizer, examples=EXAMPLES, prompt=PromptFormat(),
+                   config=replace(FAST, loss_vocabulary="everything"), progress=False)
+
+
+@pytest.mark.parametrize(("n", "batch", "epochs"), [(80, 2, 6.0), (146, 3, 5.0), (770, 16, 5.0), (10_003, 16, 3.0)])
+def test_small_data_gets_small_batches_and_enough_steps(n, batch, epochs):
+    resolved = TrainConfig().for_examples(n)
+    assert (resolved.batch_size, resolved.epochs) == (batch, epochs)
+    assert resolved.epochs * -(-n // batch) >= TrainConfig().min_steps
+
+
+def test_an_explicit_batch_size_and_no_minimum_steps_are_kept():
+    assert TrainConfig(batch_size=4, epochs=2, min_steps=0).for_examples(80) == TrainConfig(batch_size=4, epochs=2,
+                                                                                            min_steps=0)

@@ -79,7 +79,7 @@ def _run(settings: Settings, sessions: SessionFactory, options: RunOptions, run_
         result.model.save_pretrained(str(scratch))
         snapshot.write(scratch / "snapshot.json")
         publish(scratch, final, AdapterMeta(labels=snapshot.labels, prompt=prompt, base_model=settings.base_model,
-                                            hyperparameters=options.config.to_dict()))
+                                            hyperparameters=result.config.to_dict()))
     except TrainingFailed as exc:
         discard(scratch)
         return _finish(sessions, run_id, RunStatus.FAILED, str(exc), snapshot, None)
@@ -103,23 +103,23 @@ def _run(settings: Settings, sessions: SessionFactory, options: RunOptions, run_
                 "seconds": round(result.seconds, 1), "examples_per_second": round(result.examples_per_second, 2),
                 "final_loss": round(result.final_loss, 4), "trainable_parameters": result.trainable_parameters}
     with transaction(sessions) as session:
-        model = register_model(session, adapter_path=str(final), base_model=settings.base_model,
-                               labels=snapshot.labels, hyperparameters=options.config.to_dict(),
+        registered = register_model(session, adapter_path=str(final), base_model=settings.base_model,
+                               labels=snapshot.labels, hyperparameters=result.config.to_dict(),
                                metrics=_summary(scores.candidate), parent_id=current.id if current else None)
-        assert model.id is not None
+        assert registered.id is not None
         if decision.promote:
-            promote(session, model_id=model.id, by=f"trainer ({options.trigger})")
+            promote(session, model_id=registered.id, by=f"trainer ({options.trigger})")
         else:
-            model.status = ModelStatus.REJECTED
+            registered.status = ModelStatus.REJECTED
         report = {
-            "model_id": model.id, "adapter": str(final), "snapshot": snapshot.digest,
+            "model_id": registered.id, "adapter": str(final), "snapshot": snapshot.digest,
             **scores.report(), "promoted": decision.promote, "reason": decision.reason,
             "training": training, "confusion_png": str(png),
             "duration_s": round((datetime.now(UTC) - started).total_seconds(), 1),
         }
         run = finish_run(session, run_id=run_id, reason=decision.reason, report=report,
                          status=RunStatus.PROMOTED if decision.promote else RunStatus.NOT_PROMOTED,
-                         snapshot_hash=snapshot.digest, candidate_id=model.id)
+                         snapshot_hash=snapshot.digest, candidate_id=registered.id)
         return {"run_id": run.id, **report}
 
 
