@@ -88,7 +88,7 @@ def _convert_gguf(gguf: Path, target: Path) -> None:
     try:
         tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
         model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
-        model.hf_quantizer = None  # the weights are already dequantised to float32
+        model.hf_quantizer = None  # type: ignore[assignment]  # the weights are already dequantised to float32
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
         model.save_pretrained(scratch)
@@ -129,7 +129,7 @@ def load_base_model(
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     if options.precision != "4bit":
-        model.to(device)
+        model.to(device)  # type: ignore[arg-type]
     model.eval()
     return model, tokenizer
 

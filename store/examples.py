@@ -135,7 +135,9 @@ def add_examples(
         query = Query(text=text, text_hash=digest, split=split)
         session.add(query)
         session.flush()
-        session.add(Label(query_id=query.id, department_id=departments[label].id, source=source, author=author))
+        department_id = departments[label].id
+        assert query.id is not None and department_id is not None
+        session.add(Label(query_id=query.id, department_id=department_id, source=source, author=author))
         result.added += 1
     session.flush()
     return result
@@ -143,17 +145,19 @@ def add_examples(
 
 def _stored_labels(session: Session, digests: set[str]) -> dict[str, str]:
     """Text hash -> label in force ('' for a stored query with no label) for the hashes already stored."""
+    current = _current_label_ids()
     found: dict[str, str] = {}
     items = sorted(digests)
     for start in range(0, len(items), 500):
-        chunk = items[start : start + 500]
-        for digest in session.exec(select(Query.text_hash).where(col(Query.text_hash).in_(chunk))):
-            found[digest] = ""
-    if found:
-        for example in labelled_examples(session):
-            digest = text_hash(example.text)
-            if digest in found:
-                found[digest] = example.label
+        stmt = (
+            select(Query.text_hash, Department.name)
+            .select_from(Query)
+            .outerjoin(Label, (col(Label.query_id) == Query.id) & col(Label.id).in_(select(current.c.label_id)))
+            .outerjoin(Department, col(Department.id) == Label.department_id)
+            .where(col(Query.text_hash).in_(items[start : start + 500]))
+        )
+        for digest, name in session.exec(stmt):
+            found[digest] = name or ""
     return found
 
 
