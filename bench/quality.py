@@ -80,7 +80,7 @@ def lora_router(train, test, labels, args):
                         name="bench")
     predicted = [c.department for c in router.classify_batch([t for t, _ in test])]
     latency = _latency(router.classify, test)
-    return predicted, result, config, latency
+    return predicted, result, latency
 
 
 def _latency(predict_one, test, n: int = 40) -> float:
@@ -128,7 +128,7 @@ def main() -> None:
     report["results"]["minilm_logreg"] = summary(predicted, fit_s=round(fit_s, 2), latency_ms_median=latency)
     print(json.dumps({"minilm_logreg": report["results"]["minilm_logreg"]}), flush=True)
     if not args.alternatives_only:
-        predicted, result, config, latency = lora_router(train, test, labels, args)
+        predicted, result, latency = lora_router(train, test, labels, args)
         report["results"]["lora_router"] = summary(
             predicted, latency_ms_median=latency, train_s=round(result.seconds, 1),
             train_examples_per_s=round(result.examples_per_second, 2), final_loss=round(result.final_loss, 4),
