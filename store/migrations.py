@@ -23,7 +23,11 @@ def _m001_initial(conn: Connection) -> None:
     conn.execute(text("INSERT INTO registry (id, changed_at) VALUES (1, CURRENT_TIMESTAMP)"))
 
 
-MIGRATIONS: list[Callable[[Connection], None]] = [_m001_initial]
+def _m002_baseline_predictions(conn: Connection) -> None:
+    tables.BaselinePrediction.__table__.create(conn)  # type: ignore[attr-defined]
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [_m001_initial, _m002_baseline_predictions]
 
 
 def current_version(engine: Engine) -> int:

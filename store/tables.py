@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Column
+from sqlalchemy import JSON, Column, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -116,6 +116,21 @@ class Prediction(SQLModel, table=True):
     confidence: float
     scores: dict[str, float] = Field(sa_column=Column(JSON, nullable=False))
     latency_ms: float
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class BaselinePrediction(SQLModel, table=True):
+    """The few-shot baseline's answer to one query under one prompt and model: paid for once, reused by every run."""
+
+    __tablename__ = "baseline_predictions"
+    __table_args__ = (UniqueConstraint("query_id", "prompt_version", "model", name="uq_baseline_prediction"),)
+    id: int | None = Field(default=None, primary_key=True)
+    query_id: int = Field(foreign_key="queries.id", index=True)
+    prompt_version: str
+    model: str
+    department: str
+    prompt_tokens: int
+    completion_tokens: int
     created_at: datetime = Field(default_factory=utcnow)
 
 
