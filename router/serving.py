@@ -1,0 +1,141 @@
+"""The router a long-running process serves: always the registry's active model, swapped in place.
+
+A background thread polls the registry pointer. When a promotion or rollback moves it, the new
+adapter is loaded onto the base model already in memory (the base is never loaded twice), made
+active, and the old adapter is dropped. Requests and swaps take the same lock, so a swap happens
+between requests: none is dropped, none sees half a model. An adapter that fails to load is
+logged and the current one keeps serving.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from router.adapters import AdapterError, check_adapter_dir
+from router.classifier import Classification, LoraRouter
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+log = logging.getLogger(__name__)
+
+ActiveAdapter = tuple[int, str, str]  # model id, adapter folder, base model name
+ActiveLookup = Callable[[], ActiveAdapter | None]
+
+
+class NoActiveModel(RuntimeError):
+    """Nothing is promoted yet: train a first model."""
+
+
+class ActiveModelRouter:
+    def __init__(
+        self,
+        *,
+        base: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        base_model_name: str,
+        lookup: ActiveLookup,
+        poll_seconds: float = 2.0,
+    ) -> None:
+        self._base = base
+        self._tokenizer = tokenizer
+        self._base_model_name = base_model_name
+        self._lookup = lookup
+        self._poll_seconds = poll_seconds
+        self._lock = threading.Lock()
+        self._peft: Any = None
+        self._router: LoraRouter | None = None
+        self._model_id: int | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.swaps = 0
+
+    @property
+    def model_id(self) -> int | None:
+        return self._model_id
+
+    def refresh(self) -> bool:
+        """Loads the active adapter if it changed; True when a swap happened."""
+        active = self._lookup()
+        if active is None or active[0] == self._model_id:
+            return False
+        model_id, folder, base_model = active
+        if base_model != self._base_model_name:
+            log.error("model %s was trained on %s, but this process serves %s: keeping model %s",
+                      model_id, base_model, self._base_model_name, self._model_id)
+            return False
+        try:
+            meta = check_adapter_dir(Path(folder))
+        except AdapterError as exc:
+            log.error("cannot load model %s: %s; keeping model %s", model_id, exc, self._model_id)
+            return False
+        with self._lock:
+            self._swap(model_id, Path(folder), meta.labels, meta.prompt)
+        log.info("now serving model %s", model_id)
+        return True
+
+    def _swap(self, model_id: int, folder: Path, labels: list[str], prompt: Any) -> None:
+        from peft import PeftModel
+
+        name = f"model{model_id}"
+        if self._peft is None:
+            self._peft = PeftModel.from_pretrained(self._base, str(folder), adapter_name=name, is_trainable=False)
+        else:
+            self._peft.load_adapter(str(folder), adapter_name=name, is_trainable=False)
+            self._peft.set_adapter(name)
+            self._peft.delete_adapter(f"model{self._model_id}")
+        self._peft.eval()
+        self._router = LoraRouter(model=self._peft.get_base_model(), tokenizer=self._tokenizer, labels=labels,
+                                  prompt=prompt, name=str(model_id))
+        self._model_id = model_id
+        self.swaps += 1
+
+    def classify(self, text: str) -> Classification:
+        return self.classify_batch([text])[0]
+
+    def classify_batch(self, texts: Sequence[str]) -> list[Classification]:
+        with self._lock:
+            if self._router is None:
+                raise NoActiveModel("no model is active yet: run `switchboard train` first")
+            return self._router.classify_batch(texts)
+
+    @property
+    def labels(self) -> list[str]:
+        with self._lock:
+            return self._router.labels if self._router else []
+
+    def start(self) -> None:
+        """Loads the active model now, then watches the registry in a daemon thread."""
+        self.refresh()
+        self._thread = threading.Thread(target=self._watch, name="switchboard-hot-swap", daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self._poll_seconds):
+            try:
+                self.refresh()
+            except Exception:  # a bad adapter or a locked database must not kill the watcher
+                log.exception("hot swap check failed; still serving model %s", self._model_id)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+
+def registry_lookup(sessions: Callable[[], Any]) -> ActiveLookup:
+    """Reads the active pointer with a short session each time: cheap enough to poll every second."""
+    from store.registry import active_model
+
+    def lookup() -> ActiveAdapter | None:
+        with sessions() as session:
+            model = active_model(session)
+            if model is None or model.id is None:
+                return None
+            return model.id, model.adapter_path, model.base_model
+
+    return lookup
