@@ -42,6 +42,7 @@ def train(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from trainer.config import TrainConfig
+    from trainer.gate import GateRules
     from trainer.pipeline import RunOptions, run_training
 
     ctx = open_context()
@@ -50,18 +51,31 @@ def train(args: argparse.Namespace) -> int:
         config = replace(config, epochs=args.epochs, min_steps=0)  # exactly the epochs asked for
     if args.learning_rate is not None:
         config = replace(config, learning_rate=args.learning_rate)
+    rules = GateRules(max_department_drop=ctx.settings.gate_max_department_drop,
+                      min_holdout_per_department=ctx.settings.gate_min_holdout)
     report = run_training(ctx.settings, ctx.sessions,
-                          RunOptions(config=config, progress=sys.stderr.isatty() or not args.json))
+                          RunOptions(config=config, rules=rules, progress=sys.stderr.isatty() or not args.json))
     lines = [f"run {report['run_id']}: {'PROMOTED' if report['promoted'] else 'not promoted'}: {report['reason']}"]
     for who in ("candidate", "current", "baseline"):
         m = report.get(who)
         lines.append(f"  {who:<9} " + ("-" if not m else
                      f"macro-F1 {m['macro_f1']:.3f}  weighted-F1 {m['weighted_f1']:.3f}  "
                      f"accuracy {m['accuracy']:.3f}  (n={m['n']})"))
+    for name, alt in (report.get("alternatives") or {}).items():
+        if "macro_f1" in alt:
+            lines.append(f"  {name:<9} macro-F1 {alt['macro_f1']:.3f}  (reported, not gated on)")
+    for name, ci in (report.get("bootstrap_macro_f1_difference") or {}).items():
+        lines.append(f"  {name}: {ci['difference']:+.3f} macro-F1 "
+                     f"(95% CI {ci['ci95_low']:+.3f} .. {ci['ci95_high']:+.3f})")
+    if report.get("baseline_cost"):
+        cost = report["baseline_cost"]
+        lines.append(f"  baseline: {cost['requests']} requests, {cost['cached']} cached, cost "
+                     + (f"${cost['cost_usd']:.4f}" if cost.get("cost_usd") is not None else "unknown"))
     if report.get("training"):
         t = report["training"]
-        lines.append(f"  trained on {t['examples']} examples in {t['seconds']} s "
-                     f"({t['examples_per_second']} examples/s); confusion matrix: {report['confusion_png']}")
+        lines.append(f"  trained on {t['examples']} examples ({t['new']} new, {t['replay']} replayed) "
+                     f"in {t['seconds']} s ({t['examples_per_second']} examples/s); "
+                     f"confusion matrix: {report['confusion_png']}")
     emit(args.json, report, "\n".join(lines))
     return 0
 

@@ -33,6 +33,12 @@ class Settings(BaseSettings):
     openai_base_url: str | None = Field(None, validation_alias=_env("OPENAI_BASE_URL"))
     baseline_model: str = Field("gpt-4o", validation_alias=_env("SWITCHBOARD_BASELINE_MODEL"))
 
+    retrain_cron: str = Field("0 2 * * *", validation_alias=_env("SWITCHBOARD_RETRAIN_CRON"))
+    retrain_after_labels: int = Field(200, ge=1, validation_alias=_env("SWITCHBOARD_RETRAIN_AFTER_LABELS"))
+    gate_max_department_drop: float = Field(0.05, ge=0, le=1,
+                                            validation_alias=_env("SWITCHBOARD_GATE_MAX_DEPARTMENT_DROP"))
+    gate_min_holdout: int = Field(5, ge=0, validation_alias=_env("SWITCHBOARD_GATE_MIN_HOLDOUT_PER_DEPARTMENT"))
+
     admins: Annotated[frozenset[str], NoDecode] = Field(
         frozenset(), validation_alias=_env("SWITCHBOARD_ADMINS")
     )

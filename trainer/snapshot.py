@@ -28,10 +28,12 @@ class Snapshot:
         rows = sorted((e.query_id, e.label, e.split.value) for e in self.train + self.holdout)
         return hashlib.sha256(json.dumps(rows).encode()).hexdigest()
 
-    def write(self, path: Path) -> None:
+    def write(self, path: Path, *, trained_on: list[Example] | None = None) -> None:
+        """The ids and labels of the examples that trained the adapter and of the holdout, beside it."""
         path.write_text(json.dumps({
             "digest": self.digest,
             "train": [[e.query_id, e.label] for e in self.train],
+            "trained_on": [[e.query_id, e.label] for e in (self.train if trained_on is None else trained_on)],
             "holdout": [[e.query_id, e.label] for e in self.holdout],
         }))
 

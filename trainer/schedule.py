@@ -1,0 +1,73 @@
+"""Scheduled retraining: a cron (nightly by default) and a count of new labels, both running the
+same `run_training` that `switchboard train` and the slash command call.
+
+The store's lock keeps runs single across processes; here `max_instances=1` and `coalesce` keep a
+slow run from queueing copies of itself. A run that fails is already recorded as failed by the
+pipeline; the scheduler logs it and carries on.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from store.db import SessionFactory
+from store.examples import count_labels_since
+from store.runs import TRAINING_LOCK, last_trained_at, lock_held
+
+log = logging.getLogger(__name__)
+
+RunNow = Callable[[str], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    cron: str = "0 2 * * *"  # 02:00 UTC every night
+    label_threshold: int = 200
+    check_seconds: float = 60.0
+
+
+def pending_labels(sessions: SessionFactory) -> int:
+    with sessions() as session:
+        return count_labels_since(session, last_trained_at(session))
+
+
+def run_if_enough_labels(sessions: SessionFactory, run_now: RunNow, threshold: int) -> dict[str, Any] | None:
+    """Starts a run when `threshold` labels are waiting and no run holds the lock; else None."""
+    with sessions() as session:
+        busy = lock_held(session, name=TRAINING_LOCK)
+    if busy or pending_labels(sessions) < threshold:
+        return None
+    return run_guarded(run_now, "label-threshold")
+
+
+def run_guarded(run_now: RunNow, trigger: str) -> dict[str, Any] | None:
+    from trainer.pipeline import TrainingBusy
+
+    try:
+        report = run_now(trigger)
+    except TrainingBusy:
+        log.info("%s retrain skipped: a run is already in progress", trigger)
+        return None
+    except Exception:
+        log.exception("%s retrain failed; the active model is unchanged", trigger)
+        return None
+    log.info("%s retrain finished: %s", trigger, report.get("reason"))
+    return report
+
+
+def build_scheduler(sessions: SessionFactory, run_now: RunNow, config: ScheduleConfig | None = None) -> Any:
+    """A started-later APScheduler BackgroundScheduler with the two triggers; the caller starts it."""
+    from apscheduler.schedulers.background import BackgroundScheduler
+    from apscheduler.triggers.cron import CronTrigger
+
+    config = config or ScheduleConfig()
+    scheduler = BackgroundScheduler(timezone="UTC")
+    common = {"max_instances": 1, "coalesce": True, "misfire_grace_time": 3600}
+    scheduler.add_job(run_guarded, CronTrigger.from_crontab(config.cron, timezone="UTC"),
+                      args=[run_now, "schedule"], id="nightly-retrain", **common)
+    scheduler.add_job(run_if_enough_labels, "interval", seconds=config.check_seconds,
+                      args=[sessions, run_now, config.label_threshold], id="label-count-retrain", **common)
+    return scheduler
