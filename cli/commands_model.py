@@ -37,13 +37,23 @@ def register(sub: Any) -> None:
     p.set_defaults(handler=models)
 
 
+def run_options(settings: Any, *, trigger: str, progress: bool, config: Any = None) -> Any:
+    """The one way every entry point (command, schedule, slash command) configures a run."""
+    from trainer.config import TrainConfig
+    from trainer.gate import GateRules
+    from trainer.pipeline import RunOptions
+
+    rules = GateRules(max_department_drop=settings.gate_max_department_drop,
+                      min_holdout_per_department=settings.gate_min_holdout)
+    return RunOptions(config=config or TrainConfig(), rules=rules, trigger=trigger, progress=progress)
+
+
 def train(args: argparse.Namespace) -> int:
     import sys
     from dataclasses import replace
 
     from trainer.config import TrainConfig
-    from trainer.gate import GateRules
-    from trainer.pipeline import RunOptions, run_training
+    from trainer.pipeline import run_training
 
     ctx = open_context()
     config = TrainConfig()
@@ -51,10 +61,8 @@ def train(args: argparse.Namespace) -> int:
         config = replace(config, epochs=args.epochs, min_steps=0)  # exactly the epochs asked for
     if args.learning_rate is not None:
         config = replace(config, learning_rate=args.learning_rate)
-    rules = GateRules(max_department_drop=ctx.settings.gate_max_department_drop,
-                      min_holdout_per_department=ctx.settings.gate_min_holdout)
-    report = run_training(ctx.settings, ctx.sessions,
-                          RunOptions(config=config, rules=rules, progress=sys.stderr.isatty() or not args.json))
+    report = run_training(ctx.settings, ctx.sessions, run_options(ctx.settings, config=config, trigger="cli",
+                                                                  progress=sys.stderr.isatty() or not args.json))
     lines = [f"run {report['run_id']}: {'PROMOTED' if report['promoted'] else 'not promoted'}: {report['reason']}"]
     for who in ("candidate", "current", "baseline"):
         m = report.get(who)

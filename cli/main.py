@@ -11,7 +11,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from cli import commands_data, commands_model
+from cli import commands_data, commands_model, commands_schedule
 from cli.context import UserError
 
 
@@ -24,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands_data.register(sub)
     commands_model.register(sub)
+    commands_schedule.register(sub)
     return parser
 
 

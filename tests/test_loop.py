@@ -234,3 +234,37 @@ def test_a_router_keeps_serving_when_the_promoted_adapter_is_unusable(settings, 
     target["id"] = 999
     assert router.refresh() is False and router.model_id == first["model_id"]
     assert router.classify("beta question 2").model == str(first["model_id"])
+
+
+@pytest.mark.slow
+def test_switchboard_schedule_retrains_once_enough_labels_wait_and_stops_cleanly(home, tiny_model_dir, tmp_path):
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from tests.conftest import ENV_PREFIXES, run_cli
+
+    env = {"SWITCHBOARD_HOME": str(home), "SWITCHBOARD_BASE_MODEL": str(tiny_model_dir),
+           "SWITCHBOARD_RETRAIN_AFTER_LABELS": str(len(EXAMPLES))}
+    data = tmp_path / "d.jsonl"
+    data.write_text("\n".join(json.dumps({"text": t, "label": lab}) for t, lab in EXAMPLES))
+    assert run_cli("import", str(data), env=env).returncode == 0
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIXES)} | env
+    process = subprocess.Popen([sys.executable, "-m", "cli.main", "schedule", "--check-seconds", "0.5"],
+                               env=full_env, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        status = {}
+        while time.monotonic() < deadline:
+            status = json.loads(run_cli("status", "--json", env=env).stdout)
+            if status["last_run"] is not None:
+                break
+            time.sleep(1)
+        assert status["last_run"]["promoted"] is True and status["active_model"] is not None
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stderr
+    assert "label-threshold retrain finished" in stderr
