@@ -7,7 +7,7 @@ the active model, lets a simulated agent correct every misroute with the true de
 retrains every `--retrain-every` corrections. After each run it records holdout macro-F1, accuracy
 on a fixed sample of the official test split, labels spent and the gate's decision. At the end a
 candidate trained on shuffled labels goes through the same gate (on a copy of the store), which
-must refuse it. Prints and saves JSON to bench/results/loop-<stream>.json.
+must refuse it. Prints and saves JSON to bench/results/loop-<stream>-min-holdout-<k>.json.
 """
 
 from __future__ import annotations
@@ -120,30 +120,39 @@ def main() -> None:
             print(json.dumps(curve[-1]), flush=True)
             pending = 0
 
-    broken = shuffled_label_run(settings, home, stream, args.retrain_every, options, rng)
+    broken = shuffled_label_run(settings, home, options, rng)
     result = {"task": "departments", "start_per_department": args.start, "streamed": len(stream),
-              "retrain_every": args.retrain_every, "test_queries": len(test), "curve": curve,
+              "retrain_every": args.retrain_every, "min_holdout_per_department": args.min_holdout,
+              "test_queries": len(test), "curve": curve,
               "shuffled_label_candidate": broken, "seconds": round(time.perf_counter() - began, 1),
               "machine": f"{__import__('os').cpu_count()} CPU cores"}
-    out = Path(__file__).resolve().parent / "results" / f"loop-{len(stream)}.json"
+    out = Path(__file__).resolve().parent / "results" / f"loop-{len(stream)}-min-holdout-{args.min_holdout}.json"
     out.write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))
     print(f"saved {out}", file=sys.stderr)
     shutil.rmtree(home, ignore_errors=True)
 
 
-def shuffled_label_run(settings: Settings, home: Path, stream, n: int, options: RunOptions,  # type: ignore[no-untyped-def]
-                       rng: random.Random) -> dict:
-    """A candidate trained on labels shuffled across departments, gated on a copy of the store."""
+def shuffled_label_run(settings: Settings, home: Path, options: RunOptions, rng: random.Random) -> dict:
+    """A candidate trained on every training label shuffled across departments, gated on a copy of the store.
+
+    The holdout keeps its true labels, so the gate sees what a sabotaged (or buggy) labelling
+    would really do; it must refuse the candidate.
+    """
+    from store.examples import get_department, label_query, labelled_examples
+    from store.tables import Query, Split
+
     copy = Path(tempfile.mkdtemp(prefix="switchboard-loop-broken-"))
     shutil.copytree(home, copy, dirs_exist_ok=True, symlinks=True)
     sessions = open_store(copy)
-    extra = [(f"{text} (again)", truth) for text, truth in stream[-n:]]
-    labels = [truth for _, truth in extra]
-    rng.shuffle(labels)
     with transaction(sessions) as session:
-        add_examples(session, examples=[(t, y) for (t, _), y in zip(extra, labels, strict=True)],
-                     source=LabelSource.AGENT, author="saboteur")
+        train = labelled_examples(session, split=Split.TRAIN)
+        shuffled = [e.label for e in train]
+        rng.shuffle(shuffled)
+        for example, label in zip(train, shuffled, strict=True):
+            query, department = session.get(Query, example.query_id), get_department(session, name=label)
+            assert query is not None and department is not None
+            label_query(session, query=query, department=department, source=LabelSource.ADMIN, author="saboteur")
     report = run_training(settings.model_copy(update={"home": copy}), sessions, options)
     shutil.rmtree(copy, ignore_errors=True)
     return {"promoted": report["promoted"], "reason": report["reason"],
