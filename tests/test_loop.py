@@ -146,6 +146,7 @@ def test_the_report_shows_the_cheap_alternatives_on_the_same_holdout(settings, s
     report = run_training(settings, sessions, RunOptions(config=LOOP, progress=False))
     tfidf = report["alternatives"]["tfidf_svm"]
     assert tfidf["n"] == report["candidate"]["n"] and 0 <= tfidf["macro_f1"] <= 1
+    assert report["holdout_sources"] == {"import": report["candidate"]["n"]}  # what the holdout is made of
 
 
 def test_the_label_count_trigger_runs_only_past_the_threshold_and_never_beside_a_run(settings, sessions):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import socket
 import threading
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -121,6 +122,7 @@ def _run(settings: Settings, sessions: SessionFactory, options: RunOptions, run_
                                title=f"candidate {final.name} on the holdout") if scores.candidate else None)
     report = {
         "adapter": str(final), "snapshot": plan.snapshot.digest, **scores.report(),
+        "holdout_sources": dict(Counter(e.source.value for e in plan.snapshot.holdout)),
         "promoted": decision.promote, "reason": decision.reason, "checks": decision.checks,
         "alternatives": alternatives, "baseline_cost": baseline_cost,
         "training": {**plan.training_set.describe(), **_training_summary(result),
