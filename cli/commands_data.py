@@ -104,36 +104,12 @@ def export(args: argparse.Namespace) -> int:
 
 
 def status(args: argparse.Namespace) -> int:
-    from store.examples import count_labels_since, labelled_examples
-    from store.registry import active_model
-    from store.runs import TRAINING_LOCK, last_finished_run, last_trained_at, lock_held
-    from store.tables import Split
+    from store.overview import status, status_lines
 
     ctx = open_context()
     with ctx.sessions() as session:
-        active = active_model(session)
-        examples = labelled_examples(session)
-        run = last_finished_run(session)
-        payload: dict[str, Any] = {
-            "active_model": None if active is None else {
-                "id": active.id, "macro_f1": active.metrics.get("macro_f1"), "adapter": active.adapter_path,
-                "base_model": active.base_model, "promoted_at": active.promoted_at},
-            "examples": {"train": sum(e.split == Split.TRAIN for e in examples),
-                         "holdout": sum(e.split == Split.HOLDOUT for e in examples),
-                         "pending": count_labels_since(session, last_trained_at(session))},
-            "training": lock_held(session, name=TRAINING_LOCK),
-            "last_run": None if run is None else {"run_id": run.id, "status": run.status.value,
-                                                  "finished_at": run.finished_at, **(run.report or {})},
-        }
-    model = payload["active_model"]
-    lines = [
-        "active model: " + ("none (run `switchboard train`)" if model is None else
-                            f"{model['id']} (holdout macro-F1 {model['macro_f1']:.3f})"),
-        "examples: train {train}, holdout {holdout}, labelled since last run {pending}".format(**payload["examples"]),
-        f"training now: {'yes' if payload['training'] else 'no'}",
-        "last run: " + ("none" if run is None else f"{run.id} {run.status.value}: {run.reason}"),
-    ]
-    emit(args.json, payload, "\n".join(lines))
+        payload = status(session)
+    emit(args.json, payload, "\n".join(status_lines(payload)))
     return 0
 
 

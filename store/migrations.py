@@ -27,7 +27,12 @@ def _m002_baseline_predictions(conn: Connection) -> None:
     tables.BaselinePrediction.__table__.create(conn)  # type: ignore[attr-defined]
 
 
-MIGRATIONS: list[Callable[[Connection], None]] = [_m001_initial, _m002_baseline_predictions]
+def _m003_slack(conn: Connection) -> None:
+    tables.SlackMessage.__table__.create(conn)  # type: ignore[attr-defined]
+    tables.SlackEvent.__table__.create(conn)  # type: ignore[attr-defined]
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [_m001_initial, _m002_baseline_predictions, _m003_slack]
 
 
 def current_version(engine: Engine) -> int:

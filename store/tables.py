@@ -147,6 +147,37 @@ class TrainingRun(SQLModel, table=True):
     trigger: str | None = None
 
 
+class SlackMessage(SQLModel, table=True):
+    """A customer's Slack message and the bot's routing reply, tied to the query they hold.
+
+    Several messages may share a query (the same text posted twice); reactions find their query
+    here by either message's ts, so the bot never has to read channel history.
+    """
+
+    __tablename__ = "slack_messages"
+    __table_args__ = (UniqueConstraint("channel", "ts", name="uq_slack_message"),)
+    id: int | None = Field(default=None, primary_key=True)
+    channel: str
+    ts: str
+    user: str | None = None
+    event_id: str | None = None
+    query_id: int = Field(foreign_key="queries.id", index=True)
+    prediction_id: int | None = Field(default=None, foreign_key="predictions.id")
+    routed_to: str | None = None  # None: sent to triage
+    reply_ts: str | None = Field(default=None, index=True)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class SlackEvent(SQLModel, table=True):
+    """One claim per Slack event id, so a redelivered event is handled once (and still handled if
+    the first delivery died before finishing)."""
+
+    __tablename__ = "slack_events"
+    event_id: str = Field(primary_key=True)
+    claimed_at: datetime = Field(default_factory=utcnow)
+    done_at: datetime | None = None
+
+
 class Lock(SQLModel, table=True):
     """A lease that any process can see: held until released or until `expires_at` passes."""
 

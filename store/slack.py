@@ -1,0 +1,119 @@
+"""What the Slack bot keeps: event claims, customer messages with their replies, and agents' labels."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import delete, or_, update
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from store.db import SessionFactory, transaction
+from store.split import text_hash
+from store.tables import Department, Label, LabelSource, Prediction, Query, SlackEvent, SlackMessage, utcnow
+
+CLAIM_EXPIRES = timedelta(minutes=2)
+
+
+def claim_event(sessions: SessionFactory, *, event_id: str) -> bool:
+    """True if this process should handle the event now.
+
+    False when it was handled already, or when another delivery claimed it moments ago and is
+    still working. A claim that never finished (the process died) expires, so Slack's later
+    retry is handled after all.
+    """
+    now = utcnow()
+    try:
+        with transaction(sessions) as session:
+            session.exec(delete(SlackEvent).where(  # type: ignore[call-overload]
+                col(SlackEvent.event_id) == event_id, col(SlackEvent.done_at).is_(None),
+                col(SlackEvent.claimed_at) < now - CLAIM_EXPIRES))
+            session.add(SlackEvent(event_id=event_id, claimed_at=now))
+    except IntegrityError:
+        return False
+    return True
+
+
+def finish_event(sessions: SessionFactory, *, event_id: str) -> None:
+    with transaction(sessions) as session:
+        session.exec(update(SlackEvent).where(col(SlackEvent.event_id) == event_id)  # type: ignore[call-overload]
+                     .values(done_at=utcnow()))
+
+
+def release_event(sessions: SessionFactory, *, event_id: str) -> None:
+    """Handling failed: drop the claim so Slack's retry of this event is handled."""
+    with transaction(sessions) as session:
+        session.exec(delete(SlackEvent).where(col(SlackEvent.event_id) == event_id))  # type: ignore[call-overload]
+
+
+def query_for_text(session: Session, *, text: str, channel: str, ts: str, user: str | None,
+                   event_id: str | None) -> Query:
+    """The stored query for this text, created (without a label or split) the first time it is seen."""
+    digest = text_hash(text)
+    query = session.exec(select(Query).where(Query.text_hash == digest)).first()
+    if query is None:
+        query = Query(text=text, text_hash=digest, slack_channel=channel, slack_ts=ts, slack_user=user,
+                      slack_event_id=event_id)
+        session.add(query)
+        session.flush()
+    return query
+
+
+def record_message(session: Session, *, query: Query, prediction: Prediction | None, channel: str, ts: str,
+                   user: str | None, event_id: str | None, routed_to: str | None) -> SlackMessage:
+    assert query.id is not None
+    if prediction is not None:
+        prediction.query_id = query.id
+        session.add(prediction)
+        session.flush()
+    message = SlackMessage(channel=channel, ts=ts, user=user, event_id=event_id, query_id=query.id,
+                           prediction_id=prediction.id if prediction else None, routed_to=routed_to)
+    session.add(message)
+    session.flush()
+    return message
+
+
+def find_message(session: Session, *, channel: str, ts: str) -> SlackMessage | None:
+    """The customer message at (channel, ts), found by its own ts or by the ts of the bot's reply."""
+    return session.exec(select(SlackMessage).where(
+        SlackMessage.channel == channel, or_(col(SlackMessage.ts) == ts, col(SlackMessage.reply_ts) == ts))
+    ).first()
+
+
+def department_for_emoji(session: Session, *, emoji: str) -> Department | None:
+    return session.exec(select(Department).where(Department.emoji == emoji)).first()
+
+
+def withdraw_label(session: Session, *, query_id: int, author: str, department_id: int,
+                   source: LabelSource) -> Label | None:
+    """Marks this agent's newest standing label of that department withdrawn; the earlier one stands."""
+    label = session.exec(
+        select(Label).where(Label.query_id == query_id, Label.author == author, Label.department_id == department_id,
+                            Label.source == source, col(Label.withdrawn_at).is_(None))
+        .order_by(col(Label.id).desc())
+    ).first()
+    if label is not None:
+        label.withdrawn_at = utcnow()
+        session.add(label)
+        session.flush()
+    return label
+
+
+@dataclass(frozen=True)
+class StandingLabel:
+    department: str
+    source: LabelSource
+    author: str | None
+
+
+def standing_label(session: Session, *, query_id: int) -> StandingLabel | None:
+    row = session.exec(
+        select(Label, Department).join(Department, col(Department.id) == Label.department_id)
+        .where(Label.query_id == query_id, col(Label.withdrawn_at).is_(None))
+        .order_by(col(Label.id).desc())
+    ).first()
+    if row is None:
+        return None
+    label, department = row
+    return StandingLabel(department.name, LabelSource(label.source), label.author)
