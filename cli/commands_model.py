@@ -54,6 +54,7 @@ def train(args: argparse.Namespace) -> int:
 
     from trainer.config import TrainConfig
     from trainer.pipeline import run_training
+    from trainer.report_text import report_lines
 
     ctx = open_context()
     config = TrainConfig()
@@ -63,28 +64,7 @@ def train(args: argparse.Namespace) -> int:
         config = replace(config, learning_rate=args.learning_rate)
     report = run_training(ctx.settings, ctx.sessions, run_options(ctx.settings, config=config, trigger="cli",
                                                                   progress=sys.stderr.isatty() or not args.json))
-    lines = [f"run {report['run_id']}: {'PROMOTED' if report['promoted'] else 'not promoted'}: {report['reason']}"]
-    for who in ("candidate", "current", "baseline"):
-        m = report.get(who)
-        lines.append(f"  {who:<9} " + ("-" if not m else
-                     f"macro-F1 {m['macro_f1']:.3f}  weighted-F1 {m['weighted_f1']:.3f}  "
-                     f"accuracy {m['accuracy']:.3f}  (n={m['n']})"))
-    for name, alt in (report.get("alternatives") or {}).items():
-        if "macro_f1" in alt:
-            lines.append(f"  {name:<9} macro-F1 {alt['macro_f1']:.3f}  (reported, not gated on)")
-    for name, ci in (report.get("bootstrap_macro_f1_difference") or {}).items():
-        lines.append(f"  {name}: {ci['difference']:+.3f} macro-F1 "
-                     f"(95% CI {ci['ci95_low']:+.3f} .. {ci['ci95_high']:+.3f})")
-    if report.get("baseline_cost"):
-        cost = report["baseline_cost"]
-        lines.append(f"  baseline: {cost['requests']} requests, {cost['cached']} cached, cost "
-                     + (f"${cost['cost_usd']:.4f}" if cost.get("cost_usd") is not None else "unknown"))
-    if report.get("training"):
-        t = report["training"]
-        lines.append(f"  trained on {t['examples']} examples ({t['new']} new, {t['replay']} replayed) "
-                     f"in {t['seconds']} s ({t['examples_per_second']} examples/s); "
-                     f"confusion matrix: {report['confusion_png']}")
-    emit(args.json, report, "\n".join(lines))
+    emit(args.json, report, "\n".join(report_lines(report)))
     return 0
 
 
@@ -145,23 +125,18 @@ def classify(args: argparse.Namespace) -> int:
 
 def models(args: argparse.Namespace) -> int:
     from cli.context import UserError
-    from router.adapters import check_adapter_dir
-    from store.db import transaction
-    from store.registry import get_model, list_models, promote, rollback
+    from store.registry import list_models
+    from trainer.promotion import promote_checked, rollback_checked
 
     ctx = open_context()
     if args.action == "promote":
         if args.id is None:
             raise UserError("models promote needs a model ID")
-        with transaction(ctx.sessions) as session:
-            check_adapter_dir(Path(get_model(session, model_id=args.id).adapter_path))
-            model = promote(session, model_id=args.id, by="admin (cli)")
+        model = promote_checked(ctx.sessions, model_id=args.id, by="admin (cli)")
         emit(args.json, {"active_model": model.id}, f"model {model.id} is now active")
         return 0
     if args.action == "rollback":
-        with transaction(ctx.sessions) as session:
-            model = rollback(session, by="admin (cli)")
-            check_adapter_dir(Path(model.adapter_path))
+        model = rollback_checked(ctx.sessions, by="admin (cli)")
         emit(args.json, {"active_model": model.id}, f"rolled back: model {model.id} is active again")
         return 0
     with ctx.sessions() as session:
