@@ -11,7 +11,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from cli import commands_data, commands_model, commands_schedule
+from cli import commands_data, commands_model, commands_schedule, commands_serve
 from cli.context import UserError
 
 
@@ -25,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands_data.register(sub)
     commands_model.register(sub)
     commands_schedule.register(sub)
+    commands_serve.register(sub)
     return parser
 
 

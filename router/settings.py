@@ -39,6 +39,10 @@ class Settings(BaseSettings):
                                             validation_alias=_env("SWITCHBOARD_GATE_MAX_DEPARTMENT_DROP"))
     gate_min_holdout: int = Field(5, ge=0, validation_alias=_env("SWITCHBOARD_GATE_MIN_HOLDOUT_PER_DEPARTMENT"))
 
+    confidence_threshold: float = Field(0.5, ge=0, le=1, validation_alias=_env("SWITCHBOARD_CONFIDENCE_THRESHOLD"))
+    confidence_margin: float = Field(0.1, ge=0, le=1, validation_alias=_env("SWITCHBOARD_CONFIDENCE_MARGIN"))
+    triage_channel: str | None = Field(None, validation_alias=_env("SWITCHBOARD_TRIAGE_CHANNEL"))
+
     admins: Annotated[frozenset[str], NoDecode] = Field(
         frozenset(), validation_alias=_env("SWITCHBOARD_ADMINS")
     )

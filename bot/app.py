@@ -1,0 +1,76 @@
+"""The Bolt app: listeners wired to the handlers, each event handled once whatever Slack redelivers.
+
+Bolt acknowledges events before the listener runs (`process_before_response=False`), so the
+model and the store work after Slack has its 200. Signature checks stay on for HTTP; Bolt
+refuses a bad or stale signature before any listener runs.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from slack_bolt import App
+from slack_sdk import WebClient
+from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler, RateLimitErrorRetryHandler
+
+from bot import commands, reactions, routing
+from bot.deps import BotDeps
+from bot.home import HomeTab
+from store.slack import claim_event, finish_event, release_event
+
+log = logging.getLogger(__name__)
+
+
+def make_client(token: str | None, base_url: str) -> WebClient:
+    """A Web API client that waits out rate limits (`Retry-After`) and retries dropped connections."""
+    return WebClient(token=token, base_url=base_url, retry_handlers=[
+        RateLimitErrorRetryHandler(max_retry_count=3), ConnectionErrorRetryHandler(max_retry_count=3)])
+
+
+def build_app(deps: BotDeps, *, client: WebClient, signing_secret: str | None) -> App:
+    app = App(client=client, signing_secret=signing_secret or "", process_before_response=False,
+              request_verification_enabled=signing_secret is not None)
+    home = HomeTab(deps)
+
+    def once(handler: Callable[[dict[str, Any], WebClient], None]) -> Callable[..., None]:
+        def listener(body: dict[str, Any], event: dict[str, Any], client: WebClient) -> None:
+            event_id = body.get("event_id")
+            if event_id and not claim_event(deps.sessions, event_id=event_id):
+                log.info("event %s already handled or in hand: ignoring this delivery", event_id)
+                return
+            try:
+                handler(event, client)
+            except Exception:
+                if event_id:
+                    release_event(deps.sessions, event_id=event_id)
+                raise
+            if event_id:
+                finish_event(deps.sessions, event_id=event_id)
+        return listener
+
+    @app.event("message")
+    def on_message(body: dict[str, Any], event: dict[str, Any], client: WebClient) -> None:
+        if not routing.is_customer_message(event, destinations=routing.destinations(deps)):
+            return
+        once(lambda e, c: routing.route_message(deps, c, e, event_id=body.get("event_id")))(body, event, client)
+
+    app.event("reaction_added")(once(lambda e, c: reactions.reaction_added(deps, c, e)))
+    app.event("reaction_removed")(once(lambda e, c: reactions.reaction_removed(deps, c, e)))
+
+    @app.event("app_home_opened")
+    def on_home_opened(event: dict[str, Any], client: WebClient) -> None:
+        if event.get("tab", "home") == "home":
+            home.publish(client, event["user"])
+
+    @app.command("/switchboard")
+    def on_command(ack: Callable[..., None], command: dict[str, Any], client: WebClient) -> None:
+        commands.handle(deps, client, command, ack)
+
+    @app.error
+    def on_error(error: Exception, body: dict[str, Any]) -> None:
+        log.error("handling %s failed: %s", body.get("event", {}).get("type") or body.get("command"), error,
+                  exc_info=error)
+
+    return app

@@ -1,0 +1,61 @@
+"""The bot's messages in Block Kit, each with a plain `text` fallback for notifications."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from store.tables import Department
+
+Blocks = list[dict[str, Any]]
+QUOTE_CHARS = 500
+
+
+def _section(text: str) -> dict[str, Any]:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": text}}
+
+
+def _context(text: str) -> dict[str, Any]:
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": text}]}
+
+
+def reroute_help(departments: Sequence[Department]) -> str:
+    """How an agent reroutes: every department's emoji, and the check mark that confirms."""
+    choices = " · ".join(f":{d.emoji}: {d.name}" if d.emoji else f"{d.name} (no emoji yet)" for d in departments)
+    return (f"Wrong department? Agents react with the right one's emoji: {choices}. "
+            ":white_check_mark: confirms the route.")
+
+
+def routed(department: str, confidence: float, departments: Sequence[Department], model: str | None) -> Blocks:
+    return [_section(f"Routed to *{department}* ({confidence:.0%} confident)."),
+            _context(f"{reroute_help(departments)} Model {model}.")]
+
+
+def triage(scores: dict[str, float], departments: Sequence[Department], model: str | None) -> Blocks:
+    top = sorted(scores.items(), key=lambda kv: kv[1], reverse=True)[:2]
+    why = (f"not sure where this goes ({', '.join(f'{name} {p:.0%}' for name, p in top)})" if top
+           else "no model is trained yet")
+    return [_section(f":warning: *Needs triage*: {why}."),
+            _context(reroute_help(departments) + (f" Model {model}." if model else ""))]
+
+
+def relabelled(department: str, agent: str, *, confirmed: bool, departments: Sequence[Department]) -> Blocks:
+    head = (f":white_check_mark: *{department}* confirmed by <@{agent}>." if confirmed
+            else f":arrows_counterclockwise: Rerouted to *{department}* by <@{agent}>.")
+    return [_section(head), _context(reroute_help(departments))]
+
+
+def forwarded(department: str, *, user: str | None, channel: str, text: str, permalink: str | None,
+              by_agent: str | None = None, confidence: float | None = None) -> tuple[str, Blocks]:
+    """The post in a department's (or the triage) channel, linking back to the customer's message."""
+    who = f"<@{user}>" if user else "a customer"
+    why = (f"rerouted by <@{by_agent}>" if by_agent else
+           f"{confidence:.0%} confident" if confidence is not None else "needs triage")
+    head = f"New query for *{department}* from {who} in <#{channel}> ({why})"
+    quoted = "\n".join(f">{line}" for line in text[:QUOTE_CHARS].splitlines() or [""])
+    link = f"\n<{permalink}|Open the conversation>" if permalink else ""
+    return head, [_section(f"{head}\n{quoted}{link}")]
+
+
+def plain(text: str) -> Blocks:
+    return [_section(text)]

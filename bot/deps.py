@@ -1,0 +1,36 @@
+"""What every handler needs, built once by `switchboard serve` (or a test) and passed in."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from router.classifier import Classification
+from router.settings import Settings
+from store.db import SessionFactory
+
+RunNow = Callable[[str], dict[str, Any]]
+
+
+class ServingRouter(Protocol):
+    """The active model as the bot sees it: `ActiveModelRouter` in production."""
+
+    @property
+    def model_id(self) -> int | None: ...
+
+    def classify(self, text: str) -> Classification: ...
+
+
+@dataclass(frozen=True)
+class BotDeps:
+    settings: Settings
+    sessions: SessionFactory
+    router: ServingRouter
+    run_now: RunNow  # one retraining run, the same function `switchboard train` calls
+
+    def is_agent(self, user: str | None) -> bool:
+        return user is not None and user in self.settings.agents
+
+    def is_admin(self, user: str | None) -> bool:
+        return user is not None and user in self.settings.admins

@@ -1,0 +1,125 @@
+"""The App Home tab: the active model against the baseline, F1 across promotions, labels, runs, departments.
+
+The chart is a PNG uploaded to Slack once per new promotion and shown by file id: Slack only
+displays images it can fetch, and in Socket Mode the bot has no public URL of its own.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import threading
+from typing import Any
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+
+from bot.deps import BotDeps
+from store.examples import list_departments
+from store.overview import labels_per_department, promotion_history, recent_runs, status
+
+log = logging.getLogger(__name__)
+
+
+class HomeTab:
+    def __init__(self, deps: BotDeps) -> None:
+        self._deps = deps
+        self._chart_files: dict[tuple[Any, ...], str] = {}
+        self._lock = threading.Lock()
+
+    def publish(self, client: WebClient, user: str) -> None:
+        with self._deps.sessions() as session:
+            summary = status(session)
+            history = promotion_history(session)
+            labels = labels_per_department(session)
+            runs = recent_runs(session)
+            departments = list_departments(session)
+        view_blocks = [_header("Switchboard"), *_model_blocks(summary)]
+        chart = self._chart_file(client, history)
+        if chart:
+            view_blocks.append({"type": "image", "slack_file": {"id": chart}, "alt_text": "Holdout macro-F1 of each "
+                                "promoted model, with the GPT-4o baseline on the same holdout"})
+        view_blocks += [_header("Labels per department"), _text(_label_lines(labels)),
+                        _header("Last runs"), _text(_run_lines(runs)),
+                        _header("Departments"), _text(_department_lines(departments))]
+        client.views_publish(user_id=user, view={"type": "home", "blocks": view_blocks})
+
+    def _chart_file(self, client: WebClient, history: list[dict[str, Any]]) -> str | None:
+        points = tuple((h["model_id"], h["macro_f1"], h["baseline_macro_f1"]) for h in history)
+        if not points:
+            return None
+        with self._lock:
+            if points not in self._chart_files:
+                try:
+                    upload = client.files_upload_v2(content=f1_chart_png(history), filename="holdout-f1.png",
+                                                    title="Holdout macro-F1 across promotions")
+                    self._chart_files[points] = upload["file"]["id"]
+                except SlackApiError as exc:
+                    log.warning("could not upload the F1 chart: %s", exc.response.get("error"))
+                    return None
+            return self._chart_files[points]
+
+
+def f1_chart_png(history: list[dict[str, Any]]) -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 2.4), dpi=100)
+    xs = list(range(1, len(history) + 1))
+    ax.plot(xs, [h["macro_f1"] or 0 for h in history], marker="o", label="promoted model")
+    baseline = [(x, h["baseline_macro_f1"]) for x, h in zip(xs, history, strict=True) if h["baseline_macro_f1"]]
+    if baseline:
+        ax.plot(*zip(*baseline, strict=True), marker="x", linestyle="--", label="GPT-4o baseline")
+    ax.set_xticks(xs, [f"#{h['model_id']}" for h in history])
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("holdout macro-F1")
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def _header(text: str) -> dict[str, Any]:
+    return {"type": "header", "text": {"type": "plain_text", "text": text}}
+
+
+def _text(text: str) -> dict[str, Any]:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": text[:3000]}}
+
+
+def _model_blocks(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    model, examples = summary["active_model"], summary["examples"]
+    if model is None:
+        head = "*No model is active yet.* An admin runs `/switchboard retrain` once labelled examples are in."
+    else:
+        baseline = model.get("baseline_macro_f1")
+        head = (f"*Active model {model['id']}*: holdout macro-F1 *{model['macro_f1']:.3f}*, "
+                + (f"GPT-4o baseline {baseline:.3f} on the same holdout" if baseline is not None
+                   else "baseline: not configured"))
+    body = (f"{head}\nExamples: {examples['train']} train, {examples['holdout']} holdout; "
+            f"{examples['pending']} labelled since the last run."
+            + ("\n:hourglass_flowing_sand: A retraining run is in progress." if summary["training"] else ""))
+    return [_text(body)]
+
+
+def _label_lines(labels: dict[str, Any]) -> str:
+    rows = [f"• *{name}*: {sum(by_source.values())}"
+            + (f" ({', '.join(f'{n} {src}' for src, n in sorted(by_source.items()))})" if by_source else "")
+            for name, by_source in sorted(labels.items())]
+    return "\n".join(rows) or "No labels yet."
+
+
+def _run_lines(runs: list[Any]) -> str:
+    rows = [f"• Run {r.id} ({r.trigger}, {r.finished_at:%Y-%m-%d %H:%M} UTC): *{r.status.value}*: {r.reason}"
+            for r in runs if r.finished_at]
+    return "\n".join(rows) or "No runs yet."
+
+
+def _department_lines(departments: list[Any]) -> str:
+    rows = [f"• {':' + d.emoji + ':' if d.emoji else '(no emoji)'} *{d.name}*"
+            + (f" → <#{d.channel}>" if d.channel else "") for d in departments]
+    return "\n".join(rows) or "No departments yet."

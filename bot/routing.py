@@ -1,0 +1,121 @@
+"""A customer's message: decide whether it is one, classify it, reply in its thread, forward it."""
+
+from __future__ import annotations
+
+import logging
+import re
+import unicodedata
+from typing import Any
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+from sqlmodel import select
+
+from bot import blocks
+from bot.deps import BotDeps
+from router.classifier import Classification
+from router.serving import NoActiveModel
+from store.db import transaction
+from store.examples import get_department, list_departments
+from store.slack import query_for_text, record_message
+from store.tables import Prediction, SlackMessage
+
+log = logging.getLogger(__name__)
+
+MAX_MODEL_CHARS = 2000  # the prompt keeps 96 tokens anyway; this only bounds tokenising a 40k-char post
+_SHORTCODE = re.compile(r":[a-z0-9_+'\-]+:(:skin-tone-\d:)?", re.IGNORECASE)
+
+
+def is_customer_message(event: dict[str, Any], *, destinations: set[str]) -> bool:
+    """A new top-level message a person typed in a support channel: nothing else is routed.
+
+    Any subtype (edits, deletions, joins, bot posts, file shares' bookkeeping), thread replies,
+    direct messages, messages in the channels the bot forwards to, and text that is empty or
+    only emoji are ignored.
+    """
+    if event.get("subtype") or event.get("bot_id") or not event.get("user"):
+        return False
+    if event.get("thread_ts") and event.get("thread_ts") != event.get("ts"):
+        return False
+    if event.get("channel_type") in ("im", "mpim") or event.get("channel") in destinations:
+        return False
+    return has_words(event.get("text") or "")
+
+
+def has_words(text: str) -> bool:
+    """False for text made only of whitespace, :shortcodes: and emoji characters."""
+    rest = _SHORTCODE.sub("", text)
+    return any(not ch.isspace() and unicodedata.category(ch) not in ("So", "Sk", "Mn", "Cf", "Me")
+               for ch in rest)
+
+
+def destinations(deps: BotDeps) -> set[str]:
+    with deps.sessions() as session:
+        channels = {d.channel for d in list_departments(session) if d.channel}
+    return channels | ({deps.settings.triage_channel} if deps.settings.triage_channel else set())
+
+
+def needs_triage(result: Classification, *, threshold: float, margin: float) -> bool:
+    ranked = sorted(result.scores.values(), reverse=True)
+    runner_up = ranked[1] if len(ranked) > 1 else 0.0
+    return result.confidence < threshold or result.confidence - runner_up < margin
+
+
+def route_message(deps: BotDeps, client: WebClient, event: dict[str, Any], *, event_id: str | None) -> None:
+    channel, ts, user, text = event["channel"], event["ts"], event.get("user"), event["text"]
+    with deps.sessions() as session:
+        earlier = session.exec(_message_at(channel, ts)).first()
+    if earlier is not None and earlier.reply_ts:
+        return  # answered already (the same message under another event id)
+    try:
+        result: Classification | None = deps.router.classify(text[:MAX_MODEL_CHARS])
+    except NoActiveModel:
+        result = None  # before the first model: every query goes to triage, and agents' labels train it
+    triage = result is None or needs_triage(result, threshold=deps.settings.confidence_threshold,
+                                            margin=deps.settings.confidence_margin)
+    routed_to = None if triage or result is None else result.department
+    with transaction(deps.sessions) as session:
+        message = earlier or record_message(
+            session, query=query_for_text(session, text=text, channel=channel, ts=ts, user=user, event_id=event_id),
+            prediction=_prediction(result) if result else None, channel=channel, ts=ts, user=user,
+            event_id=event_id, routed_to=routed_to)
+        departments = list_departments(session)
+        target = get_department(session, name=routed_to) if routed_to else None
+    if result is None:
+        body = blocks.triage({}, departments, None)
+    elif triage:
+        body = blocks.triage(result.scores, departments, result.model)
+    else:
+        body = blocks.routed(result.department, result.confidence, departments, result.model)
+    reply = client.chat_postMessage(channel=channel, thread_ts=ts, blocks=body,
+                                    text=f"Routed to {routed_to}" if routed_to else "Needs triage")
+    with transaction(deps.sessions) as session:
+        message.reply_ts = reply["ts"]
+        session.add(message)
+    forward_to = target.channel if target else deps.settings.triage_channel if triage else None
+    if forward_to:
+        forward(client, forward_to, department=routed_to or "triage", user=user, channel=channel, ts=ts, text=text,
+                confidence=result.confidence if result and not triage else None)
+    log.info("routed %s/%s to %s (model %s)", channel, ts, routed_to or "triage", result and result.model)
+
+
+def forward(client: WebClient, to_channel: str, *, department: str, user: str | None, channel: str, ts: str,
+            text: str, confidence: float | None = None, by_agent: str | None = None) -> None:
+    """Posts the query in a department's channel with a link back; a failure there is logged, not raised."""
+    try:
+        permalink = client.chat_getPermalink(channel=channel, message_ts=ts).get("permalink")
+        head, body = blocks.forwarded(department, user=user, channel=channel, text=text, permalink=permalink,
+                                      by_agent=by_agent, confidence=confidence)
+        client.chat_postMessage(channel=to_channel, text=head, blocks=body, unfurl_links=False)
+    except SlackApiError as exc:
+        log.warning("could not post to %s's channel %s: %s", department, to_channel, exc.response.get("error"))
+
+
+def _prediction(result: Classification) -> Prediction:
+    model_id = int(result.model) if result.model and result.model.isdigit() else None
+    return Prediction(query_id=0, model_version_id=model_id, department=result.department,
+                      confidence=result.confidence, scores=result.scores, latency_ms=result.latency_ms)
+
+
+def _message_at(channel: str, ts: str) -> Any:
+    return select(SlackMessage).where(SlackMessage.channel == channel, SlackMessage.ts == ts)

@@ -1,0 +1,68 @@
+"""`switchboard serve`: the Slack bot, its hot-swapping model and the retraining schedule, in one process."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from typing import Any
+
+from cli.commands_schedule import make_run_now, start_schedule, wait_for_sigterm
+from cli.context import UserError, open_context
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("serve", help="run the Slack bot (Socket Mode when SLACK_APP_TOKEN is set, else HTTP)")
+    p.add_argument("--http", action="store_true", help="serve HTTP at /slack/events even if SLACK_APP_TOKEN is set")
+    p.add_argument("--port", type=int, default=3000, help="HTTP port for /slack/events and /healthz (default 3000)")
+    p.add_argument("--no-schedule", action="store_true", help="do not retrain on the schedule in this process")
+    p.set_defaults(handler=serve)
+
+
+def serve(args: argparse.Namespace) -> int:
+    from bot.app import build_app, make_client
+    from bot.deps import BotDeps
+    from bot.server import HttpServer, start_socket_mode
+    from router.base_model import load_base_model
+    from router.serving import ActiveModelRouter, registry_lookup
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    log = logging.getLogger("switchboard")
+    ctx = open_context()
+    settings = ctx.settings
+    socket_mode = settings.slack_app_token is not None and not args.http
+    if settings.slack_bot_token is None:
+        raise UserError("SLACK_BOT_TOKEN is not set (see .env.example)")
+    if not socket_mode and settings.slack_signing_secret is None:
+        raise UserError("SLACK_SIGNING_SECRET is not set: HTTP mode must check Slack's signatures")
+    for name, ids in (("SWITCHBOARD_AGENTS", settings.agents), ("SWITCHBOARD_ADMINS", settings.admins)):
+        if not ids:
+            log.warning("%s is empty: nobody can %s", name, "relabel" if name.endswith("AGENTS") else "administer")
+
+    base, tokenizer = load_base_model(settings.base_model, cache_dir=settings.cache_dir)
+    router = ActiveModelRouter(base=base, tokenizer=tokenizer, base_model_name=settings.base_model,
+                               lookup=registry_lookup(ctx.sessions))
+    router.start()
+    run_now = make_run_now(ctx)
+    deps = BotDeps(settings=settings, sessions=ctx.sessions, router=router, run_now=run_now)
+    client = make_client(settings.slack_bot_token.get_secret_value(), settings.slack_api_url)
+    secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None
+    app = build_app(deps, client=client, signing_secret=None if socket_mode else secret)
+
+    def health() -> dict[str, Any]:
+        return {"status": "ok", "mode": "socket" if socket_mode else "http", "active_model": router.model_id}
+
+    server = HttpServer(None if socket_mode else app, health, port=args.port).start()
+    socket = start_socket_mode(app, settings.slack_app_token.get_secret_value()) if socket_mode else None  # type: ignore[union-attr]
+    scheduler = None if args.no_schedule else start_schedule(ctx, run_now)
+    log.info("serving model %s over %s; /healthz on port %d", router.model_id,
+             "Socket Mode" if socket_mode else f"HTTP at :{server.port}/slack/events", server.port)
+    try:
+        wait_for_sigterm()
+    finally:
+        if scheduler is not None:
+            scheduler.shutdown(wait=False)
+        if socket is not None:
+            socket.close()
+        server.stop()
+        router.stop()
+    return 0

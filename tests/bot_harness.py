@@ -1,0 +1,86 @@
+"""The real Bolt app served over HTTP on a free port, its WebClient pointed at a loopback Slack.
+
+Shared by the bot tests and `bench/slack_latency.py`: both post properly signed requests to
+`/slack/events` exactly as Slack does, and read what the bot sent from the fake's record.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from typing import Any
+
+from bot.app import build_app, make_client
+from bot.deps import BotDeps
+from bot.server import HttpServer
+from tests.slack_fake import FakeSlack, command_body, event_body, sign
+
+SECRET = "test-signing-secret"
+
+
+@dataclass
+class Response:
+    status: int
+    body: str
+    seconds: float
+
+    def json(self) -> Any:
+        return json.loads(self.body) if self.body else None
+
+    @property
+    def said(self) -> str:
+        """What Slack shows from an acknowledgement: a plain-text body, or the JSON body's text."""
+        return str(self.json()["text"]) if self.body.startswith("{") else self.body
+
+
+class BotServer:
+    def __init__(self, deps: BotDeps, slack: FakeSlack, *, secret: str = SECRET) -> None:
+        self.deps, self.slack, self.secret = deps, slack, secret
+        self.app = build_app(deps, client=make_client("xoxb-test", slack.base_url), signing_secret=secret)
+        self.server = HttpServer(self.app, self.health, host="127.0.0.1", port=0).start()
+        self.url = f"http://127.0.0.1:{self.server.port}"
+        self._events = 0
+
+    def health(self) -> dict[str, Any]:
+        return {"status": "ok", "active_model": self.deps.router.model_id}
+
+    def close(self) -> None:
+        self.server.stop()
+
+    def post(self, body: str, content_type: str, *, headers: dict[str, str] | None = None,
+             timestamp: int | None = None, secret: str | None = None) -> Response:
+        all_headers = {"Content-Type": content_type, **sign(secret or self.secret, body, timestamp), **(headers or {})}
+        request = urllib.request.Request(f"{self.url}/slack/events", data=body.encode(), headers=all_headers)
+        started = time.perf_counter()
+        try:
+            with urllib.request.urlopen(request, timeout=10) as answer:
+                return Response(answer.status, answer.read().decode(), time.perf_counter() - started)
+        except urllib.error.HTTPError as error:
+            return Response(error.code, error.read().decode(), time.perf_counter() - started)
+
+    def event(self, event: dict[str, Any], *, event_id: str | None = None, **kwargs: Any) -> Response:
+        self._events += 1
+        body, content_type = event_body(event, event_id or f"Ev{self._events:06d}")
+        return self.post(body, content_type, **kwargs)
+
+    def command(self, text: str, *, user: str, channel: str = "CSUPPORT") -> Response:
+        body, content_type = command_body(text=text, user_id=user, channel_id=channel)
+        return self.post(body, content_type)
+
+    def get(self, path: str) -> Response:
+        started = time.perf_counter()
+        with urllib.request.urlopen(f"{self.url}{path}", timeout=10) as answer:
+            return Response(answer.status, answer.read().decode(), time.perf_counter() - started)
+
+
+def message(text: str, *, ts: str, user: str = "UCUSTOMER", channel: str = "CSUPPORT", **extra: Any) -> dict[str, Any]:
+    return {"type": "message", "channel": channel, "user": user, "text": text, "ts": ts,
+            "channel_type": "channel", "event_ts": ts, **extra}
+
+
+def reaction(kind: str, emoji: str, *, user: str, ts: str, channel: str = "CSUPPORT") -> dict[str, Any]:
+    return {"type": kind, "user": user, "reaction": emoji, "item_user": "UBOT",
+            "item": {"type": "message", "channel": channel, "ts": ts}, "event_ts": f"{time.time():.6f}"}

@@ -1,0 +1,200 @@
+"""The bot with real parts behind it: retrain and rollback from Slack on the tiny Llama, the running
+bot picking up each promotion, Socket Mode start-up, and `switchboard serve` as a process."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from bot.app import build_app, make_client
+from bot.deps import BotDeps
+from bot.server import start_socket_mode
+from router.base_model import load_base_model
+from router.serving import ActiveModelRouter, registry_lookup
+from router.settings import Settings
+from store.db import transaction
+from store.examples import add_examples, upsert_department
+from store.registry import register_model
+from store.runs import TRAINING_LOCK, release_lock, try_acquire_lock
+from tests.bot_harness import BotServer, message
+from tests.slack_fake import FakeSlack, command_payload, event_payload
+from tests.test_bot import ScriptedRouter, posts, route, text_of
+from tests.test_loop import LOOP, MORE
+from tests.test_training import EXAMPLES
+from trainer.gate import GateRules
+from trainer.pipeline import RunOptions, run_training
+from trainer.promotion import promote_checked
+
+ADMIN = "UADMIN"
+
+
+def wait_until(check, timeout: float = 30.0):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not (value := check()):
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.1)
+    return value
+
+
+@pytest.fixture
+def live(settings, sessions, tiny_model_dir) -> Iterator[BotServer]:
+    """The bot serving the registry's active model on the tiny Llama, hot-swapping every 0.2 s."""
+    settings = settings.model_copy(update={"admins": frozenset({ADMIN}), "confidence_threshold": 0.0,
+                                           "confidence_margin": 0.0})
+    with transaction(sessions) as session:
+        add_examples(session, examples=EXAMPLES)
+        upsert_department(session, name="Billing", emoji="moneybag")
+    base, tokenizer = load_base_model(str(tiny_model_dir), cache_dir=settings.cache_dir)
+    router = ActiveModelRouter(base=base, tokenizer=tokenizer, base_model_name=str(tiny_model_dir),
+                               lookup=registry_lookup(sessions), poll_seconds=0.2)
+    router.start()
+
+    def run_now(trigger: str) -> dict:
+        return run_training(settings, sessions, RunOptions(config=LOOP, trigger=trigger, progress=False,
+                                                           alternatives=False,
+                                                           rules=GateRules(min_holdout_per_department=2)))
+
+    with FakeSlack() as slack:
+        server = BotServer(BotDeps(settings=settings, sessions=sessions, router=router, run_now=run_now), slack)
+        yield server
+        server.close()
+    router.stop()
+
+
+def report_posted(slack: FakeSlack, count: int) -> str:
+    def reports() -> list[dict]:
+        return [p for p in posts(slack, "CSUPPORT") if "asked for a retrain" in p["text"]][count - 1:]
+
+    return wait_until(reports, timeout=240)[0]["text"]
+
+
+def test_retrain_and_rollback_from_slack_reach_the_running_bot(live, sessions):
+    slack = live.slack
+    before = route(live, "alpha question before any model", ts="1.0")
+    assert "no model is trained yet" in text_of(before)
+
+    started = live.command("retrain", user=ADMIN)
+    assert started.seconds < 3 and "Retraining started" in started.said
+    report = report_posted(slack, 1)
+    assert "run 1: PROMOTED" in report and "candidate" in report
+    first = wait_until(lambda: live.get("/healthz").json()["active_model"])
+    assert "Model 1" in text_of(route(live, "beta question 3", ts="2.0"))
+
+    with transaction(sessions) as session:
+        add_examples(session, examples=MORE)
+    live.command("retrain", user=ADMIN)
+    assert "run 2" in report_posted(slack, 2)
+    second = promote_checked(sessions, model_id=2, by="admin (cli)").id  # promoted or not, an admin can force it
+    wait_until(lambda: live.get("/healthz").json()["active_model"] == second)
+    assert f"Model {second}" in text_of(route(live, "gamma question 4", ts="3.0"))
+
+    rolled = live.command("rollback", user=ADMIN).json()
+    assert rolled["response_type"] == "in_channel" and f"model {first} is active again" in rolled["text"]
+    wait_until(lambda: live.get("/healthz").json()["active_model"] == first)
+    assert f"Model {first}" in text_of(route(live, "alpha question 5", ts="4.0"))
+
+    for _ in range(2):
+        live.event({"type": "app_home_opened", "user": ADMIN, "channel": "DHOME", "tab": "home"})
+    views = slack.wait_for("views.publish", 2)
+    [image] = [b for b in views[-1].body["view"]["blocks"] if b["type"] == "image"]
+    [upload] = slack.calls_to("files.completeUploadExternal")  # one chart per promotion history, reused
+    assert image["slack_file"]["id"] == upload.body["files"][0]["id"]
+    assert slack.uploaded[image["slack_file"]["id"]].startswith(b"\x89PNG")
+    assert f"*Active model {first}*" in text_of(views[-1].body["view"])
+
+
+def test_retrain_is_refused_politely_while_a_run_holds_the_lock(live, sessions):
+    from datetime import timedelta
+
+    assert try_acquire_lock(sessions, name=TRAINING_LOCK, owner="elsewhere", ttl=timedelta(minutes=5))
+    try:
+        assert "already in progress" in live.command("retrain", user=ADMIN).said
+    finally:
+        release_lock(sessions, name=TRAINING_LOCK, owner="elsewhere")
+    time.sleep(0.3)
+    assert posts(live.slack) == []
+
+
+def test_socket_mode_starts_acks_envelopes_and_routes(home, sessions):
+    settings = Settings(SWITCHBOARD_HOME=home, SWITCHBOARD_ADMINS=ADMIN)
+    deps = BotDeps(settings=settings, sessions=sessions, router=ScriptedRouter(),
+                   run_now=lambda trigger: pytest.fail("no retrain expected"))
+    with transaction(sessions) as session:
+        upsert_department(session, name="Billing", emoji="moneybag")
+        register_model(session, adapter_path="scripted", base_model="scripted", labels=["Billing"],
+                       hyperparameters={}, metrics={}, parent_id=None)
+    with FakeSlack() as slack:
+        slack.socket_mode()
+        app = build_app(deps, client=make_client("xoxb-test", slack.base_url), signing_secret=None)
+        handler = start_socket_mode(app, "xapp-test-token")
+        try:
+            assert slack.socket_connected.wait(10)
+            [opened] = slack.calls_to("apps.connections.open")
+            assert opened.token == "xapp-test-token"
+            event_envelope = slack.send_envelope("events_api", event_payload(message("charged twice", ts="5.0"),
+                                                                                "EvSOCKET"))
+            assert slack.wait_for_ack(event_envelope)["envelope_id"] == event_envelope
+            reply = slack.wait_for("chat.postMessage")[0].body
+            assert reply["thread_ts"] == "5.0" and "Routed to *Billing*" in text_of(reply)
+            command_envelope = slack.send_envelope("slash_commands", command_payload(text="status", user_id="U9"))
+            assert "active model" in slack.wait_for_ack(command_envelope)["payload"]["text"]
+        finally:
+            handler.close()
+
+
+@pytest.mark.slow
+def test_switchboard_serve_runs_the_bot_over_http(home, tiny_model_dir, tmp_path):
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import urllib.request
+
+    from tests.bot_harness import SECRET
+    from tests.conftest import ENV_PREFIXES, run_cli
+    from tests.slack_fake import event_body, sign
+
+    with FakeSlack() as slack:
+        env = {"SWITCHBOARD_HOME": str(home), "SWITCHBOARD_BASE_MODEL": str(tiny_model_dir),
+               "SLACK_BOT_TOKEN": "xoxb-secret-token", "SLACK_SIGNING_SECRET": SECRET,
+               "SLACK_API_URL": slack.base_url}
+        data = tmp_path / "d.jsonl"
+        data.write_text("\n".join(json.dumps({"text": t, "label": lab}) for t, lab in EXAMPLES))
+        assert run_cli("import", str(data), env=env).returncode == 0
+        assert run_cli("train", "--epochs", "2", env=env).returncode == 0
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIXES)} | env
+        process = subprocess.Popen([sys.executable, "-m", "cli.main", "serve", "--port", str(port), "--no-schedule"],
+                                   env=full_env, stderr=subprocess.PIPE, text=True)
+        try:
+            health = wait_until(lambda: _get_json(f"http://127.0.0.1:{port}/healthz"), timeout=120)
+            assert health == {"status": "ok", "mode": "http", "active_model": 1}
+            body, content_type = event_body(message("alpha question 9", ts="6.0"), "EvSERVE")
+            request = urllib.request.Request(f"http://127.0.0.1:{port}/slack/events", data=body.encode(),
+                                             headers={"Content-Type": content_type, **sign(SECRET, body)})
+            with urllib.request.urlopen(request, timeout=10) as answer:
+                assert answer.status == 200
+            reply = slack.wait_for("chat.postMessage", timeout=60)[0]
+            assert reply.body["thread_ts"] == "6.0" and reply.token == "xoxb-secret-token"
+        finally:
+            process.send_signal(signal.SIGTERM)
+            _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stderr
+    assert "xoxb-secret-token" not in stderr and SECRET not in stderr
+
+
+def _get_json(url: str) -> dict | None:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=2) as answer:
+            return json.loads(answer.read())
+    except (urllib.error.URLError, ConnectionError):
+        return None
