@@ -18,7 +18,8 @@ def _env(name: str) -> AliasChoices:
 class Settings(BaseSettings):
     """Every variable of the contract; `.env.example` lists them with comments."""
 
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+    # An empty line copied from .env.example (`SLACK_APP_TOKEN=`) means "not set", never an empty secret.
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True, env_ignore_empty=True)
 
     home: Path = Field(Path(".switchboard"), validation_alias=_env("SWITCHBOARD_HOME"))
     database_url_override: str | None = Field(None, validation_alias=_env("DATABASE_URL"))

@@ -306,3 +306,11 @@ def test_the_home_tab_shows_model_labels_runs_and_departments(bot, slack, sessio
 
 def test_healthz_names_the_active_model(bot):
     assert bot.get("/healthz").json() == {"status": "ok", "active_model": 1}
+
+
+def test_empty_lines_copied_from_env_example_mean_not_set(tmp_path):
+    (tmp_path / ".env").write_text("SLACK_APP_TOKEN=\nOPENAI_API_KEY=\nSWITCHBOARD_TRIAGE_CHANNEL=\n"
+                                   "SLACK_BOT_TOKEN=xoxb-1\n")
+    settings = Settings()  # the test runs in tmp_path, so this reads the file above
+    assert settings.slack_app_token is None and settings.openai_api_key is None
+    assert settings.triage_channel is None and settings.slack_bot_token.get_secret_value() == "xoxb-1"

@@ -96,13 +96,18 @@ def test_retrain_and_rollback_from_slack_reach_the_running_bot(live, sessions):
     wait_until(lambda: live.get("/healthz").json()["active_model"] == first)
     assert f"Model {first}" in text_of(route(live, "alpha question 5", ts="4.0"))
 
-    for _ in range(2):
-        live.event({"type": "app_home_opened", "user": ADMIN, "channel": "DHOME", "tab": "home"})
-    views = slack.wait_for("views.publish", 2)
+    slack.fail("views.publish", "invalid_blocks", times=1)  # Slack has not finished processing the upload
+    home_opened = {"type": "app_home_opened", "user": ADMIN, "channel": "DHOME", "tab": "home"}
+    live.event(home_opened)
+    refused, without_chart = (c.body["view"]["blocks"] for c in slack.wait_for("views.publish", 2))
+    assert any(b["type"] == "image" for b in refused) and not any(b["type"] == "image" for b in without_chart)
+    live.event(home_opened)
+    views = slack.wait_for("views.publish", 3)
     [image] = [b for b in views[-1].body["view"]["blocks"] if b["type"] == "image"]
     [upload] = slack.calls_to("files.completeUploadExternal")  # one chart per promotion history, reused
     assert image["slack_file"]["id"] == upload.body["files"][0]["id"]
     assert slack.uploaded[image["slack_file"]["id"]].startswith(b"\x89PNG")
+    assert f"#{first} " in text_of(views[-1].body["view"]) and f"#{second} " in text_of(views[-1].body["view"])
     assert f"*Active model {first}*" in text_of(views[-1].body["view"])
 
 
