@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -47,6 +48,10 @@ class ActiveModelRouter:
         self._lookup = lookup
         self._poll_seconds = poll_seconds
         self._lock = threading.Lock()
+        # Every forward pass runs on this one thread. Called from a web server's many threads,
+        # torch's OpenMP pool would be rebuilt for each caller and the idle teams spin against
+        # the working one: on 2 cores that made a query 130 ms instead of 85.
+        self._model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="switchboard-model")
         self._peft: Any = None
         self._router: LoraRouter | None = None
         self._model_id: int | None = None
@@ -73,10 +78,13 @@ class ActiveModelRouter:
         except AdapterError as exc:
             log.error("cannot load model %s: %s; keeping model %s", model_id, exc, self._model_id)
             return False
-        with self._lock:
-            self._swap(model_id, Path(folder), meta.labels, meta.prompt)
+        self._model_thread.submit(self._locked_swap, model_id, Path(folder), meta.labels, meta.prompt).result()
         log.info("now serving model %s", model_id)
         return True
+
+    def _locked_swap(self, model_id: int, folder: Path, labels: list[str], prompt: Any) -> None:
+        with self._lock:
+            self._swap(model_id, folder, labels, prompt)
 
     def _swap(self, model_id: int, folder: Path, labels: list[str], prompt: Any) -> None:
         from peft import PeftModel
@@ -98,6 +106,9 @@ class ActiveModelRouter:
         return self.classify_batch([text])[0]
 
     def classify_batch(self, texts: Sequence[str]) -> list[Classification]:
+        return self._model_thread.submit(self._locked_classify, texts).result()
+
+    def _locked_classify(self, texts: Sequence[str]) -> list[Classification]:
         with self._lock:
             if self._router is None:
                 raise NoActiveModel("no model is active yet: run `switchboard train` first")
@@ -125,6 +136,7 @@ class ActiveModelRouter:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
+        self._model_thread.shutdown(wait=True)
 
 
 def registry_lookup(sessions: Callable[[], Any]) -> ActiveLookup:
