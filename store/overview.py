@@ -14,10 +14,15 @@ from store.tables import ModelVersion, RunStatus, Split, TrainingRun
 
 
 def status(session: Session) -> dict[str, Any]:
-    """The contract's `status` object."""
+    """The contract's `status` object.
+
+    SQLite reads outside a write transaction each see the latest commit, so the last run is read
+    first: a finished run's promotion is committed with it, and the active model read after it
+    cannot be older.
+    """
+    run = last_finished_run(session)
     active = active_model(session)
     examples = labelled_examples(session)
-    run = last_finished_run(session)
     return {
         "active_model": None if active is None else {
             "id": active.id, "macro_f1": active.metrics.get("macro_f1"), "adapter": active.adapter_path,
