@@ -41,38 +41,110 @@ def score_labels(
     pad_token_id: int,
     batch_size: int = 32,
 ) -> torch.Tensor:
-    """Probabilities, shape (len(prompts), len(trie.labels)), each row summing to one."""
+    """Probabilities, shape (len(prompts), len(trie.labels)), each row summing to one.
+
+    Each prompt is read once. Prompts are batched by length, so little is padding; when a
+    branch lies deeper than the first label token, the prompts' key/value cache is reused and
+    only the labels' own tokens are run, all deeper branches of a prompt in one batch.
+    `score_labels_plain` is the same computation without these shortcuts, kept as the reference.
+    """
     import torch
 
     if not trie.branches:
         return torch.ones(len(prompts), 1)
-    rows = [(i, prefix) for i in range(len(prompts)) for prefix in trie.branch_order]
-    log_branch: dict[tuple[int, tuple[int, ...]], dict[int, float]] = {}
+    deeper = [prefix for prefix in trie.branch_order if prefix]
+    per_batch = max(1, batch_size // (1 + len(deeper)))
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     decoder = model.get_decoder()
     head = model.get_output_embeddings().weight
-    device = head.device
+    log_branch: dict[tuple[int, tuple[int, ...]], dict[int, float]] = {}
     with torch.inference_mode():
-        for start in range(0, len(rows), batch_size):
-            chunk = rows[start : start + batch_size]
-            sequences = [prompts[i] + list(prefix) for i, prefix in chunk]
-            length = max(map(len, sequences))
-            input_ids = torch.full((len(chunk), length), pad_token_id, dtype=torch.long)
-            attention = torch.zeros((len(chunk), length), dtype=torch.long)
-            for row, seq in enumerate(sequences):
-                input_ids[row, : len(seq)] = torch.tensor(seq)
-                attention[row, : len(seq)] = 1
-            hidden = decoder(input_ids=input_ids.to(device), attention_mask=attention.to(device)).last_hidden_state
-            last = hidden[torch.arange(len(chunk)), attention.sum(1).to(device) - 1]
-            for row, (i, prefix) in enumerate(chunk):
-                allowed = trie.branches[prefix]
-                logits = last[row] @ head[allowed].T
-                logp = torch.log_softmax(logits.float(), dim=-1).tolist()
-                log_branch[(i, prefix)] = dict(zip(allowed, logp, strict=True))
-    scores = torch.zeros(len(prompts), len(trie.labels))
-    for i in range(len(prompts)):
+        for start in range(0, len(order), per_batch):
+            chunk = order[start : start + per_batch]
+            input_ids, attention = _right_padded([prompts[i] for i in chunk], pad_token_id, head.device)
+            out = decoder(input_ids=input_ids, attention_mask=attention, use_cache=bool(deeper))
+            lengths = attention.sum(1)
+            last = out.last_hidden_state[torch.arange(len(chunk), device=head.device), lengths - 1]
+            if () in trie.branches:  # else every label starts with the same token
+                _record(log_branch, trie, head, [(i, ()) for i in chunk], last)
+            if deeper:
+                _score_deeper(decoder, trie, head, deeper, chunk, out.past_key_values, attention, log_branch,
+                              pad_token_id)
+    return _combine(trie, len(prompts), log_branch)
+
+
+def _score_deeper(decoder, trie, head, deeper, chunk, cache, attention, log_branch, pad_token_id):  # type: ignore[no-untyped-def]
+    """Hidden states after each deeper branch prefix, on top of the prompts' cache (one row per pair)."""
+    import torch
+
+    k, depth = len(deeper), max(map(len, deeper))
+    cache.batch_repeat_interleave(k)
+    rows = [(i, prefix) for i in chunk for prefix in deeper]
+    lengths = attention.sum(1).repeat_interleave(k)
+    ids = torch.full((len(rows), depth), pad_token_id, dtype=torch.long)
+    new_mask = torch.zeros((len(rows), depth), dtype=torch.long)
+    for row, (_, prefix) in enumerate(rows):
+        ids[row, : len(prefix)] = torch.tensor(prefix)
+        new_mask[row, : len(prefix)] = 1
+    device = head.device
+    mask = torch.cat([attention.repeat_interleave(k, dim=0), new_mask.to(device)], dim=1)
+    positions = lengths.unsqueeze(1) + torch.arange(depth, device=device).unsqueeze(0)
+    out = decoder(input_ids=ids.to(device), attention_mask=mask, position_ids=positions, past_key_values=cache,
+                  use_cache=False)
+    ends = torch.tensor([len(prefix) - 1 for _, prefix in rows], device=device)
+    _record(log_branch, trie, head, rows, out.last_hidden_state[torch.arange(len(rows), device=device), ends])
+
+
+def _right_padded(sequences: list[list[int]], pad_token_id: int, device: torch.device) -> tuple[torch.Tensor, ...]:
+    import torch
+
+    length = max(map(len, sequences))
+    input_ids = torch.full((len(sequences), length), pad_token_id, dtype=torch.long)
+    attention = torch.zeros((len(sequences), length), dtype=torch.long)
+    for row, seq in enumerate(sequences):
+        input_ids[row, : len(seq)] = torch.tensor(seq)
+        attention[row, : len(seq)] = 1
+    return input_ids.to(device), attention.to(device)
+
+
+def _record(log_branch, trie, head, rows, hidden) -> None:  # type: ignore[no-untyped-def]
+    """Log-probabilities of each allowed next token, only the head rows of those tokens computed."""
+    import torch
+
+    for row, (i, prefix) in enumerate(rows):
+        allowed = trie.branches[prefix]
+        logp = torch.log_softmax((hidden[row] @ head[allowed].T).float(), dim=-1).tolist()
+        log_branch[(i, prefix)] = dict(zip(allowed, logp, strict=True))
+
+
+def _combine(trie: LabelTrie, n: int, log_branch: dict[tuple[int, tuple[int, ...]], dict[int, float]]) -> torch.Tensor:
+    import torch
+
+    scores = torch.zeros(n, len(trie.labels))
+    for i in range(n):
         for j, label in enumerate(trie.labels):
             path = trie.paths[label]
             scores[i, j] = sum(
                 log_branch[(i, path[:d])][path[d]] for d in range(len(path)) if path[:d] in trie.branches
             )
     return torch.softmax(scores, dim=-1)
+
+
+def score_labels_plain(
+    model: PreTrainedModel, trie: LabelTrie, prompts: list[list[int]], *, pad_token_id: int
+) -> torch.Tensor:
+    """The reference: every (prompt, branch) pair run from scratch, one at a time, no cache, no padding."""
+    import torch
+
+    if not trie.branches:
+        return torch.ones(len(prompts), 1)
+    decoder = model.get_decoder()
+    head = model.get_output_embeddings().weight
+    log_branch: dict[tuple[int, tuple[int, ...]], dict[int, float]] = {}
+    with torch.inference_mode():
+        for i, prompt in enumerate(prompts):
+            for prefix in trie.branch_order:
+                ids = torch.tensor([prompt + list(prefix)], device=head.device)
+                hidden = decoder(input_ids=ids, use_cache=False).last_hidden_state[:, -1]
+                _record(log_branch, trie, head, [(i, prefix)], hidden)
+    return _combine(trie, len(prompts), log_branch)

@@ -84,3 +84,13 @@ def run_cli(*args: str, env: dict[str, str], input_text: str | None = None) -> s
     full_env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIXES)} | env
     return subprocess.run([sys.executable, "-m", "cli.main", *args], capture_output=True, text=True,
                           env=full_env, input=input_text, cwd=os.getcwd(), timeout=600)
+
+
+@pytest.fixture(scope="session")
+def embedded_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A cache folder holding the converted embedded model, converted once per test session."""
+    from router.base_model import embedded_model_dir
+
+    folder = tmp_path_factory.mktemp("embedded-cache")
+    embedded_model_dir(folder)
+    return folder

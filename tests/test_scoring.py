@@ -1,0 +1,62 @@
+"""The fast scoring path (length-sorted batches, the prompts' cache reused for deeper branches)
+gives the plain path's departments and probabilities on the BANKING77 test set."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+from router.base_model import load_base_model
+from router.prompt import PromptFormat, label_ids, prompt_ids
+from router.scoring import LabelTrie, score_labels, score_labels_plain
+from tests.conftest import ROOT
+
+BANKING77 = ROOT / "data" / "banking77"
+
+
+def banking77(task: str) -> tuple[list[str], list[str]]:
+    departments = json.loads((BANKING77 / "departments.json").read_text())
+    with (BANKING77 / "test.csv").open(newline="") as handle:
+        texts = [row["text"] for row in csv.DictReader(handle)]
+    labels = sorted(set(departments.values())) if task == "departments" else sorted(departments)
+    return texts, labels
+
+
+def assert_same(model, tokenizer, texts: list[str], labels: list[str]) -> None:
+    prompt = PromptFormat()
+    trie = LabelTrie({label: label_ids(tokenizer, prompt, label) for label in labels})
+    prompts = [prompt_ids(tokenizer, prompt, text) for text in texts]
+    fast = score_labels(model, trie, prompts, pad_token_id=tokenizer.pad_token_id, batch_size=32)
+    plain = score_labels_plain(model, trie, prompts, pad_token_id=tokenizer.pad_token_id)
+    assert fast.shape == plain.shape == (len(texts), len(labels))
+    assert (fast - plain).abs().max().item() < 1e-5
+    top2 = plain.topk(2, dim=1).values
+    clear = (top2[:, 0] - top2[:, 1]) > 1e-5  # an exact tie may break either way
+    assert clear.sum() > 0.9 * len(texts)
+    assert (fast.argmax(1)[clear] == plain.argmax(1)[clear]).all()
+
+
+def test_departments_on_the_whole_test_set_match_the_plain_path(tiny_model_dir, tmp_path):
+    model, tokenizer = load_base_model(str(tiny_model_dir), cache_dir=tmp_path)
+    texts, labels = banking77("departments")
+    assert len(texts) == 3080
+    assert_same(model, tokenizer, texts, labels)
+
+
+def test_intents_whose_tokens_branch_deep_match_the_plain_path(tiny_model_dir, tmp_path):
+    model, tokenizer = load_base_model(str(tiny_model_dir), cache_dir=tmp_path)
+    texts, labels = banking77("intents")
+    trie = LabelTrie({label: label_ids(tokenizer, PromptFormat(), label) for label in labels})
+    assert sum(1 for prefix in trie.branches if prefix) > 10  # the cache path really runs
+    assert_same(model, tokenizer, texts[::20], labels)
+
+
+@pytest.mark.slow
+def test_the_embedded_model_matches_the_plain_path(embedded_cache):
+    model, tokenizer = load_base_model("smollm2-135m", cache_dir=embedded_cache)
+    texts, labels = banking77("departments")
+    assert_same(model, tokenizer, texts[::10], labels)
+    texts, labels = banking77("intents")
+    assert_same(model, tokenizer, texts[::40], labels)
