@@ -75,6 +75,18 @@ class LoraRouter:
         return list(self._trie.labels)
 
     @property
+    def model(self) -> PreTrainedModel:
+        return self._model
+
+    @property
+    def trie(self) -> LabelTrie:
+        return self._trie
+
+    @property
+    def prompt(self) -> PromptFormat:
+        return self._prompt
+
+    @property
     def name(self) -> str | None:
         return self._name
 

@@ -4,6 +4,7 @@ OpenAI-compatible server, caching, skips, the scheduler's triggers and hot swap 
 import threading
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from sqlmodel import select
@@ -210,6 +211,30 @@ def test_a_running_router_swaps_in_a_promotion_without_dropping_a_request(settin
     models_seen = [a.model for a in answers]
     assert models_seen[0] == str(first["model_id"]) and models_seen[-1] == str(second["model_id"])
     assert answers[-1].department == "Orders"
+
+
+def test_the_merged_served_model_answers_as_a_fresh_load_after_swaps(settings, sessions, tiny_model_dir, tmp_path):
+    from router.classifier import LoraRouter
+
+    seed(sessions)
+    first = run(settings, sessions, WEAK)
+    seed(sessions, MORE)
+    second = run(settings, sessions)
+    base, tokenizer = load_base_model(str(tiny_model_dir), cache_dir=tmp_path)
+    router = ActiveModelRouter(base=base, tokenizer=tokenizer, base_model_name=str(tiny_model_dir),
+                               lookup=registry_lookup(sessions))
+    texts = [text for text, _ in EXAMPLES + MORE]
+    for model_id in (first["model_id"], second["model_id"], first["model_id"], second["model_id"]):
+        with transaction(sessions) as session:
+            promote(session, model_id=model_id, by="test")
+        assert router.refresh()
+    served = router.classify_batch(texts)
+    fresh_base, _ = load_base_model(str(tiny_model_dir), cache_dir=tmp_path)
+    fresh = LoraRouter.from_adapter(base=fresh_base, tokenizer=tokenizer, name="fresh",
+                                    adapter_dir=Path(second["adapter"])).classify_batch(texts)
+    router.stop()
+    assert [a.department for a in served] == [b.department for b in fresh]
+    assert max(abs(a.scores[k] - b.scores[k]) for a, b in zip(served, fresh, strict=True) for k in a.scores) < 1e-5
 
 
 @pytest.mark.parametrize("broken", ["missing", "corrupt"])
