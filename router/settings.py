@@ -19,7 +19,8 @@ class Settings(BaseSettings):
     """Every variable of the contract; `.env.example` lists them with comments."""
 
     # An empty line copied from .env.example (`SLACK_APP_TOKEN=`) means "not set", never an empty secret.
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True, env_ignore_empty=True)
+    # Only the contract's names are read: with populate_by_name, the field `home` took $HOME.
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", env_ignore_empty=True)
 
     home: Path = Field(Path(".switchboard"), validation_alias=_env("SWITCHBOARD_HOME"))
     database_url_override: str | None = Field(None, validation_alias=_env("DATABASE_URL"))

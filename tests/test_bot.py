@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from sqlmodel import select
@@ -314,3 +315,12 @@ def test_empty_lines_copied_from_env_example_mean_not_set(tmp_path):
     settings = Settings()  # the test runs in tmp_path, so this reads the file above
     assert settings.slack_app_token is None and settings.openai_api_key is None
     assert settings.triage_channel is None and settings.slack_bot_token.get_secret_value() == "xoxb-1"
+
+
+def test_only_the_contracts_variable_names_are_read(monkeypatch):
+    monkeypatch.setenv("HOME", "/somewhere/else")
+    monkeypatch.setenv("BASE_MODEL", "not-this-one")
+    monkeypatch.setenv("AGENTS", "UNOBODY")
+    settings = Settings()
+    assert settings.home == Path(".switchboard") and settings.base_model == "smollm2-135m"
+    assert settings.agents == frozenset()
