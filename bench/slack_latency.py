@@ -72,18 +72,12 @@ def train_first_model(home: Path) -> tuple[Settings, str]:
 
 
 def reference_ms(settings: Settings, adapter: str, queries: list[str]) -> list[float]:
-    """The same model as the bot serves (adapter loaded, not merged), classifying directly."""
-    from peft import PeftModel
-
-    from router.adapters import check_adapter_dir
+    """The same model as the bot serves (the adapter merged into the base), classifying directly."""
     from router.base_model import load_base_model
     from router.classifier import LoraRouter
 
     base, tokenizer = load_base_model(settings.base_model, cache_dir=settings.cache_dir)
-    meta = check_adapter_dir(Path(adapter))
-    model = PeftModel.from_pretrained(base, adapter, is_trainable=False).eval()
-    router = LoraRouter(model=model.get_base_model(), tokenizer=tokenizer, labels=meta.labels, prompt=meta.prompt,
-                        name="reference")
+    router = LoraRouter.from_adapter(base=base, tokenizer=tokenizer, adapter_dir=Path(adapter), name="reference")
     out = []
     for text in queries:
         started = time.perf_counter()

@@ -1,11 +1,10 @@
 """The router a long-running process serves: always the registry's active model, swapped in place.
 
 A background thread polls the registry pointer. When a promotion or rollback moves it, the old
-adapter is unmerged from the base weights, the new one loaded onto the base model already in
-memory (the base is never loaded twice), merged for speed, and the old one dropped. Requests
-and swaps run on the same single model thread, so a swap happens between requests: none is
-dropped, none sees half a model. An adapter that fails to load is logged and the current one
-keeps serving.
+adapter's update is taken out of the base weights and the new one's added (the base is never
+loaded twice; see `router/lora_merge.py`). Requests and swaps run on the same single model
+thread, so a swap happens between requests: none is dropped, none sees half a model. An adapter
+that fails to load is logged and the current one keeps serving.
 """
 
 from __future__ import annotations
@@ -19,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from router.adapters import AdapterError, check_adapter_dir
 from router.classifier import Classification, LoraRouter
+from router.lora_merge import LoraDeltas, read_lora
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -53,7 +53,7 @@ class ActiveModelRouter:
         # torch's OpenMP pool would be rebuilt for each caller and the idle teams spin against
         # the working one: on 2 cores that made a query 130 ms instead of 85.
         self._model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="switchboard-model")
-        self._peft: Any = None
+        self._deltas: LoraDeltas | None = None
         self._router: LoraRouter | None = None
         self._model_id: int | None = None
         self._stop = threading.Event()
@@ -76,36 +76,26 @@ class ActiveModelRouter:
             return False
         try:
             meta = check_adapter_dir(Path(folder))
+            deltas = read_lora(Path(folder))
         except AdapterError as exc:
             log.error("cannot load model %s: %s; keeping model %s", model_id, exc, self._model_id)
             return False
-        self._model_thread.submit(self._locked_swap, model_id, Path(folder), meta.labels, meta.prompt).result()
+        self._model_thread.submit(self._locked_swap, model_id, deltas, meta.labels, meta.prompt).result()
         log.info("now serving model %s", model_id)
         return True
 
-    def _locked_swap(self, model_id: int, folder: Path, labels: list[str], prompt: Any) -> None:
+    def _locked_swap(self, model_id: int, deltas: LoraDeltas, labels: list[str], prompt: Any) -> None:
         with self._lock:
-            self._swap(model_id, folder, labels, prompt)
-
-    def _swap(self, model_id: int, folder: Path, labels: list[str], prompt: Any) -> None:
-        from peft import PeftModel
-
-        name = f"model{model_id}"
-        if self._peft is None:
-            self._peft = PeftModel.from_pretrained(self._base, str(folder), adapter_name=name, is_trainable=False)
-        else:
-            self._peft.unmerge_adapter()
-            self._peft.load_adapter(str(folder), adapter_name=name, is_trainable=False)
-            self._peft.set_adapter(name)
-            self._peft.delete_adapter(f"model{self._model_id}")
-        # Served merged into the base weights (one matmul per layer, not three) and unmerged
-        # before the next swap, so the base never has to be loaded again.
-        self._peft.merge_adapter()
-        self._peft.eval()
-        self._router = LoraRouter(model=self._peft.get_base_model(), tokenizer=self._tokenizer, labels=labels,
-                                  prompt=prompt, name=str(model_id))
-        self._model_id = model_id
-        self.swaps += 1
+            if self._deltas is not None:
+                self._deltas.apply(self._base, sign=-1)
+            # Served merged into the base weights (one matmul per layer, not three) and taken out
+            # again before the next swap, so the base never has to be loaded again.
+            deltas.apply(self._base, sign=+1)
+            self._deltas = deltas
+            self._router = LoraRouter(model=self._base, tokenizer=self._tokenizer, labels=labels, prompt=prompt,
+                                      name=str(model_id))
+            self._model_id = model_id
+            self.swaps += 1
 
     def classify(self, text: str) -> Classification:
         return self.classify_batch([text])[0]
