@@ -37,8 +37,11 @@ class LoraDeltas:
         with torch.no_grad():
             for name, (a, b) in self.factors.items():
                 weight: torch.Tensor = model.get_submodule(name).weight  # type: ignore[assignment]
-                delta = (b.float() @ a.float()) * self.scale
-                weight.add_(delta.to(dtype=weight.dtype, device=weight.device), alpha=sign)
+                delta = ((b.float() @ a.float()) * (self.scale * sign)).to(dtype=weight.dtype, device=weight.device)
+                # Out of place: loaded weights are pages of the memory-mapped checkpoint, and writing
+                # into them copied 4 KB pages one fault at a time (1.9 s against 0.3 s for the embedded
+                # model), for a higher peak of resident memory (1.38 GB against 0.96).
+                weight.data = weight.data + delta
 
 
 def read_lora(adapter_dir: Path) -> LoraDeltas:

@@ -59,6 +59,12 @@ class Settings(BaseSettings):
             return frozenset(part.strip() for part in value.split(",") if part.strip())
         return value
 
+    @field_validator("home", mode="after")
+    @classmethod
+    def _absolute_home(cls, value: Path) -> Path:
+        """Resolved once, at start: adapter paths stored in the registry then work from any folder."""
+        return value.expanduser().resolve()
+
     @property
     def database_url(self) -> str:
         return self.database_url_override or f"sqlite:///{self.home / 'switchboard.db'}"

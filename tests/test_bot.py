@@ -322,5 +322,5 @@ def test_only_the_contracts_variable_names_are_read(monkeypatch):
     monkeypatch.setenv("BASE_MODEL", "not-this-one")
     monkeypatch.setenv("AGENTS", "UNOBODY")
     settings = Settings()
-    assert settings.home == Path(".switchboard") and settings.base_model == "smollm2-135m"
+    assert settings.home == Path(".switchboard").resolve() and settings.base_model == "smollm2-135m"
     assert settings.agents == frozenset()
