@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from router.adapters import check_adapter_dir
-from router.prompt import PromptFormat, label_ids, prompt_ids
-from router.scoring import LabelTrie, score_labels
+from router.prompt import PromptFormat, label_ids, prefix_ids, prompt_ids
+from router.scoring import LabelTrie, score_labels, shared_prefix
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -49,13 +49,17 @@ class LoraRouter:
         labels: Sequence[str],
         prompt: PromptFormat,
         name: str | None,
+        cache_prefix: bool = False,
     ) -> None:
+        """`cache_prefix`: compute the prompts' common start once. Only for weights that stay fixed
+        for this router's life (a served model); the trainer switches adapters under its routers."""
         self._tokenizer = tokenizer
         self._lock = threading.Lock()
         self._model = model
         self._prompt = prompt
         self._name = name
         self._trie = LabelTrie({label: label_ids(tokenizer, prompt, label) for label in labels})
+        self._prefix = shared_prefix(model, prefix_ids(tokenizer, prompt)) if cache_prefix else None
 
     @classmethod
     def from_adapter(
@@ -67,7 +71,8 @@ class LoraRouter:
         meta = check_adapter_dir(adapter_dir)
         read_lora(adapter_dir).apply(base, sign=+1)
         base.eval()
-        return cls(model=base, tokenizer=tokenizer, labels=meta.labels, prompt=meta.prompt, name=name)
+        return cls(model=base, tokenizer=tokenizer, labels=meta.labels, prompt=meta.prompt, name=name,
+                   cache_prefix=True)
 
     @property
     def labels(self) -> list[str]:
@@ -96,8 +101,8 @@ class LoraRouter:
         with self._lock:
             started = time.perf_counter()
             prompts = [prompt_ids(self._tokenizer, self._prompt, text) for text in texts]
-            probs = score_labels(self._model, self._trie, prompts,
-                                 pad_token_id=self._tokenizer.pad_token_id, batch_size=batch_size)
+            probs = score_labels(self._model, self._trie, prompts, pad_token_id=self._tokenizer.pad_token_id,
+                                 batch_size=batch_size, prefix=self._prefix)
             per_text_ms = (time.perf_counter() - started) * 1000 / max(1, len(texts))
         labels = self._trie.labels
         results = []

@@ -42,10 +42,14 @@ class PromptFormat:
 def prompt_ids(tokenizer: PreTrainedTokenizerBase, fmt: PromptFormat, text: str) -> list[int]:
     """Token ids of the prompt; a long text is cut to `max_text_tokens`, never refused."""
     text_ids = tokenizer(text, add_special_tokens=False)["input_ids"][: fmt.max_text_tokens]
-    head = tokenizer(fmt.prefix, add_special_tokens=False)["input_ids"]
     tail = tokenizer(fmt.suffix, add_special_tokens=False)["input_ids"]
+    return prefix_ids(tokenizer, fmt) + text_ids + tail
+
+
+def prefix_ids(tokenizer: PreTrainedTokenizerBase, fmt: PromptFormat) -> list[int]:
+    """The ids every prompt starts with, whatever the text: their key/value cache can be shared."""
     bos = [tokenizer.bos_token_id] if _uses_bos(tokenizer) else []
-    return bos + head + text_ids + tail
+    return bos + tokenizer(fmt.prefix, add_special_tokens=False)["input_ids"]
 
 
 def label_ids(tokenizer: PreTrainedTokenizerBase, fmt: PromptFormat, label: str) -> list[int]:

@@ -8,8 +8,10 @@ label, and it needs one model pass per branching node (one in all when the first
 
 from __future__ import annotations
 
+import copy
 from collections import defaultdict
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import torch
@@ -33,6 +35,25 @@ class LabelTrie:
         self.branch_order = sorted(self.branches, key=lambda p: (len(p), p))
 
 
+@dataclass(frozen=True)
+class SharedPrefix:
+    """The key/value cache of the tokens every prompt starts with, computed once for fixed weights."""
+
+    ids: tuple[int, ...]
+    cache: Any  # a batch-of-one DynamicCache, copied for each use
+
+
+def shared_prefix(model: PreTrainedModel, ids: list[int]) -> SharedPrefix | None:
+    import torch
+
+    if not ids:
+        return None
+    head = model.get_output_embeddings().weight
+    with torch.inference_mode():
+        out = model.get_decoder()(input_ids=torch.tensor([ids], device=head.device), use_cache=True)
+    return SharedPrefix(tuple(ids), out.past_key_values)
+
+
 def score_labels(
     model: PreTrainedModel,
     trie: LabelTrie,
@@ -40,12 +61,14 @@ def score_labels(
     *,
     pad_token_id: int,
     batch_size: int = 32,
+    prefix: SharedPrefix | None = None,
 ) -> torch.Tensor:
     """Probabilities, shape (len(prompts), len(trie.labels)), each row summing to one.
 
     Each prompt is read once. Prompts are batched by length, so little is padding; when a
     branch lies deeper than the first label token, the prompts' key/value cache is reused and
     only the labels' own tokens are run, all deeper branches of a prompt in one batch.
+    With `prefix`, the tokens every prompt starts with are not run again: their cache is reused.
     `score_labels_plain` is the same computation without these shortcuts, kept as the reference.
     """
     import torch
@@ -61,9 +84,8 @@ def score_labels(
     with torch.inference_mode():
         for start in range(0, len(order), per_batch):
             chunk = order[start : start + per_batch]
-            input_ids, attention = _right_padded([prompts[i] for i in chunk], pad_token_id, head.device)
-            out = decoder(input_ids=input_ids, attention_mask=attention, use_cache=bool(deeper))
-            lengths = attention.sum(1)
+            out, attention, lengths = _run_prompts(decoder, [prompts[i] for i in chunk], prefix, pad_token_id,
+                                                   head.device, use_cache=bool(deeper))
             last = out.last_hidden_state[torch.arange(len(chunk), device=head.device), lengths - 1]
             if () in trie.branches:  # else every label starts with the same token
                 _record(log_branch, trie, head, [(i, ()) for i in chunk], last)
@@ -71,6 +93,28 @@ def score_labels(
                 _score_deeper(decoder, trie, head, deeper, chunk, out.past_key_values, attention, log_branch,
                               pad_token_id)
     return _combine(trie, len(prompts), log_branch)
+
+
+def _run_prompts(decoder, prompts, prefix, pad_token_id, device, *, use_cache):  # type: ignore[no-untyped-def]
+    """One forward over a batch of prompts, on top of the shared prefix's cache when there is one.
+
+    Returns the output, the attention mask over everything in the cache, and each prompt's
+    length in the output (which holds only the tokens run now).
+    """
+    import torch
+
+    n = len(prefix.ids) if prefix is not None and all(tuple(p[: len(prefix.ids)]) == prefix.ids for p in prompts) else 0
+    input_ids, attention = _right_padded([p[n:] for p in prompts], pad_token_id, device)
+    lengths = attention.sum(1)
+    if n == 0:
+        return decoder(input_ids=input_ids, attention_mask=attention, use_cache=use_cache), attention, lengths
+    cache = copy.deepcopy(prefix.cache)  # type: ignore[union-attr]
+    cache.batch_repeat_interleave(len(prompts))
+    full = torch.cat([torch.ones((len(prompts), n), dtype=attention.dtype, device=device), attention], dim=1)
+    positions = n + torch.arange(input_ids.shape[1], device=device).unsqueeze(0).expand(len(prompts), -1)
+    out = decoder(input_ids=input_ids, attention_mask=full, position_ids=positions, past_key_values=cache,
+                  use_cache=use_cache)
+    return out, full, lengths
 
 
 def _score_deeper(decoder, trie, head, deeper, chunk, cache, attention, log_branch, pad_token_id):  # type: ignore[no-untyped-def]

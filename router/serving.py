@@ -93,7 +93,7 @@ class ActiveModelRouter:
             deltas.apply(self._base, sign=+1)
             self._deltas = deltas
             self._router = LoraRouter(model=self._base, tokenizer=self._tokenizer, labels=labels, prompt=prompt,
-                                      name=str(model_id))
+                                      name=str(model_id), cache_prefix=True)
             self._model_id = model_id
             self.swaps += 1
 

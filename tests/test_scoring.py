@@ -9,8 +9,8 @@ import json
 import pytest
 
 from router.base_model import load_base_model
-from router.prompt import PromptFormat, label_ids, prompt_ids
-from router.scoring import LabelTrie, score_labels, score_labels_plain
+from router.prompt import PromptFormat, label_ids, prefix_ids, prompt_ids
+from router.scoring import LabelTrie, score_labels, score_labels_plain, shared_prefix
 from tests.conftest import ROOT
 
 BANKING77 = ROOT / "data" / "banking77"
@@ -29,13 +29,17 @@ def assert_same(model, tokenizer, texts: list[str], labels: list[str]) -> None:
     trie = LabelTrie({label: label_ids(tokenizer, prompt, label) for label in labels})
     prompts = [prompt_ids(tokenizer, prompt, text) for text in texts]
     fast = score_labels(model, trie, prompts, pad_token_id=tokenizer.pad_token_id, batch_size=32)
+    cached = score_labels(model, trie, prompts, pad_token_id=tokenizer.pad_token_id, batch_size=32,
+                          prefix=shared_prefix(model, prefix_ids(tokenizer, prompt)))
     plain = score_labels_plain(model, trie, prompts, pad_token_id=tokenizer.pad_token_id)
-    assert fast.shape == plain.shape == (len(texts), len(labels))
+    assert fast.shape == cached.shape == plain.shape == (len(texts), len(labels))
     assert (fast - plain).abs().max().item() < 1e-5
+    assert (cached - plain).abs().max().item() < 1e-5
     top2 = plain.topk(2, dim=1).values
     clear = (top2[:, 0] - top2[:, 1]) > 1e-5  # an exact tie may break either way
     assert clear.sum() > 0.9 * len(texts)
     assert (fast.argmax(1)[clear] == plain.argmax(1)[clear]).all()
+    assert (cached.argmax(1)[clear] == plain.argmax(1)[clear]).all()
 
 
 def test_departments_on_the_whole_test_set_match_the_plain_path(tiny_model_dir, tmp_path):
