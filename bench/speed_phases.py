@@ -60,6 +60,7 @@ def serve(setup: dict[str, Any], *, device: str, single: int, plain: int, batch:
         router.classify(text)
         single_ms.append((time.perf_counter() - started) * 1000)
     _sync(device)
+    serving_memory = _memory(device)  # what a bot answering one query at a time holds
     started = time.perf_counter()
     router.classify_batch(texts, batch_size=batch)
     _sync(device)
@@ -80,7 +81,8 @@ def serve(setup: dict[str, Any], *, device: str, single: int, plain: int, batch:
         "plain_path": {"queries": len(prompts), "ms_per_query": round(plain_ms, 2),
                        "max_probability_difference": float((fast - reference).abs().max()) if prompts else None,
                        "same_department": int((fast.argmax(1) == reference.argmax(1)).sum()) if prompts else None},
-        "mean_prompt_tokens": round(tokens, 1), "torch_threads": torch.get_num_threads(), **_memory(device),
+        "mean_prompt_tokens": round(tokens, 1), "torch_threads": torch.get_num_threads(),
+        "memory_single_queries": serving_memory, "memory_after_batches": _memory(device),
     }
 
 

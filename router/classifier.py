@@ -66,10 +66,12 @@ class LoraRouter:
         cls, *, base: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, adapter_dir: Path, name: str
     ) -> LoraRouter:
         """The adapter merged into `base` (which this router then owns): one matmul per layer, not three."""
-        from router.lora_merge import read_lora
+        from router.lora_merge import read_lora, release_checkpoint
 
         meta = check_adapter_dir(adapter_dir)
-        read_lora(adapter_dir).apply(base, sign=+1)
+        deltas = read_lora(adapter_dir)
+        deltas.apply(base, sign=+1)
+        release_checkpoint(base, deltas)
         base.eval()
         return cls(model=base, tokenizer=tokenizer, labels=meta.labels, prompt=meta.prompt, name=name,
                    cache_prefix=True)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from router.adapters import AdapterError, check_adapter_dir
 from router.classifier import Classification, LoraRouter
-from router.lora_merge import LoraDeltas, read_lora
+from router.lora_merge import LoraDeltas, read_lora, release_checkpoint
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -91,6 +91,8 @@ class ActiveModelRouter:
             # Served merged into the base weights (one matmul per layer, not three) and taken out
             # again before the next swap, so the base never has to be loaded again.
             deltas.apply(self._base, sign=+1)
+            if self._deltas is None:
+                release_checkpoint(self._base, deltas)
             self._deltas = deltas
             self._router = LoraRouter(model=self._base, tokenizer=self._tokenizer, labels=labels, prompt=prompt,
                                       name=str(model_id), cache_prefix=True)
