@@ -84,6 +84,8 @@ def main() -> None:
     parser.add_argument("--train-sizes", type=int, nargs="*", default=[1000])
     parser.add_argument("--epochs", type=float, default=3.0)
     parser.add_argument("--qlora", action="store_true", help="also train on 4-bit weights (GPU only)")
+    parser.add_argument("--phases", nargs="*", default=["serve", "startup", "train", "reference"],
+                        help="run only these (the JSON file is then named after them)")
     parser.add_argument("--data", type=Path, help="a BANKING77 folder with train.csv (default: the bundled test split)")
     parser.add_argument("--cache", type=Path, default=ROOT / ".switchboard" / "cache", help="converted embedded model")
     parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
@@ -100,13 +102,18 @@ def main() -> None:
     setup = prepare(args.work, args.model, args.cache)
     (args.work / "setup.json").write_text(json.dumps(setup))
     result: dict[str, Any] = {"device": args.device, "model": args.model, "machine": machine(args.device)}
-    result["serve"] = run_phase(args, "serve")
-    result["startup"] = run_phase(args, "startup")
-    result["train"] = [run_phase(args, "train", n=n, epochs=args.epochs) for n in args.train_sizes]
+    phases = set(args.phases)
+    if "serve" in phases:
+        result["serve"] = run_phase(args, "serve")
+    if "startup" in phases:
+        result["startup"] = run_phase(args, "startup")
+    if "train" in phases:
+        result["train"] = [run_phase(args, "train", n=n, epochs=args.epochs) for n in args.train_sizes]
     if args.qlora:
         result["qlora"] = run_phase(args, "qlora", n=args.train_sizes[0], epochs=1)
-    result["reference_tfidf_svm"] = run_phase(args, "reference")
-    serve, ref = result["serve"], result["reference_tfidf_svm"]
+    if "reference" in phases:
+        result["reference_tfidf_svm"] = run_phase(args, "reference")
+    serve, ref = result.get("serve", {"error": "not run"}), result.get("reference_tfidf_svm", {"error": "not run"})
     if "error" not in serve and "error" not in ref:
         result["ratio_to_reference"] = {
             "single_query_median": round(serve["single_query_ms"]["median"] / ref["single_query_ms"]["median"], 1),
@@ -115,7 +122,8 @@ def main() -> None:
         achieved = serve["batched"]["prompt_tokens_per_s"] * FLOPS_PER_TOKEN[args.model]
         result["roofline"] = {"achieved_tflops_batched": round(achieved / 1e12, 1),
                               "prefill_bound_tokens_per_s_at_800_tflops": round(800e12 / FLOPS_PER_TOKEN[args.model])}
-    out = ROOT / "bench" / "results" / f"speed-{args.device}-{args.model}.json"
+    suffix = "" if phases >= {"serve", "startup", "train", "reference"} else "-" + "-".join(sorted(phases))
+    out = ROOT / "bench" / "results" / f"speed-{args.device}-{args.model}{suffix}.json"
     out.write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))
     print(f"saved {out}", file=sys.stderr)

@@ -21,7 +21,10 @@ def _percentiles(ms: list[float]) -> dict[str, float]:
 
 
 def _memory(device: str) -> dict[str, float]:
-    out = {"peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+    """Peak resident memory so far, and resident memory now (what a long-running process keeps)."""
+    resident_pages = int(Path("/proc/self/statm").read_text().split()[1]) if Path("/proc/self/statm").exists() else 0
+    out = {"peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+           "rss_now_mb": round(resident_pages * os.sysconf("SC_PAGE_SIZE") / 2**20, 1)}
     if device == "cuda":
         import torch
 
