@@ -52,7 +52,7 @@ def build_app(deps: BotDeps, *, client: WebClient, signing_secret: str | None) -
 
     @app.event("message")
     def on_message(body: dict[str, Any], event: dict[str, Any], client: WebClient) -> None:
-        if not routing.is_customer_message(event, destinations=routing.destinations(deps)):
+        if not routing.is_customer_message(deps, event):
             return
         once(lambda e, c: routing.route_message(deps, c, e, event_id=body.get("event_id")))(body, event, client)
 

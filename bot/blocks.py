@@ -56,6 +56,3 @@ def forwarded(department: str, *, user: str | None, channel: str, text: str, per
     link = f"\n<{permalink}|Open the conversation>" if permalink else ""
     return head, [_section(f"{head}\n{quoted}{link}")]
 
-
-def plain(text: str) -> Blocks:
-    return [_section(text)]

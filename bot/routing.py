@@ -9,7 +9,6 @@ from typing import Any
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
-from sqlmodel import select
 
 from bot import blocks
 from bot.deps import BotDeps
@@ -17,8 +16,8 @@ from router.classifier import Classification
 from router.serving import NoActiveModel
 from store.db import transaction
 from store.examples import get_department, list_departments
-from store.slack import query_for_text, record_message
-from store.tables import Prediction, SlackMessage
+from store.slack import find_message, query_for_text, record_message
+from store.tables import Prediction
 
 log = logging.getLogger(__name__)
 
@@ -26,20 +25,20 @@ MAX_MODEL_CHARS = 2000  # the prompt keeps 96 tokens anyway; this only bounds to
 _SHORTCODE = re.compile(r":[a-z0-9_+'\-]+:(:skin-tone-\d:)?", re.IGNORECASE)
 
 
-def is_customer_message(event: dict[str, Any], *, destinations: set[str]) -> bool:
+def is_customer_message(deps: BotDeps, event: dict[str, Any]) -> bool:
     """A new top-level message a person typed in a support channel: nothing else is routed.
 
     Any subtype (edits, deletions, joins, bot posts, file shares' bookkeeping), thread replies,
-    direct messages, messages in the channels the bot forwards to, and text that is empty or
-    only emoji are ignored.
+    direct messages, text that is empty or only emoji, and messages in the channels the bot
+    forwards to are ignored; the store is read for the last only when the rest pass.
     """
     if event.get("subtype") or event.get("bot_id") or not event.get("user"):
         return False
     if event.get("thread_ts") and event.get("thread_ts") != event.get("ts"):
         return False
-    if event.get("channel_type") in ("im", "mpim") or event.get("channel") in destinations:
+    if event.get("channel_type") in ("im", "mpim") or not has_words(event.get("text") or ""):
         return False
-    return has_words(event.get("text") or "")
+    return event.get("channel") not in destinations(deps)
 
 
 def has_words(text: str) -> bool:
@@ -64,7 +63,7 @@ def needs_triage(result: Classification, *, threshold: float, margin: float) -> 
 def route_message(deps: BotDeps, client: WebClient, event: dict[str, Any], *, event_id: str | None) -> None:
     channel, ts, user, text = event["channel"], event["ts"], event.get("user"), event["text"]
     with deps.sessions() as session:
-        earlier = session.exec(_message_at(channel, ts)).first()
+        earlier = find_message(session, channel=channel, ts=ts)
     if earlier is not None and earlier.reply_ts:
         return  # answered already (the same message under another event id)
     try:
@@ -116,6 +115,3 @@ def _prediction(result: Classification) -> Prediction:
     return Prediction(query_id=0, model_version_id=model_id, department=result.department,
                       confidence=result.confidence, scores=result.scores, latency_ms=result.latency_ms)
 
-
-def _message_at(channel: str, ts: str) -> Any:
-    return select(SlackMessage).where(SlackMessage.channel == channel, SlackMessage.ts == ts)
