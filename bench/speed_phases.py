@@ -43,13 +43,14 @@ def serve(setup: dict[str, Any], *, device: str, single: int, plain: int, batch:
     """The production serving path: the active adapter merged on its base, every forward on one thread."""
     import torch
 
-    from router.base_model import LoadOptions, load_base_model
+    from router.base_model import LoadOptions
     from router.prompt import prompt_ids
     from router.scoring import score_labels, score_labels_plain
     from router.serving import ActiveModelRouter
+    from router.serving_model import load_serving_model
 
-    base, tokenizer = load_base_model(setup["base_model"], cache_dir=Path(setup["home"]) / "cache",
-                                      options=LoadOptions(device=device))
+    base, tokenizer = load_serving_model(setup["base_model"], cache_dir=Path(setup["home"]) / "cache",
+                                         options=LoadOptions(device=device))
     adapter = setup["adapter"]
     router = ActiveModelRouter(base=base, tokenizer=tokenizer, base_model_name=setup["base_model"],
                                lookup=lambda: (1, adapter, setup["base_model"]))

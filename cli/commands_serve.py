@@ -22,8 +22,8 @@ def serve(args: argparse.Namespace) -> int:
     from bot.app import build_app, make_client
     from bot.deps import BotDeps
     from bot.server import HttpServer, start_socket_mode
-    from router.base_model import load_base_model
     from router.serving import ActiveModelRouter, registry_lookup
+    from router.serving_model import load_serving_model
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     log = logging.getLogger("switchboard")
@@ -38,7 +38,7 @@ def serve(args: argparse.Namespace) -> int:
         if not ids:
             log.warning("%s is empty: nobody can %s", name, "relabel" if name.endswith("AGENTS") else "administer")
 
-    base, tokenizer = load_base_model(settings.base_model, cache_dir=settings.cache_dir)
+    base, tokenizer = load_serving_model(settings.base_model, cache_dir=settings.cache_dir)
     router = ActiveModelRouter(base=base, tokenizer=tokenizer, base_model_name=settings.base_model,
                                lookup=registry_lookup(ctx.sessions))
     router.start()

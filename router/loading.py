@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from router.base_model import LoadOptions, load_base_model
+from router.base_model import LoadOptions
 from router.classifier import LoraRouter
+from router.serving_model import load_serving_model
 from router.settings import Settings
 
 
 def load_router(settings: Settings, *, adapter_dir: Path, name: str, base_model: str | None = None,
                 options: LoadOptions | None = None) -> LoraRouter:
-    base, tokenizer = load_base_model(base_model or settings.base_model, cache_dir=settings.cache_dir,
+    base, tokenizer = load_serving_model(base_model or settings.base_model, cache_dir=settings.cache_dir,
                                       options=options or LoadOptions())
     return LoraRouter.from_adapter(base=base, tokenizer=tokenizer, adapter_dir=adapter_dir, name=name)

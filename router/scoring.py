@@ -108,8 +108,7 @@ def _run_prompts(decoder, prompts, prefix, pad_token_id, device, *, use_cache): 
     lengths = attention.sum(1)
     if n == 0:
         return decoder(input_ids=input_ids, attention_mask=attention, use_cache=use_cache), attention, lengths
-    cache = copy.deepcopy(prefix.cache)  # type: ignore[union-attr]
-    cache.batch_repeat_interleave(len(prompts))
+    cache = _repeated(prefix.cache, len(prompts))  # type: ignore[union-attr]
     full = torch.cat([torch.ones((len(prompts), n), dtype=attention.dtype, device=device), attention], dim=1)
     positions = n + torch.arange(input_ids.shape[1], device=device).unsqueeze(0).expand(len(prompts), -1)
     out = decoder(input_ids=input_ids, attention_mask=full, position_ids=positions, past_key_values=cache,
@@ -122,7 +121,7 @@ def _score_deeper(decoder, trie, head, deeper, chunk, cache, attention, log_bran
     import torch
 
     k, depth = len(deeper), max(map(len, deeper))
-    cache.batch_repeat_interleave(k)
+    cache = _repeated(cache, k, copy_first=False)
     rows = [(i, prefix) for i in chunk for prefix in deeper]
     lengths = attention.sum(1).repeat_interleave(k)
     ids = torch.full((len(rows), depth), pad_token_id, dtype=torch.long)
@@ -137,6 +136,16 @@ def _score_deeper(decoder, trie, head, deeper, chunk, cache, attention, log_bran
                   use_cache=False)
     ends = torch.tensor([len(prefix) - 1 for _, prefix in rows], device=device)
     _record(log_branch, trie, head, rows, out.last_hidden_state[torch.arange(len(rows), device=device), ends])
+
+
+def _repeated(cache: Any, n: int, *, copy_first: bool = True) -> Any:
+    """The cache with each row repeated n times. The lean model's cache does this without copying
+    first; transformers' `DynamicCache` repeats in place, so a shared one is copied before."""
+    if hasattr(cache, "repeated"):
+        return cache.repeated(n)
+    cache = copy.deepcopy(cache) if copy_first else cache
+    cache.batch_repeat_interleave(n)
+    return cache
 
 
 def _right_padded(sequences: list[list[int]], pad_token_id: int, device: torch.device) -> tuple[torch.Tensor, ...]:
