@@ -8,6 +8,8 @@ Phases, each in its own process so peak memory is the phase's own:
 - serve: single-query latency (median, p95) over BANKING77 test queries and batched throughput,
   on the production path (adapter merged, one model thread); the plain scoring path on a sample,
   with the largest probability difference from the fast path;
+- bounds: the floors a single query cannot go under on this machine (its matrix multiplies alone,
+  its weight bytes over memory bandwidth), and the transformers forward timed on the same queries;
 - startup: `switchboard classify` from process start to answer, the model cache warm;
 - train: retraining wall time, examples and tokens per second, for each --train-sizes;
 - qlora (GPU only): the same on 4-bit NF4 weights through bitsandbytes, with its peak memory;
@@ -51,11 +53,13 @@ def run_phase(args: argparse.Namespace, phase: str, **extra: Any) -> dict[str, A
 
 
 def one_phase(args: argparse.Namespace) -> dict[str, Any]:
-    from bench import speed_phases
+    from bench import speed_bounds, speed_phases
 
     setup = json.loads((args.work / "setup.json").read_text())
     if args.phase == "serve":
         return speed_phases.serve(setup, device=args.device, single=args.single, plain=args.plain, batch=args.batch)
+    if args.phase == "bounds":
+        return speed_bounds.bounds(setup, device=args.device, single=args.single, plain=args.plain)
     if args.phase == "startup":
         return speed_phases.startup(setup)
     if args.phase in ("train", "qlora"):
@@ -84,7 +88,7 @@ def main() -> None:
     parser.add_argument("--train-sizes", type=int, nargs="*", default=[1000])
     parser.add_argument("--epochs", type=float, default=3.0)
     parser.add_argument("--qlora", action="store_true", help="also train on 4-bit weights (GPU only)")
-    parser.add_argument("--phases", nargs="*", default=["serve", "startup", "train", "reference"],
+    parser.add_argument("--phases", nargs="*", default=["serve", "bounds", "startup", "train", "reference"],
                         help="run only these (the JSON file is then named after them)")
     parser.add_argument("--data", type=Path, help="a BANKING77 folder with train.csv (default: the bundled test split)")
     parser.add_argument("--cache", type=Path, default=ROOT / ".switchboard" / "cache", help="converted embedded model")
@@ -105,6 +109,8 @@ def main() -> None:
     phases = set(args.phases)
     if "serve" in phases:
         result["serve"] = run_phase(args, "serve")
+    if "bounds" in phases:
+        result["bounds"] = run_phase(args, "bounds")
     if "startup" in phases:
         result["startup"] = run_phase(args, "startup")
     if "train" in phases:
@@ -122,7 +128,7 @@ def main() -> None:
         achieved = serve["batched"]["prompt_tokens_per_s"] * FLOPS_PER_TOKEN[args.model]
         result["roofline"] = {"achieved_tflops_batched": round(achieved / 1e12, 1),
                               "prefill_bound_tokens_per_s_at_800_tflops": round(800e12 / FLOPS_PER_TOKEN[args.model])}
-    suffix = "" if phases >= {"serve", "startup", "train", "reference"} else "-" + "-".join(sorted(phases))
+    suffix = "" if phases >= {"serve", "bounds", "startup", "train", "reference"} else "-" + "-".join(sorted(phases))
     out = ROOT / "bench" / "results" / f"speed-{args.device}-{args.model}{suffix}.json"
     out.write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))
