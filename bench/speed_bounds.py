@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.speed_phases import time_single_queries
 from bench.speed_setup import queries
 
 
@@ -47,8 +48,8 @@ def bounds(setup: dict[str, Any], *, device: str, single: int, plain: int) -> di
     a = _probabilities(lean, sample)
     b = _probabilities(hf, sample)
     out["transformers_forward"] = {
-        "single_query_ms_median": round(_median_ms(hf, texts[:single]), 2),
-        "lean_single_query_ms_median": round(_median_ms(lean, texts[:single]), 2),
+        "single_query_ms_median": round(statistics.median(time_single_queries(hf, texts[:single])), 2),
+        "lean_single_query_ms_median": round(statistics.median(time_single_queries(lean, texts[:single])), 2),
         "max_probability_difference": float((a - b).abs().max()),
         "same_department": int((a.argmax(1) == b.argmax(1)).sum()), "queries_compared": len(sample)}
     return out
@@ -83,17 +84,6 @@ def _read_bandwidth_gb_s() -> float:
         buffer.sum()
         seconds.append(time.perf_counter() - started)
     return buffer.numel() * 4 / min(seconds[1:]) / 1e9
-
-
-def _median_ms(router: Any, texts: list[str]) -> float:
-    for text in texts[:5]:
-        router.classify(text)
-    ms = []
-    for text in texts:
-        started = time.perf_counter()
-        router.classify(text)
-        ms.append((time.perf_counter() - started) * 1000)
-    return statistics.median(ms)
 
 
 def _probabilities(router: Any, texts: list[str]) -> Any:

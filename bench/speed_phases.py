@@ -32,6 +32,18 @@ def _memory(device: str) -> dict[str, float]:
     return out
 
 
+def time_single_queries(router: Any, texts: list[str]) -> list[float]:
+    """Milliseconds for each text classified alone, after five warm-up queries."""
+    for text in texts[:5]:
+        router.classify(text)
+    ms = []
+    for text in texts:
+        started = time.perf_counter()
+        router.classify(text)
+        ms.append((time.perf_counter() - started) * 1000)
+    return ms
+
+
 def _sync(device: str) -> None:
     if device == "cuda":
         import torch
@@ -56,13 +68,7 @@ def serve(setup: dict[str, Any], *, device: str, single: int, plain: int, batch:
                                lookup=lambda: (1, adapter, setup["base_model"]))
     router.refresh()
     texts = [text for text, _ in queries()]
-    for text in texts[:5]:
-        router.classify(text)
-    single_ms = []
-    for text in texts[:single]:
-        started = time.perf_counter()
-        router.classify(text)
-        single_ms.append((time.perf_counter() - started) * 1000)
+    single_ms = time_single_queries(router, texts[:single])
     _sync(device)
     serving_memory = _memory(device)  # what a bot answering one query at a time holds
     started = time.perf_counter()
