@@ -1,11 +1,12 @@
 """What bounds a single query, measured beside it: `bench/speed.py --phases bounds`.
 
-A query of ~16 new tokens must read every weight of the model once. At so few rows a matrix
-multiply is limited by how fast the weights stream from memory, not by arithmetic, so two floors
-are measured on this machine: the model's own linear layers run back to back on a query-sized
-input (no attention, norms or Python around them), and the weight bytes over the rate one core
-pair reads a large buffer. The transformers forward, which served before the lean Llama, is timed
-on the same queries, with its largest probability difference from the lean path.
+A query of ~16 new tokens must read every weight of the model once. On this machine the run
+measures: the model's own linear layers back to back on a query-sized input (no attention, norms
+or Python around them), from memory and with one layer's weights hot in cache; the arithmetic
+floor, those multiplies' FLOPs at the rate a large square product reaches; and the weight bytes
+over the rate the cores read a large buffer (CPU). The transformers forward, which served before
+the lean Llama, is timed on the same queries, with its largest probability difference from the
+lean path.
 """
 
 from __future__ import annotations
@@ -36,8 +37,15 @@ def bounds(setup: dict[str, Any], *, device: str, single: int, plain: int) -> di
                        - len(prefix_ids(tokenizer, lean.prompt)))
     linears = [m for m in lean.model.get_decoder().modules() if isinstance(m, torch.nn.Linear)]
     weight_bytes = sum(m.weight.numel() * m.weight.element_size() for m in linears)
+    layers = lean.model.get_decoder().layers
+    first_layer = [m for m in layers[0].modules() if isinstance(m, torch.nn.Linear)]
+    flops = 2 * new_tokens * sum(m.weight.numel() for m in linears)
+    peak = _peak_matmul_tflops(device, linears[0].weight.dtype)
     out = {"new_tokens_per_query": new_tokens, "linear_weight_mb": round(weight_bytes / 2**20, 1),
-           "matmul_floor_ms": _matmul_floor_ms(linears, new_tokens, device)}
+           "matmul_floor_ms": _matmul_floor_ms(linears, new_tokens, device),
+           "matmul_cache_hot_ms": _matmul_floor_ms(first_layer * len(layers), new_tokens, device),
+           "matmul_gflop_per_query": round(flops / 1e9, 2), "peak_matmul_tflops": round(peak, 3),
+           "matmul_compute_floor_ms": round(flops / (peak * 1e12) * 1000, 2)}
     if device == "cpu":
         bandwidth = _read_bandwidth_gb_s()
         out |= {"read_bandwidth_gb_s": round(bandwidth, 1),
@@ -72,6 +80,24 @@ def _matmul_floor_ms(linears: list[Any], tokens: int, device: str) -> float:
                 torch.cuda.synchronize()
             passes.append((time.perf_counter() - started) * 1000)
     return round(statistics.median(passes[5:]), 2)
+
+
+def _peak_matmul_tflops(device: str, dtype: Any) -> float:
+    """What one large square product reaches in the model's dtype: the arithmetic roofline here."""
+    import torch
+
+    size = 8192 if device == "cuda" else 2048
+    a, b = (torch.randn(size, size, dtype=dtype, device=device) for _ in range(2))
+    seconds = []
+    for _ in range(8):
+        if device == "cuda":
+            torch.cuda.synchronize()
+        started = time.perf_counter()
+        a @ b
+        if device == "cuda":
+            torch.cuda.synchronize()
+        seconds.append(time.perf_counter() - started)
+    return 2 * size**3 / min(seconds[2:]) / 1e12
 
 
 def _read_bandwidth_gb_s() -> float:
