@@ -33,6 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.speed_phases import time_single_queries  # noqa: E402
 from router.settings import Settings  # noqa: E402
 from store.db import make_engine, session_factory, transaction  # noqa: E402
 from store.examples import add_examples  # noqa: E402
@@ -78,12 +79,7 @@ def reference_ms(settings: Settings, adapter: str, queries: list[str]) -> list[f
 
     base, tokenizer = load_serving_model(settings.base_model, cache_dir=settings.cache_dir)
     router = LoraRouter.from_adapter(base=base, tokenizer=tokenizer, adapter_dir=Path(adapter), name="reference")
-    out = []
-    for text in queries:
-        started = time.perf_counter()
-        router.classify(text)
-        out.append((time.perf_counter() - started) * 1000)
-    return out
+    return time_single_queries(router, queries, warmup=0)  # the bot's first queries are not warmed up either
 
 
 def start_bot(home: Path, slack: FakeSlack) -> tuple[subprocess.Popen[str], int, float]:

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.speed_phases import time_single_queries
+from bench.speed_phases import sync, time_single_queries
 from bench.speed_setup import queries
 
 
@@ -71,13 +71,11 @@ def _matmul_floor_ms(linears: list[Any], tokens: int, device: str) -> float:
     passes = []
     with torch.inference_mode():
         for _ in range(25):
-            if device == "cuda":
-                torch.cuda.synchronize()
+            sync(device)
             started = time.perf_counter()
             for m in linears:
                 torch.nn.functional.linear(inputs[m.in_features], m.weight)
-            if device == "cuda":
-                torch.cuda.synchronize()
+            sync(device)
             passes.append((time.perf_counter() - started) * 1000)
     return round(statistics.median(passes[5:]), 2)
 
@@ -90,12 +88,10 @@ def _peak_matmul_tflops(device: str, dtype: Any) -> float:
     a, b = (torch.randn(size, size, dtype=dtype, device=device) for _ in range(2))
     seconds = []
     for _ in range(8):
-        if device == "cuda":
-            torch.cuda.synchronize()
+        sync(device)
         started = time.perf_counter()
         a @ b
-        if device == "cuda":
-            torch.cuda.synchronize()
+        sync(device)
         seconds.append(time.perf_counter() - started)
     return 2 * size**3 / min(seconds[2:]) / 1e12
 

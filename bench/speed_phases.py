@@ -32,9 +32,9 @@ def _memory(device: str) -> dict[str, float]:
     return out
 
 
-def time_single_queries(router: Any, texts: list[str]) -> list[float]:
-    """Milliseconds for each text classified alone, after five warm-up queries."""
-    for text in texts[:5]:
+def time_single_queries(router: Any, texts: list[str], *, warmup: int = 5) -> list[float]:
+    """Milliseconds for each text classified alone, after `warmup` untimed queries."""
+    for text in texts[:warmup]:
         router.classify(text)
     ms = []
     for text in texts:
@@ -44,7 +44,7 @@ def time_single_queries(router: Any, texts: list[str]) -> list[float]:
     return ms
 
 
-def _sync(device: str) -> None:
+def sync(device: str) -> None:
     if device == "cuda":
         import torch
 
@@ -69,11 +69,11 @@ def serve(setup: dict[str, Any], *, device: str, single: int, plain: int, batch:
     router.refresh()
     texts = [text for text, _ in queries()]
     single_ms = time_single_queries(router, texts[:single])
-    _sync(device)
+    sync(device)
     serving_memory = _memory(device)  # what a bot answering one query at a time holds
     started = time.perf_counter()
     router.classify_batch(texts, batch_size=batch)
-    _sync(device)
+    sync(device)
     batched_s = time.perf_counter() - started
 
     time.sleep(0.5)  # let the model thread's OpenMP workers go idle before timing from this thread

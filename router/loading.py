@@ -13,5 +13,5 @@ from router.settings import Settings
 def load_router(settings: Settings, *, adapter_dir: Path, name: str, base_model: str | None = None,
                 options: LoadOptions | None = None) -> LoraRouter:
     base, tokenizer = load_serving_model(base_model or settings.base_model, cache_dir=settings.cache_dir,
-                                      options=options or LoadOptions())
+                                         options=options or LoadOptions())
     return LoraRouter.from_adapter(base=base, tokenizer=tokenizer, adapter_dir=adapter_dir, name=name)
