@@ -64,7 +64,7 @@ def import_file(args: argparse.Namespace) -> int:
 
 def departments(args: argparse.Namespace) -> int:
     from store.db import transaction
-    from store.examples import list_departments, split_counts_by_department, upsert_department
+    from store.examples import department_split_counts, list_departments, upsert_department
     from store.tables import Split
 
     ctx = open_context()
@@ -78,7 +78,7 @@ def departments(args: argparse.Namespace) -> int:
         emit(args.json, payload, f"department {dept.name}: emoji {dept.emoji or '-'}, channel {dept.channel or '-'}")
         return 0
     with ctx.sessions() as session:
-        counts = split_counts_by_department(session)
+        counts = department_split_counts(session)
         rows = [_department_dict(d, counts[(d.name, Split.TRAIN)], counts[(d.name, Split.HOLDOUT)])
                 for d in list_departments(session)]
     text = "\n".join(f"{r['name']:<28} :{r['emoji'] or '-'}:  {r['channel'] or '-':<12} "

@@ -39,7 +39,10 @@ class Settings(BaseSettings):
     retrain_after_labels: int = Field(200, ge=1, validation_alias=_env("SWITCHBOARD_RETRAIN_AFTER_LABELS"))
     gate_max_department_drop: float = Field(0.05, ge=0, le=1,
                                             validation_alias=_env("SWITCHBOARD_GATE_MAX_DEPARTMENT_DROP"))
-    gate_min_holdout: int = Field(5, ge=0, validation_alias=_env("SWITCHBOARD_GATE_MIN_HOLDOUT_PER_DEPARTMENT"))
+    gate_confidence: float = Field(0.9, gt=0.5, lt=1, validation_alias=_env("SWITCHBOARD_GATE_CONFIDENCE"))
+    audit_rate: float = Field(0.1, ge=0, le=1, validation_alias=_env("SWITCHBOARD_AUDIT_RATE"))
+    distil_budget_usd: float = Field(0.0, ge=0, validation_alias=_env("SWITCHBOARD_DISTIL_BUDGET_USD"))
+    host_usd_per_hour: float = Field(0.10, ge=0, validation_alias=_env("SWITCHBOARD_HOST_USD_PER_HOUR"))
 
     confidence_threshold: float = Field(0.5, ge=0, le=1, validation_alias=_env("SWITCHBOARD_CONFIDENCE_THRESHOLD"))
     confidence_margin: float = Field(0.1, ge=0, le=1, validation_alias=_env("SWITCHBOARD_CONFIDENCE_MARGIN"))

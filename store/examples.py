@@ -10,7 +10,7 @@ from datetime import datetime
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from store.split import assign_split, text_hash
+from store.split import AUDIT_HOLDOUT_FRACTION, HOLDOUT_FRACTION, assign_split, text_hash
 from store.tables import Department, Label, LabelSource, Query, Split
 
 MAX_LABEL_CHARS = 100
@@ -100,8 +100,38 @@ def labelled_examples(session: Session, *, split: Split | None = None) -> list[E
     ]
 
 
-def split_counts_by_department(session: Session) -> Counter[tuple[str, Split]]:
+def department_split_counts(session: Session) -> Counter[tuple[str, Split]]:
+    """(department, split) counts over every labelled example."""
     return Counter((e.label, e.split) for e in labelled_examples(session))
+
+
+def first_label_sources(session: Session) -> dict[int, LabelSource]:
+    """Query id -> the source of its first label: the label that decided its split."""
+    first = select(func.min(Label.id)).group_by(col(Label.query_id))
+    rows = session.exec(select(Label.query_id, Label.source).where(col(Label.id).in_(first)))
+    return {query_id: LabelSource(source) for query_id, source in rows}
+
+
+def _split_pool(source: LabelSource) -> str:
+    return "audit" if source == LabelSource.AUDIT else "history"
+
+
+def split_counts_by_department(session: Session, *, source: LabelSource) -> Counter[tuple[str, Split]]:
+    """(department, split) counts among the examples whose split was decided by a label of the same pool."""
+    pool = _split_pool(source)
+    first = first_label_sources(session)
+    return Counter((e.label, e.split) for e in labelled_examples(session)
+                   if e.query_id in first and first[e.query_id].judges and _split_pool(first[e.query_id]) == pool)
+
+
+def split_for_new_label(digest: str, department: str, source: LabelSource,
+                        counts: Counter[tuple[str, Split]]) -> Split:
+    """The split a text gets from its first label: only sources that may judge ever reach the holdout."""
+    if not source.judges:
+        return Split.TRAIN
+    fraction = AUDIT_HOLDOUT_FRACTION if source == LabelSource.AUDIT else HOLDOUT_FRACTION
+    return assign_split(digest, n_train=counts[(department, Split.TRAIN)],
+                        n_holdout=counts[(department, Split.HOLDOUT)], fraction=fraction)
 
 
 def add_examples(
@@ -113,7 +143,7 @@ def add_examples(
 ) -> AddResult:
     """Stores new (text, department) examples. A text already stored is skipped, whatever its label."""
     result = AddResult()
-    counts = split_counts_by_department(session)
+    counts = split_counts_by_department(session, source=source)
     departments = {d.name: d for d in list_departments(session)}
     seen: dict[str, str] = {}
     hashes = [(text, label, text_hash(text)) for text, label in examples]
@@ -128,9 +158,7 @@ def add_examples(
         if label not in departments:
             departments[label] = upsert_department(session, name=label)
             result.new_departments.append(label)
-        split = assign_split(
-            digest, n_train=counts[(label, Split.TRAIN)], n_holdout=counts[(label, Split.HOLDOUT)]
-        )
+        split = split_for_new_label(digest, label, source, counts)
         counts[(label, split)] += 1
         query = Query(text=text, text_hash=digest, split=split)
         session.add(query)
@@ -166,12 +194,8 @@ def label_query(
 ) -> Label:
     """Gives a stored query a new label in force; the one it replaces is kept, marked superseded."""
     if query.split is None:
-        counts = split_counts_by_department(session)
-        query.split = assign_split(
-            query.text_hash,
-            n_train=counts[(department.name, Split.TRAIN)],
-            n_holdout=counts[(department.name, Split.HOLDOUT)],
-        )
+        counts = split_counts_by_department(session, source=source)
+        query.split = split_for_new_label(query.text_hash, department.name, source, counts)
         session.add(query)
     label = Label(query_id=query.id, department_id=department.id, source=source, author=author)  # type: ignore[arg-type]
     session.add(label)

@@ -32,7 +32,37 @@ def _m003_slack(conn: Connection) -> None:
     tables.SlackEvent.__table__.create(conn)  # type: ignore[attr-defined]
 
 
-MIGRATIONS: list[Callable[[Connection], None]] = [_m001_initial, _m002_baseline_predictions, _m003_slack]
+def _add_columns(conn: Connection, table: str, columns: dict[str, str]) -> None:
+    """Adds the columns a table lacks: earlier migrations create tables from today's models, so a new
+    store already has them."""
+    have = {c["name"] for c in inspect(conn).get_columns(table)}
+    for name, kind in columns.items():
+        if name not in have:
+            conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {name} {kind}"))
+
+
+def _m004_trustworthy_holdout(conn: Connection) -> None:
+    """Audits, baseline routing and distillation, fixed baseline shots; corrections leave the holdout.
+
+    A text whose first label was an agent's correction or confirmation was chosen by the model's
+    errors (or the agent's eye), so it moves from the holdout to training. Nothing ever moves the
+    other way.
+    """
+    if conn.dialect.name == "postgresql":
+        for name in ("AUDIT", "BASELINE"):
+            conn.execute(text(f"ALTER TYPE labelsource ADD VALUE IF NOT EXISTS '{name}'"))
+    _add_columns(conn, "slack_messages", {"audit_requested": "BOOLEAN NOT NULL DEFAULT FALSE"})
+    _add_columns(conn, "predictions", {"baseline_model": "VARCHAR", "prompt_tokens": "INTEGER",
+                                       "completion_tokens": "INTEGER", "cost_usd": "FLOAT"})
+    tables.BaselineShot.__table__.create(conn)  # type: ignore[attr-defined]
+    conn.execute(text(
+        "UPDATE queries SET split = 'TRAIN' WHERE split = 'HOLDOUT' AND id IN ("
+        " SELECT l.query_id FROM labels l WHERE l.source IN ('AGENT', 'CONFIRM') AND l.id = ("
+        "  SELECT MIN(first.id) FROM labels first WHERE first.query_id = l.query_id))"))
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [
+    _m001_initial, _m002_baseline_predictions, _m003_slack, _m004_trustworthy_holdout]
 
 
 def current_version(engine: Engine) -> int:

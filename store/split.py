@@ -1,8 +1,15 @@
-"""Train/holdout assignment that never leaks.
+"""Train/holdout assignment that never leaks, and a holdout that reflects traffic.
 
-A text's split comes from a hash of its normalised form, decided once when it first becomes a
-labelled example and never changed. To keep every department evaluable, the hash is overruled
-only to hold a department's holdout share within one example of its target.
+A text's split is decided once, when it first becomes a labelled example, and never changed.
+Only labels that are not selected by the active model's errors may judge: a text first labelled
+by an agent's correction or confirmation, or by the baseline, always trains. For the others the
+split comes from a hash of the normalised text; to keep every department evaluable, the hash is
+overruled only to hold a department's holdout share within one example of its target, counted
+among the labels of the same kind (imported or admin history at 20%, audits at 50%).
+
+Audits get the larger share because they are the only labels that sample live traffic without
+bias, while agents' corrections already feed training: at the default audit rate of 10%, half of
+the audits make 5% of all traffic a fresh holdout.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ import hashlib
 from store.tables import Split
 
 HOLDOUT_FRACTION = 0.2
+AUDIT_HOLDOUT_FRACTION = 0.5
 _SALT = b"switchboard-split-v1:"
 
 

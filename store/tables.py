@@ -21,10 +21,24 @@ class Split(StrEnum):
 
 
 class LabelSource(StrEnum):
+    """Who gave a label, and so whether it may judge models.
+
+    Imported history, admins' labels and audits of randomly sampled messages are not selected by
+    the active model's errors: their holdout split is what the gate judges on. An agent's
+    correction or confirmation of a message they chose to react to, and the baseline's
+    distilled labels, only ever train.
+    """
+
     IMPORT = "import"
     AGENT = "agent"
     CONFIRM = "confirm"
     ADMIN = "admin"
+    AUDIT = "audit"
+    BASELINE = "baseline"
+
+    @property
+    def judges(self) -> bool:
+        return self in (LabelSource.IMPORT, LabelSource.ADMIN, LabelSource.AUDIT)
 
 
 class ModelStatus(StrEnum):
@@ -117,6 +131,11 @@ class Prediction(SQLModel, table=True):
     scores: dict[str, float] = Field(sa_column=Column(JSON, nullable=False))
     latency_ms: float
     created_at: datetime = Field(default_factory=utcnow)
+    # Set when the few-shot baseline routed the message (cold start): what that answer cost.
+    baseline_model: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    cost_usd: float | None = None
 
 
 class BaselinePrediction(SQLModel, table=True):
@@ -131,6 +150,21 @@ class BaselinePrediction(SQLModel, table=True):
     department: str
     prompt_tokens: int
     completion_tokens: int
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class BaselineShot(SQLModel, table=True):
+    """One few-shot example of the baseline's prompt, chosen once for its department and kept.
+
+    A fixed set of shots keeps the baseline a fixed yardstick (its score comparable run to run) and
+    its prompt, and so its cache of paid-for answers, unchanged as data grows. `baseline reset`
+    deletes them to re-pick on purpose.
+    """
+
+    __tablename__ = "baseline_shots"
+    id: int | None = Field(default=None, primary_key=True)
+    department: str = Field(index=True)
+    text: str
     created_at: datetime = Field(default_factory=utcnow)
 
 
@@ -166,6 +200,7 @@ class SlackMessage(SQLModel, table=True):
     routed_to: str | None = None  # None: sent to triage
     reply_ts: str | None = Field(default=None, index=True)
     created_at: datetime = Field(default_factory=utcnow)
+    audit_requested: bool = Field(default=False)
 
 
 class SlackEvent(SQLModel, table=True):

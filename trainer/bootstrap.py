@@ -35,7 +35,8 @@ def paired_bootstrap(
     rounds: int = 1000,
     seed: int = 0,
 ) -> dict[str, float]:
-    """macro-F1(a) - macro-F1(b): the observed difference and its 95% percentile interval."""
+    """macro-F1(a) - macro-F1(b): the observed difference, its 95% percentile interval, the share of rounds
+    in which a is not better (a one-sided p-value for "a beats b") and the rounds' standard error."""
     n = len(y_true)
     if n == 0 or len(pred_a) != n or len(pred_b) != n:
         raise ValueError("both models need a prediction for every holdout example")
@@ -49,4 +50,5 @@ def paired_bootstrap(
     diffs = macro_f1_by_round(y_true, pred_a, weights, classes) - macro_f1_by_round(y_true, pred_b, weights, classes)
     low, high = np.percentile(diffs, [2.5, 97.5])
     return {"difference": round(float(observed), 4), "ci95_low": round(float(low), 4),
-            "ci95_high": round(float(high), 4), "rounds": rounds}
+            "ci95_high": round(float(high), 4), "rounds": rounds,
+            "p_not_better": round(float(np.mean(diffs <= 0)), 4), "std_error": round(float(np.std(diffs)), 4)}
