@@ -69,7 +69,7 @@ def train_first_model(home: Path) -> tuple[Settings, str]:
         add_examples(session, examples=sample)
     report = run_training(settings, sessions, RunOptions(config=TrainConfig(epochs=1, min_steps=0), progress=False,
                                                          alternatives=False, trigger="bench"))
-    return settings, report["adapter"]
+    return settings, report.adapter
 
 
 def reference_ms(settings: Settings, adapter: str, queries: list[str]) -> list[float]:

@@ -16,6 +16,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.deps import BotDeps
+from router.costs import Pricing
 from store.db import transaction
 from store.examples import StoreError, list_departments, upsert_department
 from store.overview import status, status_lines
@@ -41,7 +42,7 @@ def handle(deps: BotDeps, client: WebClient, command: dict[str, Any], ack: Ack) 
         return
     if action == "status":
         with deps.sessions() as session:
-            ack(text="\n".join(status_lines(status(session))))
+            ack(text="\n".join(status_lines(status(session, pricing=Pricing.of(deps.settings)))))
     elif action == "retrain":
         start_retrain(deps, client, channel=command.get("channel_id"), user=user, ack=ack)
     elif action == "rollback":

@@ -104,11 +104,12 @@ def export(args: argparse.Namespace) -> int:
 
 
 def status(args: argparse.Namespace) -> int:
+    from router.costs import Pricing
     from store.overview import status, status_lines
 
     ctx = open_context()
     with ctx.sessions() as session:
-        payload = status(session)
+        payload = status(session, pricing=Pricing.of(ctx.settings))
     emit(args.json, payload, "\n".join(status_lines(payload)))
     return 0
 

@@ -63,7 +63,7 @@ def train(args: argparse.Namespace) -> int:
         config = replace(config, learning_rate=args.learning_rate)
     report = run_training(ctx.settings, ctx.sessions, run_options(ctx.settings, config=config, trigger="cli",
                                                                   progress=sys.stderr.isatty() or not args.json))
-    emit(args.json, report, "\n".join(report_lines(report)))
+    emit(args.json, report.to_json(), "\n".join(report_lines(report)))
     return 0
 
 

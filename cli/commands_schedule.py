@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from cli.context import Context, open_context
+from store.run_report import RunReport
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -19,10 +20,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.set_defaults(handler=schedule)
 
 
-def make_run_now(ctx: Context) -> Callable[[str], dict[str, Any]]:
+def make_run_now(ctx: Context) -> Callable[[str], RunReport]:
     """One retraining run, configured as `switchboard train` configures it; the trigger names who asked."""
 
-    def run_now(trigger: str) -> dict[str, Any]:
+    def run_now(trigger: str) -> RunReport:
         from cli.commands_model import run_options
         from trainer.pipeline import run_training
 
@@ -31,7 +32,7 @@ def make_run_now(ctx: Context) -> Callable[[str], dict[str, Any]]:
     return run_now
 
 
-def start_schedule(ctx: Context, run_now: Callable[[str], dict[str, Any]], *, check_seconds: float = 60.0) -> Any:
+def start_schedule(ctx: Context, run_now: Callable[[str], RunReport], *, check_seconds: float = 60.0) -> Any:
     """Starts the cron and label-count triggers in background threads; `shutdown()` the result to stop."""
     from trainer.schedule import ScheduleConfig, build_scheduler
 

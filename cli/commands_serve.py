@@ -22,6 +22,8 @@ def serve(args: argparse.Namespace) -> int:
     from bot.app import build_app, make_client
     from bot.deps import BotDeps
     from bot.server import HttpServer, start_socket_mode
+    from router.baseline_router import BaselineRouter, ColdStartRouter
+    from router.fewshot import baseline_configured, make_openai_client
     from router.serving import ActiveModelRouter, registry_lookup
     from router.serving_model import load_serving_model
 
@@ -42,8 +44,10 @@ def serve(args: argparse.Namespace) -> int:
     router = ActiveModelRouter(base=base, tokenizer=tokenizer, base_model_name=settings.base_model,
                                lookup=registry_lookup(ctx.sessions))
     router.start()
+    baseline = (BaselineRouter(make_openai_client(settings), ctx.sessions, model=settings.baseline_model)
+                if baseline_configured(settings) else None)
     run_now = make_run_now(ctx)
-    deps = BotDeps(settings=settings, sessions=ctx.sessions, router=router, run_now=run_now)
+    deps = BotDeps(settings=settings, sessions=ctx.sessions, router=ColdStartRouter(router, baseline), run_now=run_now)
     client = make_client(settings.slack_bot_token.get_secret_value(), settings.slack_api_url)
     secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None
     app = build_app(deps, client=client, signing_secret=None if socket_mode else secret)
@@ -54,7 +58,8 @@ def serve(args: argparse.Namespace) -> int:
     server = HttpServer(None if socket_mode else app, health, port=args.port).start()
     socket = start_socket_mode(app, settings.slack_app_token.get_secret_value()) if socket_mode else None  # type: ignore[union-attr]
     scheduler = None if args.no_schedule else start_schedule(ctx, run_now)
-    log.info("serving model %s over %s; /healthz on port %d", router.model_id,
+    log.info("serving model %s over %s; /healthz on port %d",
+             router.model_id or (f"none yet: the baseline {settings.baseline_model} routes" if baseline else "none"),
              "Socket Mode" if socket_mode else f"HTTP at :{server.port}/slack/events", server.port)
     try:
         wait_for_sigterm()

@@ -18,12 +18,23 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
+class Usage:
+    """What a paid model's answer cost (the baseline routing in cold start)."""
+
+    model: str
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float | None
+
+
+@dataclass(frozen=True)
 class Classification:
     department: str
     confidence: float
     scores: dict[str, float]
     model: str | None
     latency_ms: float
+    usage: Usage | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"department": self.department, "confidence": self.confidence, "scores": self.scores,

@@ -11,7 +11,7 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from store.split import AUDIT_HOLDOUT_FRACTION, HOLDOUT_FRACTION, assign_split, text_hash
-from store.tables import Department, Label, LabelSource, Query, Split
+from store.tables import Department, Label, LabelSource, Prediction, Query, Split
 
 MAX_LABEL_CHARS = 100
 
@@ -98,6 +98,15 @@ def labelled_examples(session: Session, *, split: Split | None = None) -> list[E
         Example(q.id, q.text, d.name, Split(q.split), LabelSource(lab.source), lab.created_at)  # type: ignore[arg-type]
         for q, lab, d in session.exec(stmt)
     ]
+
+
+def corrected_misroutes(session: Session) -> list[Example]:
+    """Examples whose label in force is an agent's correction of a department the router answered."""
+    corrected = [e for e in labelled_examples(session) if e.source == LabelSource.AGENT]
+    latest = select(func.max(Prediction.id)).group_by(col(Prediction.query_id))
+    answered = dict(session.exec(select(Prediction.query_id, Prediction.department)
+                                 .where(col(Prediction.id).in_(latest))).all())
+    return [e for e in corrected if e.query_id in answered and answered[e.query_id] != e.label]
 
 
 def department_split_counts(session: Session) -> Counter[tuple[str, Split]]:

@@ -7,18 +7,21 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
+from store.costs import Pricing, cost_measures, usd
 from store.examples import count_labels_since, labelled_examples, list_departments
 from store.registry import active_model
+from store.run_report import ModelScore, RunReport
 from store.runs import TRAINING_LOCK, last_finished_run, last_trained_at, lock_held
 from store.tables import ModelVersion, RunStatus, Split, TrainingRun
 
 
-def status(session: Session) -> dict[str, Any]:
+def status(session: Session, *, pricing: Pricing | None) -> dict[str, Any]:
     """The contract's `status` object.
 
     SQLite reads outside a write transaction each see the latest commit, so the last run is read
     first: a finished run's promotion is committed with it, and the active model read after it
-    cannot be older.
+    cannot be older. `pricing` names the configured baseline (the store cannot see the settings) and
+    prices what routes; None means no baseline is configured and no cost is given.
     """
     run = last_finished_run(session)
     active = active_model(session)
@@ -34,7 +37,20 @@ def status(session: Session) -> dict[str, Any]:
         "training": lock_held(session, name=TRAINING_LOCK),
         "last_run": None if run is None else {"run_id": run.id, "status": run.status.value,
                                               "finished_at": run.finished_at, **(run.report or {})},
+        "routing": routing(session, active_id=None if active is None else active.id, pricing=pricing),
     }
+
+
+def routing(session: Session, *, active_id: int | None, pricing: Pricing | None) -> dict[str, Any]:
+    """Who routes a new message now: the active model, else the baseline (cold start), else triage."""
+    baseline_model = pricing.baseline_model if pricing else None
+    if active_id is None and baseline_model is None:
+        return {"kind": "triage", "cost_per_1000_usd": None}
+    which: dict[str, Any] = {"kind": "model", "id": active_id} if active_id is not None else {
+        "kind": "baseline", "model": baseline_model}
+    cost, note = (None, "no prices given") if pricing is None else pricing.routing_cost(
+        cost_measures(session), baseline=which["kind"] == "baseline")
+    return {**which, "cost_per_1000_usd": cost, **({"cost_note": note} if cost is None else {})}
 
 
 def status_lines(payload: dict[str, Any]) -> list[str]:
@@ -47,13 +63,26 @@ def status_lines(payload: dict[str, Any]) -> list[str]:
         "examples: train {train}, holdout {holdout}, labelled since last run {pending}".format(**payload["examples"]),
         f"training now: {'yes' if payload['training'] else 'no'}",
         "last run: " + ("none" if run is None else f"{run['run_id']} {run['status']}: {run.get('reason', '')}"),
+        "routing: " + routing_text(payload["routing"]),
     ]
+
+
+def routing_text(routing: dict[str, Any]) -> str:
+    """One line: `model 3 ($0.04 per 1,000 queries)`; the baseline's says it routes until a model beats it."""
+    cost = routing.get("cost_per_1000_usd")
+    per_1000 = (f"{usd(cost)} per 1,000 queries" if cost is not None
+                else f"cost unknown: {routing.get('cost_note') or 'not measured'}")
+    if routing["kind"] == "model":
+        return f"model {routing['id']} ({per_1000})"
+    if routing["kind"] == "baseline":
+        return f"baseline {routing['model']} ({per_1000}) until a fine-tuned model beats it"
+    return "triage (no model is active and no baseline is configured)"
 
 
 def _baseline_f1_for(session: Session, model_id: int | None) -> float | None:
     run = session.exec(select(TrainingRun).where(TrainingRun.candidate_id == model_id)).first()
-    baseline = (run.report or {}).get("baseline") if run else None
-    return baseline.get("macro_f1") if isinstance(baseline, dict) else None
+    baseline = RunReport.from_json(run.report).baseline if run and run.report else None
+    return baseline.macro_f1 if isinstance(baseline, ModelScore) else None
 
 
 def promotion_history(session: Session) -> list[dict[str, Any]]:

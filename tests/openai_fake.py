@@ -1,7 +1,8 @@
 """A loopback OpenAI-compatible chat-completions server, for testing the real `openai` client against.
 
 It answers `POST /v1/chat/completions` (and `/chat/completions`) with a proper `chat.completion` whose
-content is `{"department": ...}`, chosen from the last user message by a mapping or a callable. It can
+content is `{"department": ...}`, chosen from the last user message by a mapping or a callable (which may
+also give the answer's probability, sent as token logprobs when the request asks for them). It can
 fail a scripted number of requests first (429 with `Retry-After: 0`, 5xx, 401...) with OpenAI-style
 error bodies, reject a wrong API key, and be stopped so that connections are refused. Every request
 body is recorded, failed ones included.
@@ -10,6 +11,7 @@ body is recorded, failed ones included.
 from __future__ import annotations
 
 import json
+import math
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -86,16 +88,19 @@ class FakeOpenAI:
                 return error(self.failures.pop(0))
         text = next(m["content"] for m in reversed(body["messages"]) if m["role"] == "user")
         try:
-            department = self.answer(text)
+            answer = self.answer(text)
         except KeyError:
             return error(400)
+        department, probability = answer if isinstance(answer, tuple) else (answer, 0.98)
         content = json.dumps({"department": department})
         prompt_tokens = sum(len(str(m["content"])) for m in body["messages"]) // 4 + 1
         completion_tokens = len(content) // 4 + 1
         with self._lock:
             self.usage["prompt_tokens"] += prompt_tokens
             self.usage["completion_tokens"] += completion_tokens
-        return 200, {}, completion(body["model"], content, prompt_tokens, completion_tokens, len(self.requests))
+        logprobs = token_logprobs(department, probability, body) if body.get("logprobs") else None
+        return 200, {}, completion(body["model"], content, prompt_tokens, completion_tokens, len(self.requests),
+                                   logprobs)
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         fake = self
@@ -130,11 +135,33 @@ def error(status: int, *, key: str = "") -> tuple[int, dict[str, str], dict[str,
     return status, headers, {"error": {"message": message.format(key=key), "type": kind, "param": None, "code": code}}
 
 
-def completion(model: str, content: str, prompt_tokens: int, completion_tokens: int, n: int) -> dict[str, Any]:
+def token_logprobs(department: str, probability: float, body: dict[str, Any]) -> dict[str, Any]:
+    """`choices[].logprobs` as OpenAI sends it for `{"department": ...}`: the value's first token carries
+    `probability`, and its alternatives (up to `top_logprobs`) offer another department with the rest."""
+    def entry(token: str, logprob: float) -> dict[str, Any]:
+        return {"token": token, "logprob": logprob, "bytes": list(token.encode())}
+
+    pieces = [department[i:i + 4] for i in range(0, len(department), 4)] or [""]
+    names = body.get("response_format", {}).get("json_schema", {}).get("schema", {}).get("properties", {}) \
+        .get("department", {}).get("enum", [])
+    rival = next((n for n in names if not n.startswith(pieces[0])), None)
+    top = [entry(pieces[0], math.log(probability))]
+    if rival and probability < 1:
+        top.append(entry(rival[:4], math.log(1 - probability)))
+    tokens = [{**entry('{"', 0.0), "top_logprobs": []}, {**entry("department", 0.0), "top_logprobs": []},
+              {**entry('":"', 0.0), "top_logprobs": []},
+              {**entry(pieces[0], math.log(probability)), "top_logprobs": top[: body.get("top_logprobs") or 0]},
+              *({**entry(piece, 0.0), "top_logprobs": []} for piece in pieces[1:]),
+              {**entry('"}', 0.0), "top_logprobs": []}]
+    return {"content": tokens, "refusal": None}
+
+
+def completion(model: str, content: str, prompt_tokens: int, completion_tokens: int, n: int,
+               logprobs: dict[str, Any] | None = None) -> dict[str, Any]:
     return {
         "id": f"chatcmpl-fake{n}", "object": "chat.completion", "created": int(time.time()), "model": model,
         "system_fingerprint": "fp_fake",
-        "choices": [{"index": 0, "finish_reason": "stop", "logprobs": None,
+        "choices": [{"index": 0, "finish_reason": "stop", "logprobs": logprobs,
                      "message": {"role": "assistant", "content": content, "refusal": None}}],
         "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                   "total_tokens": prompt_tokens + completion_tokens},

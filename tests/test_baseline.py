@@ -3,22 +3,19 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from sqlmodel import select
 
+from router.fewshot import INVALID, BaselineUnavailable, baseline_configured, make_openai_client
 from router.settings import Settings
 from store.db import transaction
 from store.examples import add_examples, labelled_examples, upsert_department
+from store.shots import reset_shots
 from store.tables import BaselinePrediction, Split
 from tests.openai_fake import FakeOpenAI
-from trainer.baseline import (
-    INVALID,
-    BaselineUnavailable,
-    baseline_configured,
-    make_openai_client,
-    score_baseline,
-)
+from trainer.baseline import score_baseline
 
 API_KEY = "sk-test-0123456789abcdefSECRET"
 TOPICS = {
@@ -50,11 +47,10 @@ def truth(examples):
 
 
 def score(fake, sessions, examples, *, model="gpt-4o", api_key=API_KEY, **kwargs):
-    train, holdout = examples
+    _train, holdout = examples
     client = make_openai_client(Settings(OPENAI_API_KEY=api_key, OPENAI_BASE_URL=fake.base_url))
     kwargs.setdefault("sleep", lambda _s: None)
-    return score_baseline(client, sessions, model=model, departments=list(DESCRIPTIONS.items()), train=train,
-                          holdout=holdout, **kwargs)
+    return score_baseline(client, sessions, model=model, departments=list(DESCRIPTIONS), holdout=holdout, **kwargs)
 
 
 def test_a_perfect_baseline_scores_every_holdout_example_right(sessions, examples, truth):
@@ -68,7 +64,7 @@ def test_a_perfect_baseline_scores_every_holdout_example_right(sessions, example
 def test_the_request_is_deterministic_constrained_and_shows_only_training_examples(sessions, examples, truth):
     train, holdout = examples
     with FakeOpenAI(truth) as fake:
-        score(fake, sessions, examples, shots_per_department=2)
+        score(fake, sessions, examples)
     first = fake.requests[0]
     assert first["temperature"] == 0 and first["model"] == "gpt-4o"
     schema = first["response_format"]["json_schema"]
@@ -82,7 +78,7 @@ def test_the_request_is_deterministic_constrained_and_shows_only_training_exampl
         assert not any(e.text in system["content"] for e in holdout)
     system = fake.requests[0]["messages"][0]["content"]
     shown = [e for e in train if json.dumps(e.text) in system]
-    assert sorted(e.label for e in shown) == sorted([*DESCRIPTIONS] * 2)
+    assert sorted(e.label for e in shown) == sorted([*DESCRIPTIONS] * 3)
 
 
 def test_a_second_run_answers_from_the_cache_and_costs_nothing(sessions, examples, truth):
@@ -147,7 +143,7 @@ def test_the_cost_comes_from_the_usage_this_run(sessions, examples, truth):
     assert result.completion_tokens == fake.usage["completion_tokens"] > 0
     expected = (result.prompt_tokens * 2.50 + result.completion_tokens * 10.00) / 1_000_000
     assert result.cost_usd == pytest.approx(expected)
-    assert result.to_report()["cost_usd"] == result.cost_usd and result.to_report()["requests"] == result.requests
+    assert result.cost().cost_usd == result.cost_usd and result.cost().requests == result.requests
 
 
 def test_an_unknown_model_has_no_price(sessions, examples, truth):
@@ -164,19 +160,47 @@ def test_an_answer_outside_the_departments_is_wrong_and_not_cached(sessions, exa
     assert second.requests == len(examples[1]) and second.cached == 0
 
 
-def test_the_prompt_version_follows_the_shots_and_nothing_else(sessions, examples, truth):
-    train, holdout = examples
+def test_the_shots_are_kept_as_data_grows_so_a_later_run_never_pays_twice(sessions, examples, truth):
+    _train, holdout = examples
     with FakeOpenAI(truth) as fake:
-        base = score(fake, sessions, examples).prompt_version
-        reordered = score(fake, sessions, (list(reversed(train)), holdout)).prompt_version
-        fewer_shots = score(fake, sessions, examples, shots_per_department=1).prompt_version
-        orders = [e for e in train if e.label == "Orders"]
-        fewer_orders = score(fake, sessions, ([e for e in train if e.label != "Orders"] + orders[:1], holdout))
-        described = score_baseline(make_openai_client(Settings(OPENAI_BASE_URL=fake.base_url)), sessions,
-                                   model="gpt-4o", departments=[(name, "a team") for name in DESCRIPTIONS],
-                                   train=train, holdout=holdout)
-    assert reordered == base
-    assert len({base, fewer_shots, fewer_orders.prompt_version, described.prompt_version}) == 4
+        first = score(fake, sessions, examples)
+        with transaction(sessions) as session:  # many new training examples, some would outrank today's shots
+            add_examples(session, examples=more_examples())
+        truth |= dict(more_examples())
+        with sessions() as session:
+            grown_holdout = labelled_examples(session, split=Split.HOLDOUT)
+        grown = score(fake, sessions, ([], grown_holdout))
+    assert grown.prompt_version == first.prompt_version
+    assert grown.cached == len(holdout) and grown.requests == len(grown_holdout) - len(holdout)
+    assert len(fake.requests) == len(grown_holdout)
+
+
+def more_examples():
+    return [(f"{t.format(i)} please, it is urgent", label) for label, ts in TOPICS.items() for t in ts for i in ITEMS]
+
+
+def test_a_new_department_adds_its_shots_and_reset_picks_them_again(sessions, examples, truth):
+    client_settings = Settings(OPENAI_API_KEY=API_KEY)
+    with FakeOpenAI(truth) as fake:
+        client = make_openai_client(client_settings.model_copy(update={"openai_base_url": fake.base_url}))
+        first = score(fake, sessions, examples)
+        with transaction(sessions) as session:
+            add_examples(session, examples=[(f"I want to talk about my data, item {i}", "Privacy") for i in range(6)]
+                         + more_examples())
+        with sessions() as session:
+            holdout = labelled_examples(session, split=Split.HOLDOUT)
+        truth |= {e.text: e.label for e in holdout}
+        widened = score_baseline(client, sessions, model="gpt-4o", departments=[*DESCRIPTIONS, "Privacy"],
+                                 holdout=holdout, sleep=lambda _s: None)
+        system = fake.requests[-1]["messages"][0]["content"]
+        with transaction(sessions) as session:
+            assert reset_shots(session) == 3 * 4
+        repicked = score_baseline(client, sessions, model="gpt-4o", departments=[*DESCRIPTIONS, "Privacy"],
+                                  holdout=holdout, sleep=lambda _s: None)
+    assert widened.prompt_version != first.prompt_version and "I want to talk about my data" in system
+    first_shots = re.findall(r'Message: "([^"]+)"', fake.requests[0]["messages"][0]["content"])
+    assert first_shots and all(f'"{t}"' in system for t in first_shots)  # the old shots stayed until the reset
+    assert repicked.prompt_version != widened.prompt_version and repicked.requests == len(holdout)
 
 
 def test_settings_decide_whether_a_baseline_is_configured():
@@ -199,6 +223,6 @@ def test_a_store_from_before_the_baseline_gains_its_table(tmp_path, monkeypatch)
     with monkeypatch.context() as patch:
         patch.setattr(migrations, "MIGRATIONS", migrations.MIGRATIONS[:1])
         assert migrations.migrate(engine) == [1] and not inspect(engine).has_table("baseline_predictions")
-    assert migrations.migrate(engine) == [2, 3] and migrations.current_version(engine) == len(migrations.MIGRATIONS)
+    assert migrations.migrate(engine) == [2, 3, 4] and migrations.current_version(engine) == len(migrations.MIGRATIONS)
     unique = inspect(engine).get_unique_constraints("baseline_predictions")
     assert [c["column_names"] for c in unique] == [["query_id", "prompt_version", "model"]]

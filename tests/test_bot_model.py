@@ -55,7 +55,7 @@ def live(settings, sessions, tiny_model_dir) -> Iterator[BotServer]:
     def run_now(trigger: str) -> dict:
         return run_training(settings, sessions, RunOptions(config=LOOP, trigger=trigger, progress=False,
                                                            alternatives=False,
-                                                           rules=GateRules(min_holdout_per_department=2)))
+                                                           rules=GateRules()))
 
     with FakeSlack() as slack:
         server = BotServer(BotDeps(settings=settings, sessions=sessions, router=router, run_now=run_now), slack)

@@ -13,8 +13,9 @@ from router.base_model import load_base_model
 from router.serving import ActiveModelRouter, registry_lookup
 from router.settings import Settings
 from store.db import transaction
-from store.examples import Example, add_examples
+from store.examples import add_examples
 from store.registry import active_model, promote
+from store.run_report import RunReport
 from store.runs import TRAINING_LOCK, release_lock, try_acquire_lock
 from store.tables import BaselinePrediction
 from tests.openai_fake import FakeOpenAI
@@ -42,7 +43,7 @@ def with_openai(settings, fake):
 
 def run(settings, sessions, config=LOOP, **kwargs):
     return run_training(settings, sessions, RunOptions(config=config, progress=False, alternatives=False,
-                                                       rules=GateRules(min_holdout_per_department=2),
+                                                       rules=GateRules(),
                                                        baseline_backoff_s=0.0, **kwargs))
 
 
@@ -52,10 +53,10 @@ def test_a_perfect_baseline_keeps_even_a_better_candidate_out(settings, sessions
     seed(sessions, MORE)
     with FakeOpenAI(lambda text: TRUTH.get(text) or dict(MORE)[text]) as fake:
         report = run(with_openai(settings, fake), sessions)
-    assert report["candidate"]["macro_f1"] > report["current"]["macro_f1"]
-    assert report["baseline"]["macro_f1"] == 1.0 and report["promoted"] is False
-    assert "does not beat the baseline" in report["reason"]
-    assert report["baseline_cost"]["requests"] == report["candidate"]["n"]
+    assert report.candidate.macro_f1 > report.current.macro_f1
+    assert report.baseline.macro_f1 == 1.0 and report.promoted is False
+    assert "does not beat the baseline" in report.reason
+    assert report.baseline_cost.requests == report.candidate.n
 
 
 def test_a_poor_baseline_lets_a_better_candidate_through_warm_started(settings, sessions):
@@ -64,12 +65,12 @@ def test_a_poor_baseline_lets_a_better_candidate_through_warm_started(settings, 
     seed(sessions, MORE)
     with FakeOpenAI(lambda _text: "Orders") as fake:
         report = run(with_openai(settings, fake), sessions)
-    assert report["promoted"] is True, report["reason"]
-    assert report["training"]["warm_start_model"] == first["model_id"]
-    assert report["training"]["new"] == sum(1 for e in report_examples(sessions) if e in MORE) > 0
-    assert "candidate_vs_baseline" in report["bootstrap_macro_f1_difference"]
+    assert report.promoted is True, report.reason
+    assert report.training["warm_start_model"] == first.model_id
+    assert report.training["new"] == sum(1 for e in report_examples(sessions) if e in MORE) > 0
+    assert "candidate_vs_baseline" in report.bootstrap_macro_f1_difference
     with sessions() as session:
-        assert active_model(session).id == report["model_id"]
+        assert active_model(session).id == report.model_id
 
 
 def report_examples(sessions):
@@ -87,15 +88,13 @@ def test_the_baseline_is_paid_for_once(settings, sessions):
     with FakeOpenAI(lambda _text: "Orders") as fake:
         first = run(with_openai(settings, fake), sessions)
         sent = len(fake.requests)
-        seed(sessions, examples_that_keep_the_shots(sessions, MORE[12:] + [(f"zeta ask {i}", "Orders")
-                                                                            for i in range(30)]))
+        seed(sessions, MORE[12:] + [(f"zeta ask {i}", "Orders") for i in range(30)])  # shots stay as they were
         second = run(with_openai(settings, fake), sessions)
-    assert first["baseline_cost"]["requests"] == sent == first["candidate"]["n"]
-    assert second["baseline_cost"]["prompt_version"] == first["baseline_cost"]["prompt_version"]
-    assert second["baseline_cost"]["cached"] == sent  # the shots stayed put, so every old answer is reused
-    assert len(fake.requests) - sent == second["baseline_cost"]["requests"] == second["candidate"]["n"] - sent
-    assert second["baseline_cost"]["cost_usd"] < first["baseline_cost"]["cost_usd"] or sent == second[
-        "candidate"]["n"]
+    assert first.baseline_cost.requests == sent == first.candidate.n
+    assert second.baseline_cost.prompt_version == first.baseline_cost.prompt_version
+    assert second.baseline_cost.cached == sent  # the shots stayed put, so every old answer is reused
+    assert len(fake.requests) - sent == second.baseline_cost.requests == second.candidate.n - sent
+    assert second.baseline_cost.cost_usd < first.baseline_cost.cost_usd or sent == second.candidate.n
     with sessions() as session:
         assert len(list(session.exec(select(BaselinePrediction)))) == len(fake.requests)
 
@@ -105,49 +104,32 @@ def test_a_dead_baseline_endpoint_blocks_promotion_and_says_why(settings, sessio
     dead = FakeOpenAI(lambda _text: "Orders")
     dead.stop()
     report = run(with_openai(settings, dead), sessions)
-    assert report["promoted"] is False and "baseline unavailable" in report["reason"]
-    assert "sk-test" not in report["reason"]
+    assert report.promoted is False and "baseline unavailable" in report.reason
+    assert "sk-test" not in report.reason
     with sessions() as session:
         assert active_model(session) is None
-
-
-def examples_that_keep_the_shots(sessions, candidates):
-    """New labelled texts that do not outrank the few-shot examples, so the prompt stays the same."""
-    from store.examples import labelled_examples
-    from store.tables import LabelSource, Split
-    from trainer.baseline import sample_shots
-
-    with sessions() as session:
-        train = labelled_examples(session, split=Split.TRAIN)
-    labels = sorted({e.label for e in train})
-    shots = sample_shots(train, labels, per_department=3)
-    kept = [(text, label) for text, label in candidates
-            if sample_shots([*train, Example(-1, text, label, Split.TRAIN, LabelSource.AGENT, train[0].labelled_at)],
-                            labels, per_department=3) == shots]
-    assert len(kept) >= 5
-    return kept
 
 
 def test_a_rate_limited_baseline_is_retried(settings, sessions):
     seed(sessions)
     with FakeOpenAI(TRUTH, failures=[429, 429]) as fake:
         report = run(with_openai(settings, fake), sessions)
-    assert report["baseline"] is not None and report["baseline_cost"]["retries"] == 2
+    assert report.baseline is not None and report.baseline_cost.retries == 2
 
 
 def test_nothing_new_labelled_skips_the_run_and_says_so(settings, sessions):
     seed(sessions)
     run(settings, sessions)
     report = run(settings, sessions)
-    assert report["promoted"] is False and report["reason"] == "nothing new labelled since the last run"
+    assert report.promoted is False and report.reason == "nothing new labelled since the last run"
 
 
 def test_the_report_shows_the_cheap_alternatives_on_the_same_holdout(settings, sessions):
     seed(sessions)
     report = run_training(settings, sessions, RunOptions(config=LOOP, progress=False))
-    tfidf = report["alternatives"]["tfidf_svm"]
-    assert tfidf["n"] == report["candidate"]["n"] and 0 <= tfidf["macro_f1"] <= 1
-    assert report["holdout_sources"] == {"import": report["candidate"]["n"]}  # what the holdout is made of
+    tfidf = report.alternatives["tfidf_svm"]
+    assert tfidf["n"] == report.candidate.n and 0 <= tfidf["macro_f1"] <= 1
+    assert report.holdout_sources == {"import": report.candidate.n}  # what the holdout is made of
 
 
 def test_the_label_count_trigger_runs_only_past_the_threshold_and_never_beside_a_run(settings, sessions):
@@ -156,13 +138,13 @@ def test_the_label_count_trigger_runs_only_past_the_threshold_and_never_beside_a
 
     def run_now(trigger):
         calls.append(trigger)
-        return {"reason": "ok"}
+        return RunReport(run_id=1, promoted=False, reason="ok")
 
     assert run_if_enough_labels(sessions, run_now, threshold=len(EXAMPLES) + 1) is None
     assert try_acquire_lock(sessions, name=TRAINING_LOCK, owner="other", ttl=__import__("datetime").timedelta(60))
     assert run_if_enough_labels(sessions, run_now, threshold=1) is None
     release_lock(sessions, name=TRAINING_LOCK, owner="other")
-    assert run_if_enough_labels(sessions, run_now, threshold=len(EXAMPLES)) == {"reason": "ok"}
+    assert run_if_enough_labels(sessions, run_now, threshold=len(EXAMPLES)).reason == "ok"
     assert calls == ["label-threshold"]
     scheduler = build_scheduler(sessions, run_now)
     jobs = {job.id: job for job in scheduler.get_jobs()}
@@ -176,15 +158,15 @@ def test_a_running_router_swaps_in_a_promotion_without_dropping_a_request(settin
     first = run(settings, sessions, WEAK)
     seed(sessions, MORE)
     second = run(settings, sessions)
-    assert second["promoted"] is True
+    assert second.promoted is True
     with transaction(sessions) as session:
-        promote(session, model_id=first["model_id"], by="test")
+        promote(session, model_id=first.model_id, by="test")
     base, tokenizer = load_base_model(str(tiny_model_dir), cache_dir=tmp_path)
     router = ActiveModelRouter(base=base, tokenizer=tokenizer, base_model_name=str(tiny_model_dir),
                                lookup=registry_lookup(sessions), poll_seconds=0.05)
     router.start()
     try:
-        assert router.model_id == first["model_id"]
+        assert router.model_id == first.model_id
         answers, errors, stop = [], [], threading.Event()
 
         def keep_asking():
@@ -198,18 +180,18 @@ def test_a_running_router_swaps_in_a_promotion_without_dropping_a_request(settin
         asker.start()
         time.sleep(0.2)
         with transaction(sessions) as session:
-            promote(session, model_id=second["model_id"], by="test")
+            promote(session, model_id=second.model_id, by="test")
         deadline = time.monotonic() + 10
-        while router.model_id != second["model_id"] and time.monotonic() < deadline:
+        while router.model_id != second.model_id and time.monotonic() < deadline:
             time.sleep(0.05)
         time.sleep(0.2)
         stop.set()
         asker.join()
     finally:
         router.stop()
-    assert router.model_id == second["model_id"] and router.swaps == 2 and errors == []
+    assert router.model_id == second.model_id and router.swaps == 2 and errors == []
     models_seen = [a.model for a in answers]
-    assert models_seen[0] == str(first["model_id"]) and models_seen[-1] == str(second["model_id"])
+    assert models_seen[0] == str(first.model_id) and models_seen[-1] == str(second.model_id)
     assert answers[-1].department == "Orders"
 
 
@@ -224,14 +206,14 @@ def test_the_merged_served_model_answers_as_a_fresh_load_after_swaps(settings, s
     router = ActiveModelRouter(base=base, tokenizer=tokenizer, base_model_name=str(tiny_model_dir),
                                lookup=registry_lookup(sessions))
     texts = [text for text, _ in EXAMPLES + MORE]
-    for model_id in (first["model_id"], second["model_id"], first["model_id"], second["model_id"]):
+    for model_id in (first.model_id, second.model_id, first.model_id, second.model_id):
         with transaction(sessions) as session:
             promote(session, model_id=model_id, by="test")
         assert router.refresh()
     served = router.classify_batch(texts)
     fresh_base, _ = load_base_model(str(tiny_model_dir), cache_dir=tmp_path)
     fresh = LoraRouter.from_adapter(base=fresh_base, tokenizer=tokenizer, name="fresh",
-                                    adapter_dir=Path(second["adapter"])).classify_batch(texts)
+                                    adapter_dir=Path(second.adapter)).classify_batch(texts)
     router.stop()
     assert [a.department for a in served] == [b.department for b in fresh]
     assert max(abs(a.scores[k] - b.scores[k]) for a, b in zip(served, fresh, strict=True) for k in a.scores) < 1e-5
@@ -246,10 +228,10 @@ def test_a_router_keeps_serving_when_the_promoted_adapter_is_unusable(settings, 
     target = {"id": None}
 
     def lookup():
-        model_id = target["id"] or first["model_id"]
+        model_id = target["id"] or first.model_id
         with sessions() as session:
             model = active_model(session)
-        return (model_id, model.adapter_path if model_id == first["model_id"] else str(tmp_path / "nope"),
+        return (model_id, model.adapter_path if model_id == first.model_id else str(tmp_path / "nope"),
                 model.base_model)
 
     if broken == "corrupt":
@@ -258,8 +240,8 @@ def test_a_router_keeps_serving_when_the_promoted_adapter_is_unusable(settings, 
     router = ActiveModelRouter(base=base, tokenizer=tokenizer, base_model_name=str(tiny_model_dir), lookup=lookup)
     router.refresh()
     target["id"] = 999
-    assert router.refresh() is False and router.model_id == first["model_id"]
-    assert router.classify("beta question 2").model == str(first["model_id"])
+    assert router.refresh() is False and router.model_id == first.model_id
+    assert router.classify("beta question 2").model == str(first.model_id)
 
 
 @pytest.mark.slow

@@ -51,20 +51,20 @@ def test_any_text_yields_a_known_department_with_a_probability_for_each(tiny_mod
 def test_first_run_trains_evaluates_and_activates(settings, sessions):
     seed(sessions)
     report = run_training(settings, sessions, options())
-    assert report["promoted"] is True and "first model" in report["reason"]
-    assert report["candidate"]["n"] == len([1 for _ in range(len(EXAMPLES))]) - report["training"]["examples"]
-    assert report["current"] is None and report["baseline"] is None
+    assert report.promoted is True and "first model" in report.reason
+    assert report.candidate.n == len([1 for _ in range(len(EXAMPLES))]) - report.training["examples"]
+    assert report.current is None and report.baseline is None
     with sessions() as session:
         model = active_model(session)
-        run = session.get(TrainingRun, report["run_id"])
-    assert model is not None and model.id == report["model_id"]
-    assert run.status == RunStatus.PROMOTED and run.snapshot_hash == report["snapshot"]
+        run = session.get(TrainingRun, report.run_id)
+    assert model is not None and model.id == report.model_id
+    assert run.status == RunStatus.PROMOTED and run.snapshot_hash == report.snapshot
     from pathlib import Path
     folder = Path(model.adapter_path)
     assert (folder / "adapter_model.safetensors").is_file()
     meta = json.loads((folder / "switchboard.json").read_text())
     assert meta["labels"] == ["Billing", "Orders", "Shipping"] and meta["hyperparameters"]["lora_r"] == 8
-    assert len(json.loads((folder / "snapshot.json").read_text())["train"]) == report["training"]["examples"]
+    assert len(json.loads((folder / "snapshot.json").read_text())["train"]) == report.training["examples"]
 
 
 def test_a_crash_mid_training_leaves_the_active_model_and_every_label(settings, sessions, monkeypatch):
@@ -83,7 +83,7 @@ def test_a_crash_mid_training_leaves_the_active_model_and_every_label(settings, 
     with pytest.raises(KeyboardInterrupt):
         run_training(settings, sessions, options())
     with sessions() as session:
-        assert active_model(session).id == first["model_id"]
+        assert active_model(session).id == first.model_id
         assert [(lab.id, lab.query_id, lab.department_id) for lab in session.exec(select(Label))] == labels_before
         runs = list(session.exec(select(TrainingRun).order_by(TrainingRun.id)))
         assert runs[-1].status == RunStatus.FAILED and "power cut" in runs[-1].reason
@@ -95,14 +95,14 @@ def test_a_crash_mid_training_leaves_the_active_model_and_every_label(settings, 
 def test_failed_training_promotes_nothing(settings, sessions):
     seed(sessions)
     report = run_training(settings, sessions, RunOptions(config=replace(FAST, target_modules="nope"), progress=False))
-    assert report["promoted"] is False and "trainable" in report["reason"]
+    assert report.promoted is False and "trainable" in report.reason
     with sessions() as session:
         assert active_model(session) is None
 
 
 def test_no_examples_skips_the_run(settings, sessions):
     report = run_training(settings, sessions, options())
-    assert report["promoted"] is False and report["reason"] == "no labelled training examples"
+    assert report.promoted is False and report.reason == "no labelled training examples"
 
 
 def test_a_second_run_waits_for_the_lock(settings, sessions):
@@ -148,8 +148,8 @@ def test_cli_train_status_classify_and_export(settings, home, tiny_model_dir, tm
     report = json.loads(trained.stdout)
     assert {"run_id", "candidate", "current", "baseline", "promoted", "reason"} <= report.keys()
     status = json.loads(run_cli("status", "--json", env=env).stdout)
-    assert status["active_model"]["id"] == report["model_id"] and status["training"] is False
-    assert status["examples"]["pending"] == 0 and status["last_run"]["run_id"] == report["run_id"]
+    assert status["active_model"]["id"] == report.model_id and status["training"] is False
+    assert status["examples"]["pending"] == 0 and status["last_run"]["run_id"] == report.run_id
     out = json.loads(run_cli("classify", INJECTION, "--json", env=env).stdout)
     assert out["department"] in {"Billing", "Orders", "Shipping"} and 0 <= out["confidence"] <= 1
     rows = [json.loads(line) for line in run_cli("export", env=env).stdout.splitlines()]

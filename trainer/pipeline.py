@@ -1,4 +1,4 @@
-"""One retraining run, top to bottom: lock, snapshot, plan, train, evaluate, gate, promote, report.
+"""One retraining run, top to bottom: lock, distil, snapshot, plan, train, evaluate, gate, promote, report.
 
 `switchboard train`, the slash command and the scheduler all call `run_training`. A crash anywhere
 leaves the active model and every label as they were: the adapter is published to a new folder
@@ -7,10 +7,10 @@ and registered only at the end, and promotion is one transaction.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import threading
-from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,15 +19,18 @@ from typing import Any
 from router.adapters import AdapterMeta, check_adapter_dir, discard, new_adapter_dir, publish
 from router.base_model import LoadOptions, load_base_model
 from router.classifier import LoraRouter
+from router.fewshot import BaselineUnavailable, baseline_configured, make_openai_client
 from router.metrics import write_confusion_png
 from router.prompt import PromptFormat
 from router.settings import Settings
 from store.db import SessionFactory, transaction
 from store.examples import count_labels_since
 from store.registry import active_model, promote, register_model
+from store.run_report import Distillation, RunReport
 from store.runs import TRAINING_LOCK, finish_run, last_trained_at, release_lock, renew_lock, start_run, try_acquire_lock
 from store.tables import ModelStatus, ModelVersion, RunStatus, TrainingRun
 from trainer.alternatives import score_alternatives
+from trainer.baseline import distil
 from trainer.config import TrainConfig
 from trainer.evaluation import score_everyone
 from trainer.gate import GateRules, decide
@@ -36,6 +39,7 @@ from trainer.replay import TrainingSet, select_training_set
 from trainer.snapshot import Snapshot, take_snapshot
 
 LOCK_TTL = timedelta(minutes=5)
+log = logging.getLogger(__name__)
 
 
 class TrainingBusy(RuntimeError):
@@ -64,7 +68,7 @@ class Plan:
     skip_reason: str | None = None
 
 
-def run_training(settings: Settings, sessions: SessionFactory, options: RunOptions | None = None) -> dict[str, Any]:
+def run_training(settings: Settings, sessions: SessionFactory, options: RunOptions | None = None) -> RunReport:
     """Runs one retraining under the cross-process lock and returns the run's report."""
     options = options or RunOptions()
     owner = f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
@@ -82,8 +86,9 @@ def run_training(settings: Settings, sessions: SessionFactory, options: RunOptio
         release_lock(sessions, name=TRAINING_LOCK, owner=owner)
 
 
-def _run(settings: Settings, sessions: SessionFactory, options: RunOptions, run_id: int) -> dict[str, Any]:
+def _run(settings: Settings, sessions: SessionFactory, options: RunOptions, run_id: int) -> RunReport:
     started = datetime.now(UTC)
+    distillation = _distil(settings, sessions, options)
     plan = _plan(settings, sessions, run_id)
     if plan.skip_reason or plan.training_set is None:
         return _finish(sessions, run_id, RunStatus.SKIPPED, plan.skip_reason or "nothing to train", plan.snapshot)
@@ -110,41 +115,60 @@ def _run(settings: Settings, sessions: SessionFactory, options: RunOptions, run_
 
     candidate = LoraRouter(model=result.model.get_base_model(), tokenizer=tokenizer, labels=plan.snapshot.labels,
                            prompt=prompt, name=final.name)
-    scores, baseline_cost = score_everyone(settings, sessions, plan.snapshot, candidate=candidate,
-                                           candidate_model=result.model, tokenizer=tokenizer, current=plan.current,
-                                           openai_client=options.openai_client,
-                                           backoff_s=options.baseline_backoff_s)
+    scores, baseline_cost, known_mistakes = score_everyone(
+        settings, sessions, plan.snapshot, candidate=candidate, candidate_model=result.model, tokenizer=tokenizer,
+        current=plan.current, openai_client=options.openai_client, backoff_s=options.baseline_backoff_s)
     decision = decide(scores, options.rules)
     alternatives = (score_alternatives([(e.text, e.label) for e in plan.snapshot.train],
                                        [(e.text, e.label) for e in plan.snapshot.holdout], plan.snapshot.labels)
                     if options.alternatives else {})
     png = (write_confusion_png(scores.candidate.metrics["confusion"], final.parent / f"{final.name}.confusion.png",
                                title=f"candidate {final.name} on the holdout") if scores.candidate else None)
-    report = {
-        "adapter": str(final), "snapshot": plan.snapshot.digest, **scores.report(),
-        "holdout_sources": dict(Counter(e.source.value for e in plan.snapshot.holdout)),
-        "promoted": decision.promote, "reason": decision.reason, "checks": decision.checks,
-        "alternatives": alternatives, "baseline_cost": baseline_cost,
-        "training": {**plan.training_set.describe(), **_training_summary(result),
-                     "warm_start_model": plan.warm_start.id if plan.warm_start else None},
-        "confusion_png": str(png) if png else None,
-        "duration_s": round((datetime.now(UTC) - started).total_seconds(), 1),
-    }
     with transaction(sessions) as session:
         registered = register_model(session, adapter_path=str(final), base_model=settings.base_model,
-                               labels=plan.snapshot.labels, hyperparameters=result.config.to_dict(),
-                               metrics=_summary(scores.candidate.metrics if scores.candidate else {}),
-                               parent_id=plan.current.id if plan.current else None)
+                                    labels=plan.snapshot.labels, hyperparameters=result.config.to_dict(),
+                                    metrics=_summary(scores.candidate.metrics if scores.candidate else {}),
+                                    parent_id=plan.current.id if plan.current else None)
         assert registered.id is not None
         if decision.promote:
             promote(session, model_id=registered.id, by=f"trainer ({options.trigger})")
         else:
             registered.status = ModelStatus.REJECTED
-        report = {"model_id": registered.id, **report}
-        run = finish_run(session, run_id=run_id, reason=decision.reason, report=report,
-                         status=RunStatus.PROMOTED if decision.promote else RunStatus.NOT_PROMOTED,
-                         snapshot_hash=plan.snapshot.digest, candidate_id=registered.id)
-        return {"run_id": run.id, **report}
+        status = RunStatus.PROMOTED if decision.promote else RunStatus.NOT_PROMOTED
+        report = RunReport(
+            run_id=run_id, promoted=decision.promote, reason=decision.reason, status=status.value,
+            candidate=scores.candidate.score() if scores.candidate else None,
+            current=scores.current.score() if scores.current else None,
+            baseline=scores.baseline.score() if scores.baseline else None, baseline_note=scores.baseline_note,
+            model_id=registered.id, adapter=str(final), snapshot=plan.snapshot.digest, checks=decision.checks,
+            not_judged=decision.not_judged, bootstrap_macro_f1_difference=decision.intervals,
+            holdout_sources=plan.snapshot.sources("holdout"), train_sources=plan.snapshot.sources("train"),
+            known_mistakes=known_mistakes, alternatives=alternatives, baseline_cost=baseline_cost,
+            distillation=distillation,
+            training={**plan.training_set.describe(), **_training_summary(result),
+                      "warm_start_model": plan.warm_start.id if plan.warm_start else None},
+            confusion_png=str(png) if png else None,
+            duration_s=round((datetime.now(UTC) - started).total_seconds(), 1))
+        finish_run(session, run_id=run_id, reason=decision.reason, report=report.to_json(), status=status,
+                   snapshot_hash=plan.snapshot.digest, candidate_id=registered.id)
+        return report
+
+
+def _distil(settings: Settings, sessions: SessionFactory, options: RunOptions) -> Distillation | None:
+    """The baseline labels unlabelled routed messages, within the run's budget (off at the default of $0)."""
+    if settings.distil_budget_usd <= 0 or not (baseline_configured(settings) or options.openai_client):
+        return None
+    with sessions() as session:
+        departments = take_snapshot(session).labels
+    if not departments:
+        return None
+    try:
+        return distil(options.openai_client or make_openai_client(settings), sessions,
+                      model=settings.baseline_model, departments=departments, budget_usd=settings.distil_budget_usd,
+                      backoff_s=options.baseline_backoff_s)
+    except BaselineUnavailable as exc:
+        log.warning("distillation stopped: %s", exc)
+        return Distillation(budget_usd=settings.distil_budget_usd)
 
 
 def _plan(settings: Settings, sessions: SessionFactory, run_id: int) -> Plan:
@@ -197,11 +221,13 @@ def _load_precision(config: TrainConfig) -> str:
 
 
 def _finish(sessions: SessionFactory, run_id: int, status: RunStatus, reason: str,
-            snapshot: Snapshot) -> dict[str, Any]:
-    body = {"candidate": None, "current": None, "baseline": None, "promoted": False, "reason": reason}
+            snapshot: Snapshot) -> RunReport:
+    report = RunReport(run_id=run_id, promoted=False, reason=reason, status=status.value,
+                       holdout_sources=snapshot.sources("holdout"), train_sources=snapshot.sources("train"))
     with transaction(sessions) as session:
-        finish_run(session, run_id=run_id, status=status, reason=reason, report=body, snapshot_hash=snapshot.digest)
-    return {"run_id": run_id, **body}
+        finish_run(session, run_id=run_id, status=status, reason=reason, report=report.to_json(),
+                   snapshot_hash=snapshot.digest)
+    return report
 
 
 def _fail_abandoned_runs(session: Any) -> None:

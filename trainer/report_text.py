@@ -2,29 +2,42 @@
 
 from __future__ import annotations
 
-from typing import Any
+from store.run_report import RunReport
 
 
-def report_lines(report: dict[str, Any]) -> list[str]:
-    lines = [f"run {report['run_id']}: {'PROMOTED' if report['promoted'] else 'not promoted'}: {report['reason']}"]
-    for who in ("candidate", "current", "baseline"):
-        m = report.get(who)
-        lines.append(f"  {who:<9} " + ("-" if not m else
-                     f"macro-F1 {m['macro_f1']:.3f}  weighted-F1 {m['weighted_f1']:.3f}  "
-                     f"accuracy {m['accuracy']:.3f}  (n={m['n']})"))
-    for name, alt in (report.get("alternatives") or {}).items():
+def report_lines(report: RunReport) -> list[str]:
+    lines = [f"run {report.run_id}: {'PROMOTED' if report.promoted else 'not promoted'}: {report.reason}"]
+    for who, score in (("candidate", report.candidate), ("current", report.current), ("baseline", report.baseline)):
+        lines.append(f"  {who:<9} " + (score.line() if score else "-"))
+    for name, alt in report.alternatives.items():
         if "macro_f1" in alt:
             lines.append(f"  {name:<9} macro-F1 {alt['macro_f1']:.3f}  (reported, not gated on)")
-    for name, ci in (report.get("bootstrap_macro_f1_difference") or {}).items():
+    for name, ci in report.bootstrap_macro_f1_difference.items():
         lines.append(f"  {name}: {ci['difference']:+.3f} macro-F1 "
                      f"(95% CI {ci['ci95_low']:+.3f} .. {ci['ci95_high']:+.3f})")
-    if report.get("baseline_cost"):
-        cost = report["baseline_cost"]
-        lines.append(f"  baseline: {cost['requests']} requests, {cost['cached']} cached, cost "
-                     + (f"${cost['cost_usd']:.4f}" if cost.get("cost_usd") is not None else "unknown"))
-    if report.get("training"):
-        t = report["training"]
+    if report.holdout_sources or report.train_sources:
+        lines.append(f"  holdout from {_sources(report.holdout_sources)}; "
+                     f"training from {_sources(report.train_sources)}")
+    if report.known_mistakes:
+        km = report.known_mistakes
+        current = f", the active model {km.current_correct}" if km.current_correct is not None else ""
+        lines.append(f"  known mistakes (corrected misroutes, not gated on): the candidate gets {km.candidate_correct} "
+                     f"of {km.n} right{current}")
+    if report.baseline_cost:
+        cost = report.baseline_cost
+        lines.append(f"  baseline: {cost.requests} requests, {cost.cached} cached, cost "
+                     + (f"${cost.cost_usd:.4f}" if cost.cost_usd is not None else "unknown"))
+    if report.distillation:
+        d = report.distillation
+        lines.append(f"  distilled: the baseline labelled {d.labelled} unlabelled messages for training "
+                     f"({d.requests} requests, {d.cached} already paid for, ${d.cost_usd:.4f} of ${d.budget_usd:.2f})")
+    if report.training:
+        t = report.training
         lines.append(f"  trained on {t['examples']} examples ({t['new']} new, {t['replay']} replayed) "
                      f"in {t['seconds']} s ({t['examples_per_second']} examples/s); "
-                     f"confusion matrix: {report['confusion_png']}")
+                     f"confusion matrix: {report.confusion_png}")
     return lines
+
+
+def _sources(counts: dict[str, int]) -> str:
+    return ", ".join(f"{n} {source}" for source, n in sorted(counts.items())) or "nothing"

@@ -15,11 +15,12 @@ from typing import Any
 
 from store.db import SessionFactory
 from store.examples import count_labels_since
+from store.run_report import RunReport
 from store.runs import TRAINING_LOCK, last_trained_at, lock_held
 
 log = logging.getLogger(__name__)
 
-RunNow = Callable[[str], dict[str, Any]]
+RunNow = Callable[[str], RunReport]
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,7 @@ def pending_labels(sessions: SessionFactory) -> int:
         return count_labels_since(session, last_trained_at(session))
 
 
-def run_if_enough_labels(sessions: SessionFactory, run_now: RunNow, threshold: int) -> dict[str, Any] | None:
+def run_if_enough_labels(sessions: SessionFactory, run_now: RunNow, threshold: int) -> RunReport | None:
     """Starts a run when `threshold` labels are waiting and no run holds the lock; else None."""
     with sessions() as session:
         busy = lock_held(session, name=TRAINING_LOCK)
@@ -43,7 +44,7 @@ def run_if_enough_labels(sessions: SessionFactory, run_now: RunNow, threshold: i
     return run_guarded(run_now, "label-threshold")
 
 
-def run_guarded(run_now: RunNow, trigger: str) -> dict[str, Any] | None:
+def run_guarded(run_now: RunNow, trigger: str) -> RunReport | None:
     from trainer.pipeline import TrainingBusy
 
     try:
@@ -54,7 +55,7 @@ def run_guarded(run_now: RunNow, trigger: str) -> dict[str, Any] | None:
     except Exception:
         log.exception("%s retrain failed; the active model is unchanged", trigger)
         return None
-    log.info("%s retrain finished: %s", trigger, report.get("reason"))
+    log.info("%s retrain finished: %s", trigger, report.reason)
     return report
 
 

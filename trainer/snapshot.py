@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlmodel import Session
 
-from store.examples import Example, labelled_examples
+from store.examples import Example, corrected_misroutes, labelled_examples
 from store.tables import Split
 
 
@@ -17,11 +18,16 @@ from store.tables import Split
 class Snapshot:
     train: list[Example]
     holdout: list[Example]
+    known_mistakes: list[Example] = field(default_factory=list)  # reported apart, never gated on
 
     @property
     def labels(self) -> list[str]:
         """The departments the model can learn: those with at least one training example."""
         return sorted({e.label for e in self.train})
+
+    def sources(self, split: str) -> dict[str, int]:
+        examples = self.train if split == "train" else self.holdout
+        return dict(Counter(e.source.value for e in examples))
 
     @property
     def digest(self) -> str:
@@ -43,4 +49,5 @@ def take_snapshot(session: Session) -> Snapshot:
     return Snapshot(
         train=[e for e in examples if e.split == Split.TRAIN],
         holdout=[e for e in examples if e.split == Split.HOLDOUT],
+        known_mistakes=corrected_misroutes(session),
     )
