@@ -15,7 +15,7 @@ from slack_bolt import App
 from slack_sdk import WebClient
 from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler, RateLimitErrorRetryHandler
 
-from bot import commands, reactions, routing
+from bot import blocks, commands, reactions, routing
 from bot.deps import BotDeps
 from bot.home import HomeTab
 from store.slack import claim_event, finish_event, release_event
@@ -59,6 +59,13 @@ def build_app(deps: BotDeps, *, client: WebClient, signing_secret: str | None) -
     app.event("reaction_added")(once(lambda e, c: reactions.reaction_added(deps, c, e)))
     app.event("reaction_removed")(once(lambda e, c: reactions.reaction_removed(deps, c, e)))
 
+    def on_audit(ack: Callable[..., None], body: dict[str, Any], action: dict[str, Any], client: WebClient) -> None:
+        ack()
+        reactions.audit_answered(deps, client, body, action)
+
+    app.action(blocks.AUDIT_RIGHT)(on_audit)
+    app.action(blocks.AUDIT_DEPARTMENT)(on_audit)
+
     @app.event("app_home_opened")
     def on_home_opened(event: dict[str, Any], client: WebClient) -> None:
         if event.get("tab", "home") == "home":
@@ -70,7 +77,7 @@ def build_app(deps: BotDeps, *, client: WebClient, signing_secret: str | None) -
 
     @app.error
     def on_error(error: Exception, body: dict[str, Any]) -> None:
-        log.error("handling %s failed: %s", body.get("event", {}).get("type") or body.get("command"), error,
-                  exc_info=error)
+        what = body.get("event", {}).get("type") or body.get("command") or body.get("type")
+        log.error("handling %s failed: %s", what, error, exc_info=error)
 
     return app

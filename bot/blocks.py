@@ -9,6 +9,9 @@ from store.tables import Department
 
 Blocks = list[dict[str, Any]]
 QUOTE_CHARS = 500
+AUDIT_RIGHT, AUDIT_DEPARTMENT = "audit_right", "audit_department"
+AUDIT_BLOCK = "audit:"  # the actions block's id: this prefix, then the SlackMessage's id in the store
+MAX_OPTIONS, OPTION_CHARS = 100, 75  # Slack's limits for a static_select and an option's text
 
 
 def _section(text: str) -> dict[str, Any]:
@@ -43,6 +46,40 @@ def relabelled(department: str, agent: str, *, confirmed: bool, departments: Seq
     head = (f":white_check_mark: *{department}* confirmed by <@{agent}>." if confirmed
             else f":arrows_counterclockwise: Rerouted to *{department}* by <@{agent}>.")
     return [_section(head), _context(reroute_help(departments))]
+
+
+def audit_request(message_id: int, departments: Sequence[Department], *, right: str | None,
+                  chosen: str | None = None) -> Blocks:
+    """The quality-check question under a reply: ✅ Right (only when the message was routed) and a department menu.
+
+    `right` is the department the message was routed to, carried in the button's value; `chosen`
+    is shown as the menu's selection once someone has answered.
+    """
+    options = [{"text": {"type": "plain_text", "text": d.name[:OPTION_CHARS]}, "value": d.name}
+               for d in departments[:MAX_OPTIONS]]
+    elements: list[dict[str, Any]] = []
+    if right:
+        elements.append({"type": "button", "action_id": AUDIT_RIGHT, "style": "primary", "value": right,
+                         "text": {"type": "plain_text", "text": "✅ Right", "emoji": True}})
+    if options:
+        menu = {"type": "static_select", "action_id": AUDIT_DEPARTMENT, "options": options,
+                "placeholder": {"type": "plain_text", "text": "Right department…"}}
+        selected = next((o for o in options if o["value"] == chosen), None)
+        elements.append(menu | ({"initial_option": selected} if selected else {}))
+    if not elements:
+        return []
+    return [_section("Quality check: is this right? Agents answer here; audited answers measure the model."),
+            {"type": "actions", "block_id": f"{AUDIT_BLOCK}{message_id}", "elements": elements}]
+
+
+def audited_message_id(block_id: str | None) -> int | None:
+    """The SlackMessage id in an audit block's id, or None for any other block."""
+    head, _, rest = (block_id or "").partition(AUDIT_BLOCK)
+    return int(rest) if not head and rest.isdigit() else None
+
+
+def audited(department: str, agent: str, departments: Sequence[Department]) -> Blocks:
+    return [_section(f"Audited by <@{agent}>: *{department}*"), _context(reroute_help(departments))]
 
 
 def forwarded(department: str, *, user: str | None, channel: str, text: str, permalink: str | None,

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Protocol
+from dataclasses import dataclass, field
+from typing import Protocol
 
 from router.classifier import Classification
 from router.settings import Settings
 from store.db import SessionFactory
+from store.run_report import RunReport
 
-RunNow = Callable[[str], dict[str, Any]]
+RunNow = Callable[[str], RunReport]
 
 
 class ServingRouter(Protocol):
@@ -28,6 +30,7 @@ class BotDeps:
     sessions: SessionFactory
     router: ServingRouter
     run_now: RunNow  # one retraining run, the same function `switchboard train` calls
+    audit_rng: random.Random = field(default_factory=random.Random)  # which messages are audited; seed it in tests
 
     def is_agent(self, user: str | None) -> bool:
         return user is not None and user in self.settings.agents

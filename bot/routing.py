@@ -9,15 +9,18 @@ from typing import Any
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
+from sqlmodel import Session
 
 from bot import blocks
+from bot.audits import should_audit
 from bot.deps import BotDeps
 from router.classifier import Classification
+from router.fewshot import INVALID
 from router.serving import NoActiveModel
-from store.db import transaction
+from store.db import SessionFactory, transaction
 from store.examples import get_department, list_departments
-from store.slack import find_message, query_for_text, record_message
-from store.tables import Prediction
+from store.slack import cache_baseline_answer, find_message, holdout_counts, query_for_text, record_message
+from store.tables import Prediction, SlackMessage
 
 log = logging.getLogger(__name__)
 
@@ -73,11 +76,11 @@ def route_message(deps: BotDeps, client: WebClient, event: dict[str, Any], *, ev
     triage = result is None or needs_triage(result, threshold=deps.settings.confidence_threshold,
                                             margin=deps.settings.confidence_margin)
     routed_to = None if triage or result is None else result.department
-    with transaction(deps.sessions) as session:
-        message = earlier or record_message(
-            session, query=query_for_text(session, text=text, channel=channel, ts=ts, user=user, event_id=event_id),
-            prediction=_prediction(result) if result else None, channel=channel, ts=ts, user=user,
-            event_id=event_id, routed_to=routed_to)
+    with deps.sessions() as session:
+        audit = earlier.audit_requested if earlier else _audit(deps, session, result.department if result else None)
+    message = earlier or record_route(deps.sessions, text=text, channel=channel, ts=ts, user=user, event_id=event_id,
+                                      result=result, routed_to=routed_to, audit=audit)
+    with deps.sessions() as session:
         departments = list_departments(session)
         target = get_department(session, name=routed_to) if routed_to else None
     if result is None:
@@ -86,6 +89,9 @@ def route_message(deps: BotDeps, client: WebClient, event: dict[str, Any], *, ev
         body = blocks.triage(result.scores, departments, result.model)
     else:
         body = blocks.routed(result.department, result.confidence, departments, result.model)
+    if message.audit_requested:
+        assert message.id is not None
+        body += blocks.audit_request(message.id, departments, right=routed_to)
     reply = client.chat_postMessage(channel=channel, thread_ts=ts, blocks=body,
                                     text=f"Routed to {routed_to}" if routed_to else "Needs triage")
     with transaction(deps.sessions) as session:
@@ -96,6 +102,12 @@ def route_message(deps: BotDeps, client: WebClient, event: dict[str, Any], *, ev
         forward(client, forward_to, department=routed_to or "triage", user=user, channel=channel, ts=ts, text=text,
                 confidence=result.confidence if result and not triage else None)
     log.info("routed %s/%s to %s (model %s)", channel, ts, routed_to or "triage", result and result.model)
+
+
+def _audit(deps: BotDeps, session: Session, guess: str | None) -> bool:
+    """Whether agents are asked to audit this message, `guess` being the department it went or most likely goes to."""
+    rate = deps.settings.audit_rate
+    return rate > 0 and should_audit(deps.audit_rng, guess, holdout_counts(session), rate)
 
 
 def forward(client: WebClient, to_channel: str, *, department: str, user: str | None, channel: str, ts: str,
@@ -110,8 +122,34 @@ def forward(client: WebClient, to_channel: str, *, department: str, user: str | 
         log.warning("could not post to %s's channel %s: %s", department, to_channel, exc.response.get("error"))
 
 
+def record_route(sessions: SessionFactory, *, text: str, channel: str, ts: str, user: str | None,
+                 event_id: str | None, result: Classification | None, routed_to: str | None,
+                 audit: bool) -> SlackMessage:
+    """Stores a routed (or triaged) message, its prediction and what the answer cost, in one transaction.
+
+    A baseline's answer also goes into its cache, so distillation and the gate never pay for it again.
+    """
+    with transaction(sessions) as session:
+        query = query_for_text(session, text=text, channel=channel, ts=ts, user=user, event_id=event_id)
+        message = record_message(session, query=query, prediction=_prediction(result) if result else None,
+                                 channel=channel, ts=ts, user=user, event_id=event_id, routed_to=routed_to,
+                                 audit_requested=audit)
+        usage = result.usage if result else None
+        if result is not None and usage is not None and usage.prompt_version and result.department != INVALID:
+            assert query.id is not None
+            cache_baseline_answer(session, query_id=query.id, prompt_version=usage.prompt_version,
+                                  model=usage.model, department=result.department,
+                                  prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens)
+    return message
+
+
 def _prediction(result: Classification) -> Prediction:
     model_id = int(result.model) if result.model and result.model.isdigit() else None
+    usage = result.usage
     return Prediction(query_id=0, model_version_id=model_id, department=result.department,
-                      confidence=result.confidence, scores=result.scores, latency_ms=result.latency_ms)
+                      confidence=result.confidence, scores=result.scores, latency_ms=result.latency_ms,
+                      baseline_model=usage.model if usage else None,
+                      prompt_tokens=usage.prompt_tokens if usage else None,
+                      completion_tokens=usage.completion_tokens if usage else None,
+                      cost_usd=usage.cost_usd if usage else None)
 

@@ -27,11 +27,10 @@ log = logging.getLogger(__name__)
 
 
 class BaselineRouter:
-    """Answers one text at a time with the baseline; `prompt_version` names the cache its answers go to."""
+    """Answers one text at a time with the baseline; each answer's usage names the cache it belongs in."""
 
     def __init__(self, client: openai.OpenAI, sessions: SessionFactory, *, model: str, backoff_s: float = 1.0) -> None:
         self._client, self._sessions, self._model, self._backoff_s = client, sessions, model, backoff_s
-        self.prompt_version: str | None = None
 
     def classify(self, text: str) -> Classification:
         with transaction(self._sessions) as session:
@@ -41,7 +40,6 @@ class BaselineRouter:
         if not departments:
             raise NoActiveModel("no departments yet: nothing to route to")
         prompt = build_prompt(departments, shots)
-        self.prompt_version = prompt.version
         started = time.perf_counter()
         answer = ask(self._client, prompt, text, model=self._model, logprobs=True, backoff_s=self._backoff_s)
         latency_ms = (time.perf_counter() - started) * 1000
@@ -50,7 +48,7 @@ class BaselineRouter:
             scores = {name: float(name == answer.department) for name in names}
         confidence = scores.get(answer.department, 0.0) if answer.department != INVALID else 0.0
         usage = Usage(self._model, answer.prompt_tokens, answer.completion_tokens,
-                      price_usd(self._model, answer.prompt_tokens, answer.completion_tokens))
+                      price_usd(self._model, answer.prompt_tokens, answer.completion_tokens), prompt.version)
         return Classification(department=answer.department, confidence=confidence, scores=scores,
                               model=f"baseline {self._model}", latency_ms=latency_ms, usage=usage)
 

@@ -25,6 +25,7 @@ class Usage:
     prompt_tokens: int
     completion_tokens: int
     cost_usd: float | None
+    prompt_version: str | None = None  # the baseline's cache key for this answer
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,7 @@ def price_usd(model: str, prompt_tokens: int, completion_tokens: int) -> float |
     prices = PRICES_PER_MILLION_TOKENS.get(re.sub(r"-\d{4}-\d{2}-\d{2}$", "", model))
     if prices is None:
         return None
-    return round((prompt_tokens * prices[0] + completion_tokens * prices[1]) / 1_000_000, 6)
+    return (prompt_tokens * prices[0] + completion_tokens * prices[1]) / 1_000_000
 
 
 def baseline_configured(settings: Settings) -> bool:

@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import delete, or_, update
+from sqlalchemy import delete, func, or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from store.db import SessionFactory, transaction
 from store.split import text_hash
-from store.tables import Department, Label, LabelSource, Prediction, Query, SlackEvent, SlackMessage, utcnow
+from store.tables import (
+    BaselinePrediction,
+    Department,
+    Label,
+    LabelSource,
+    Prediction,
+    Query,
+    SlackEvent,
+    SlackMessage,
+    Split,
+    utcnow,
+)
 
 CLAIM_EXPIRES = timedelta(minutes=2)
 
@@ -61,14 +73,16 @@ def query_for_text(session: Session, *, text: str, channel: str, ts: str, user: 
 
 
 def record_message(session: Session, *, query: Query, prediction: Prediction | None, channel: str, ts: str,
-                   user: str | None, event_id: str | None, routed_to: str | None) -> SlackMessage:
+                   user: str | None, event_id: str | None, routed_to: str | None,
+                   audit_requested: bool = False) -> SlackMessage:
     assert query.id is not None
     if prediction is not None:
         prediction.query_id = query.id
         session.add(prediction)
         session.flush()
     message = SlackMessage(channel=channel, ts=ts, user=user, event_id=event_id, query_id=query.id,
-                           prediction_id=prediction.id if prediction else None, routed_to=routed_to)
+                           prediction_id=prediction.id if prediction else None, routed_to=routed_to,
+                           audit_requested=audit_requested)
     session.add(message)
     session.flush()
     return message
@@ -79,6 +93,23 @@ def find_message(session: Session, *, channel: str, ts: str) -> SlackMessage | N
     return session.exec(select(SlackMessage).where(
         SlackMessage.channel == channel, or_(col(SlackMessage.ts) == ts, col(SlackMessage.reply_ts) == ts))
     ).first()
+
+
+def holdout_counts(session: Session) -> Counter[str]:
+    """Department -> holdout examples whose label in force is that department; every department is named."""
+    current = (select(func.max(Label.id).label("label_id")).where(col(Label.withdrawn_at).is_(None))
+               .group_by(col(Label.query_id)).subquery())
+    rows = session.exec(
+        select(Department.name, func.count(col(Label.id)))
+        .select_from(Label)
+        .join(current, current.c.label_id == Label.id)
+        .join(Query, col(Query.id) == Label.query_id)
+        .join(Department, col(Department.id) == Label.department_id)
+        .where(Query.split == Split.HOLDOUT)
+        .group_by(col(Department.name)))
+    counts = Counter({name: 0 for name in session.exec(select(Department.name))})
+    counts.update(dict(rows.all()))
+    return counts
 
 
 def department_for_emoji(session: Session, *, emoji: str) -> Department | None:
@@ -117,3 +148,15 @@ def standing_label(session: Session, *, query_id: int) -> StandingLabel | None:
         return None
     label, department = row
     return StandingLabel(department.name, LabelSource(label.source), label.author)
+
+
+def cache_baseline_answer(session: Session, *, query_id: int, prompt_version: str, model: str, department: str,
+                          prompt_tokens: int, completion_tokens: int) -> None:
+    """Keeps the baseline's answer to a routed message (cold start) unless that prompt's answer is kept already."""
+    kept = session.exec(select(BaselinePrediction).where(
+        BaselinePrediction.query_id == query_id, BaselinePrediction.prompt_version == prompt_version,
+        BaselinePrediction.model == model)).first()
+    if kept is None:
+        session.add(BaselinePrediction(query_id=query_id, prompt_version=prompt_version, model=model,
+                                       department=department, prompt_tokens=prompt_tokens,
+                                       completion_tokens=completion_tokens))

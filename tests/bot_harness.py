@@ -16,7 +16,7 @@ from typing import Any
 from bot.app import build_app, make_client
 from bot.deps import BotDeps
 from bot.server import HttpServer
-from tests.slack_fake import FakeSlack, command_body, event_body, sign
+from tests.slack_fake import FakeSlack, action_body, command_body, event_body, sign
 
 SECRET = "test-signing-secret"
 
@@ -68,6 +68,14 @@ class BotServer:
 
     def command(self, text: str, *, user: str, channel: str = "CSUPPORT") -> Response:
         body, content_type = command_body(text=text, user_id=user, channel_id=channel)
+        return self.post(body, content_type)
+
+    def action(self, action_id: str, *, user: str, ts: str, channel: str = "CSUPPORT",
+               selected: str | None = None) -> Response:
+        """`user` clicks `action_id` on the bot's message at (channel, ts) as it stands now in the fake Slack."""
+        posted = dict(self.slack.messages[(channel, ts)])
+        body, content_type = action_body(posted, channel, action_id, user, selected=selected,
+                                         response_url=self.slack.response_url)
         return self.post(body, content_type)
 
     def get(self, path: str) -> Response:

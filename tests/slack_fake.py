@@ -10,7 +10,8 @@ the three steps of `files_upload_v2`, `apps.connections.open`; `{"ok": true}` fo
 can be scripted with `rate_limit` and `fail`. `socket_mode()` adds a standard-library WebSocket server
 (RFC 6455) that slack_sdk's built-in `SocketModeClient` connects to: it says hello, answers pings, and lets a
 test send envelopes and wait for their acks. POSTs to `slack.response_url` (Bolt's `respond()`) are recorded
-as calls to "response_url". `sign`, `event_body` and `command_body` build signed requests for Bolt over HTTP.
+as calls to "response_url". `sign`, `event_body`, `command_body` and `action_body` build signed requests for
+Bolt over HTTP.
 """
 
 from __future__ import annotations
@@ -476,3 +477,49 @@ def command_body(command: str = "/switchboard", text: str = "", user_id: str = "
                  response_url: str | None = None) -> tuple[str, str]:
     body = urlencode(command_payload(command, text, user_id, channel_id, response_url))
     return body, "application/x-www-form-urlencoded"
+
+
+def action_payload(message: dict[str, Any], channel: str, action_id: str, user_id: str, *,
+                   selected: str | None = None, response_url: str | None = None) -> dict[str, Any]:
+    """A `block_actions` payload: `user_id` clicks the element `action_id` of `message` (as posted) in `channel`.
+
+    A button sends its value; a static_select sends its option whose value is `selected`, and the
+    payload's `state` holds every menu's selection, as Slack's client sends them. Raises LookupError
+    when the message has no such element or option: nobody could have clicked it.
+    """
+    block, element = next(((b, e) for b in message.get("blocks", []) if b.get("type") == "actions"
+                           for e in b.get("elements", []) if e.get("action_id") == action_id), (None, None))
+    if block is None or element is None:
+        raise LookupError(f"the message at {channel}/{message.get('ts')} has no element {action_id!r}")
+    action: dict[str, Any] = {"type": element["type"], "action_id": action_id, "block_id": block["block_id"],
+                              "action_ts": f"{time.time():.6f}"}
+    state: dict[str, dict[str, Any]] = {}
+    if element["type"] == "button":
+        action |= {k: element[k] for k in ("text", "value", "style") if k in element}
+    else:
+        option = next((o for o in element.get("options", []) if o["value"] == selected), None)
+        if option is None:
+            raise LookupError(f"{action_id!r} has no option {selected!r}")
+        action |= {"selected_option": option, "placeholder": element.get("placeholder")}
+    for b in message.get("blocks", []):
+        for e in b.get("elements", []) if b.get("type") == "actions" else []:
+            if e.get("type") == "static_select":
+                chosen = action["selected_option"] if e is element else e.get("initial_option")
+                state.setdefault(b["block_id"], {})[e["action_id"]] = {"type": "static_select",
+                                                                       "selected_option": chosen}
+    thread = {"thread_ts": message["thread_ts"]} if message.get("thread_ts") else {}
+    return {"type": "block_actions", "token": "fake-verification-token", "api_app_id": APP_ID,
+            "user": {"id": user_id, "username": "someone", "name": "someone", "team_id": TEAM_ID},
+            "container": {"type": "message", "message_ts": message["ts"], "channel_id": channel,
+                          "is_ephemeral": False, **thread},
+            "trigger_id": f"{int(time.time())}.1.{uuid.uuid4().hex}", "team": {"id": TEAM_ID, "domain": "fake"},
+            "enterprise": None, "is_enterprise_install": False, "channel": {"id": channel, "name": "support"},
+            "message": message, "state": {"values": state},
+            "response_url": response_url or f"https://hooks.slack.com/actions/{TEAM_ID}/1/fake", "actions": [action]}
+
+
+def action_body(message: dict[str, Any], channel: str, action_id: str, user_id: str, *,
+                selected: str | None = None, response_url: str | None = None) -> tuple[str, str]:
+    """The interactivity request over HTTP: the payload's JSON in a form field named `payload`."""
+    payload = action_payload(message, channel, action_id, user_id, selected=selected, response_url=response_url)
+    return urlencode({"payload": json.dumps(payload)}), "application/x-www-form-urlencoded"

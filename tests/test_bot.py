@@ -6,6 +6,7 @@ cases in test_bot_model.py use the real one.
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -59,18 +60,23 @@ def slack() -> Iterator[FakeSlack]:
         yield fake
 
 
-@pytest.fixture
-def bot(home, sessions, slack) -> Iterator[BotServer]:
+def scripted_bot(home, sessions, slack, *, audit_rng: random.Random | None = None, **env: str) -> BotServer:
+    """The bot on the scripted router: DEPARTMENTS, two agents, an admin, a triage channel; `env` adds settings."""
     settings = Settings(SWITCHBOARD_HOME=home, SWITCHBOARD_AGENTS=f"{AGENT},{OTHER_AGENT}",
-                        SWITCHBOARD_ADMINS=ADMIN, SWITCHBOARD_TRIAGE_CHANNEL="CTRIAGE")
+                        SWITCHBOARD_ADMINS=ADMIN, SWITCHBOARD_TRIAGE_CHANNEL="CTRIAGE", **env)
     with transaction(sessions) as session:
         for name, emoji, channel in DEPARTMENTS:
             upsert_department(session, name=name, emoji=emoji, channel=channel)
         register_model(session, adapter_path="scripted", base_model="scripted", labels=[d[0] for d in DEPARTMENTS],
                        hyperparameters={}, metrics={}, parent_id=None)
     deps = BotDeps(settings=settings, sessions=sessions, router=ScriptedRouter(),
-                   run_now=lambda trigger: pytest.fail("no retrain expected"))
-    server = BotServer(deps, slack)
+                   run_now=lambda trigger: pytest.fail("no retrain expected"), audit_rng=audit_rng or random.Random())
+    return BotServer(deps, slack)
+
+
+@pytest.fixture
+def bot(home, sessions, slack) -> Iterator[BotServer]:
+    server = scripted_bot(home, sessions, slack, SWITCHBOARD_AUDIT_RATE="0")  # audits: see test_audits.py
     yield server
     server.close()
 
@@ -81,8 +87,11 @@ def posts(slack: FakeSlack, channel: str | None = None) -> list[dict]:
 
 
 def text_of(body: dict) -> str:
+    def words(text: str | dict | None) -> str:  # a block's or element's text: mrkdwn, or a text object (buttons)
+        return str(text.get("text", "")) if isinstance(text, dict) else text or ""
+
     return body.get("text", "") + " " + " ".join(
-        str(b.get("text", {}).get("text", "")) + " ".join(e.get("text", "") for e in b.get("elements", []))
+        words(b.get("text")) + " ".join(words(e.get("text")) for e in b.get("elements", []))
         for b in body.get("blocks", []))
 
 

@@ -148,8 +148,8 @@ def test_cli_train_status_classify_and_export(settings, home, tiny_model_dir, tm
     report = json.loads(trained.stdout)
     assert {"run_id", "candidate", "current", "baseline", "promoted", "reason"} <= report.keys()
     status = json.loads(run_cli("status", "--json", env=env).stdout)
-    assert status["active_model"]["id"] == report.model_id and status["training"] is False
-    assert status["examples"]["pending"] == 0 and status["last_run"]["run_id"] == report.run_id
+    assert status["active_model"]["id"] == report["model_id"] and status["training"] is False
+    assert status["examples"]["pending"] == 0 and status["last_run"]["run_id"] == report["run_id"]
     out = json.loads(run_cli("classify", INJECTION, "--json", env=env).stdout)
     assert out["department"] in {"Billing", "Orders", "Shipping"} and 0 <= out["confidence"] <= 1
     rows = [json.loads(line) for line in run_cli("export", env=env).stdout.splitlines()]

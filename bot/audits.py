@@ -1,0 +1,38 @@
+"""Which customer messages agents are asked to audit: a random sample, stratified by department.
+
+Audited labels are the only live labels that may judge models (see `store/split.py`), so the draw
+must not depend on how sure the model was: every routed or triaged message is eligible, or the
+holdout would hold only the model's easy cases. A department whose holdout is too small for the
+gate's per-department guard is sampled at three times the rate until it has enough, so a new or
+rare department becomes judgeable in weeks rather than months.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping
+
+THIN_HOLDOUT = 20  # the gate judges a department from 1 / max_department_drop holdout examples (20 at 5 points)
+THIN_BOOST = 3
+
+
+def audit_probability(department: str | None, holdout_counts: Mapping[str, int], rate: float) -> float:
+    """The chance that a message routed (or, in triage, most likely to belong) to `department` is audited.
+
+    `department` is None before any model: no stratum is known, so the message counts as thin
+    while any department's holdout is (or none has one yet). `holdout_counts` should name every
+    department, with 0 for those without holdout examples.
+    """
+    if rate <= 0:
+        return 0.0
+    if department is None:
+        thin = not holdout_counts or min(holdout_counts.values()) < THIN_HOLDOUT
+    else:
+        thin = holdout_counts.get(department, 0) < THIN_HOLDOUT
+    return min(1.0, THIN_BOOST * rate) if thin else rate
+
+
+def should_audit(rng: random.Random, department: str | None, holdout_counts: Mapping[str, int],
+                 rate: float) -> bool:
+    """One draw from `rng`, taken whatever the probability, so that a seeded run's draws line up across rates."""
+    return rng.random() < audit_probability(department, holdout_counts, rate)
