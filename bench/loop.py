@@ -1,18 +1,24 @@
-"""The product's loop, simulated on BANKING77's 8 departments through the real store, trainer and gate.
+"""The product's loop at its defaults, simulated on BANKING77's 8 departments through the real store,
+bot decisions, trainer, baseline client and gate.
 
-    python bench/loop.py --data ../shared/data/banking77 --start 5 --stream 1000 --retrain-every 100 --test 300
+    python bench/loop.py --data ../shared/data/banking77
 
-Starts from `--start` labelled examples per department, streams unseen training queries through
-the active model, lets a simulated agent correct every misroute with the true department, and
-retrains every `--retrain-every` corrections. After each run it records holdout macro-F1, accuracy
-on a fixed sample of the official test split, labels spent and the gate's decision. At the end a
-candidate trained on shuffled labels goes through the same gate (on a copy of the store), which
-must refuse it. Prints and saves JSON to bench/results/loop-<stream>-min-holdout-<k>.json.
+Starts from 5 imported examples per department and nothing else. Streams 3,000 unseen training
+queries through the routing model: the few-shot baseline (a loopback OpenAI-compatible server that
+answers correctly 85% of the time, from a fixed seeded table) until a fine-tuned model beats it,
+then the active model. Each message gets the bot's triage rule and audit draw
+(`SWITCHBOARD_AUDIT_RATE`); simulated agents answer every audit truthfully and correct each misroute
+or triaged message they see with probability 0.8. A retrain runs whenever the default number of
+labels waits (`SWITCHBOARD_RETRAIN_AFTER_LABELS`). After each run it records the routing model's
+accuracy on 600 official test queries, labels by source, the gate's decision and the baseline's
+cost. Two sabotaged candidates (shuffled labels; two departments' labels swapped) then go through
+the same gate on copies of the store. Saves bench/results/loop-defaults.json and a PNG curve.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import random
 import shutil
@@ -20,71 +26,42 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import quality
+from loop_world import SimulatedDeployment, open_store, sabotaged_run
 
 from router.settings import Settings
-from store.db import make_engine, session_factory, transaction
-from store.examples import add_examples
-from store.migrations import migrate
-from store.registry import active_model
-from store.tables import LabelSource
-from trainer.gate import GateRules
-from trainer.pipeline import RunOptions, run_training
+from tests.openai_fake import FakeOpenAI
+
+RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def open_store(home: Path):  # type: ignore[no-untyped-def]
-    engine = make_engine(f"sqlite:///{home / 'switchboard.db'}")
-    migrate(engine)
-    return session_factory(engine)
-
-
-class ActiveRouter:
-    """The active model, reloaded whenever the registry moves (what the bot's hot swap does)."""
-
-    def __init__(self, settings: Settings, sessions) -> None:  # type: ignore[no-untyped-def]
-        self.settings, self.sessions, self.model_id, self.router = settings, sessions, None, None
-
-    def get(self):  # type: ignore[no-untyped-def]
-        from router.loading import load_router
-
-        with self.sessions() as session:
-            model = active_model(session)
-        if model is not None and model.id != self.model_id:
-            self.router = load_router(self.settings, adapter_dir=Path(model.adapter_path), name=str(model.id))
-            self.model_id = model.id
-        return self.router
-
-
-def test_accuracy(router, test) -> float:  # type: ignore[no-untyped-def]
-    predicted = [c.department for c in router.classify_batch([t for t, _ in test])]
-    return round(sum(p == y for p, (_, y) in zip(predicted, test, strict=True)) / len(test), 4)
-
-
-def point(report: dict, labels_spent: int, streamed: int, router, test) -> dict:  # type: ignore[no-untyped-def]
-    return {"run_id": report["run_id"], "streamed": streamed, "labels_spent": labels_spent,
-            "promoted": report["promoted"], "reason": report["reason"],
-            "candidate_holdout_macro_f1": (report.get("candidate") or {}).get("macro_f1"),
-            "current_holdout_macro_f1": (report.get("current") or {}).get("macro_f1"),
-            "holdout_n": (report.get("candidate") or {}).get("n"),
-            "trained_on": {k: report.get("training", {}).get(k) for k in ("examples", "new", "replay", "seconds")},
-            "active_model_test_accuracy": test_accuracy(router, test) if router else None}
+def baseline_table(texts: list[tuple[str, str]], departments: list[str], accuracy: float,
+                   seed: int) -> dict[str, str]:
+    """Each text's fixed answer: right with probability `accuracy`, else another department at random."""
+    rng = random.Random(seed)
+    table = {}
+    for text, truth in texts:
+        table[text] = truth if rng.random() < accuracy else rng.choice([d for d in departments if d != truth])
+    return table
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared/data/banking77")
-    parser.add_argument("--start", type=int, default=5, help="labelled examples per department to start from")
-    parser.add_argument("--stream", type=int, default=1000)
-    parser.add_argument("--retrain-every", type=int, default=100, help="corrections between retrains")
-    parser.add_argument("--test", type=int, default=300, help="official test queries scored after each run")
-    parser.add_argument("--min-holdout", type=int, default=GateRules().min_holdout_per_department,
-                        help="the gate's minimum holdout examples per department")
+    parser.add_argument("--start", type=int, default=5, help="imported examples per department")
+    parser.add_argument("--stream", type=int, default=3000)
+    parser.add_argument("--test", type=int, default=600, help="official test queries scored after each run")
+    parser.add_argument("--baseline-accuracy", type=float, default=0.85)
+    parser.add_argument("--correct-rate", type=float, default=0.8, help="chance an agent fixes a misroute they see")
+    parser.add_argument("--retrain-after", type=int, help="labels between retrains (default: the product's)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cache", type=Path, default=Path(".switchboard/cache"), help="converted base model")
+    parser.add_argument("--out", type=Path, default=RESULTS / "loop-defaults.json")
     args = parser.parse_args()
 
     train_all, test_all = quality.load(args.data, "departments")
@@ -94,70 +71,91 @@ def main() -> None:
     started_texts = {t for t, _ in start}
     stream = [row for row in train_all if row[0] not in started_texts][: args.stream]
     test = random.Random(args.seed + 1).sample(test_all, args.test)
+    departments = sorted({label for _, label in train_all})
+    table = baseline_table(start + stream + test, departments, args.baseline_accuracy, args.seed + 2)
 
     home = Path(tempfile.mkdtemp(prefix="switchboard-loop-"))
+    args.cache.mkdir(parents=True, exist_ok=True)
     (home / "cache").symlink_to(args.cache.resolve())
-    settings = Settings(SWITCHBOARD_HOME=home)
-    sessions = open_store(home)
-    options = RunOptions(progress=False, trigger="bench", rules=GateRules(min_holdout_per_department=args.min_holdout))
     began = time.perf_counter()
-    with transaction(sessions) as session:
-        add_examples(session, examples=start)
-    active = ActiveRouter(settings, sessions)
-    report = run_training(settings, sessions, options)
-    curve = [point(report, len(start), 0, active.get(), test)]
-    print(json.dumps(curve[-1]), flush=True)
-    spent, pending = len(start), 0
-    for streamed, (text, truth) in enumerate(stream, start=1):
-        if active.get().classify(text).department != truth:
-            with transaction(sessions) as session:
-                spent += add_examples(session, examples=[(text, truth)], source=LabelSource.AGENT,
-                                      author="simulated-agent").added
-            pending += 1
-        if pending >= args.retrain_every or (streamed == len(stream) and pending):
-            report = run_training(settings, sessions, options)
-            curve.append(point(report, spent, streamed, active.get(), test))
-            print(json.dumps(curve[-1]), flush=True)
-            pending = 0
-
-    broken = shuffled_label_run(settings, home, options, rng)
-    result = {"task": "departments", "start_per_department": args.start, "streamed": len(stream),
-              "retrain_every": args.retrain_every, "min_holdout_per_department": args.min_holdout,
-              "test_queries": len(test), "curve": curve,
-              "shuffled_label_candidate": broken, "seconds": round(time.perf_counter() - began, 1),
-              "machine": f"{__import__('os').cpu_count()} CPU cores"}
-    out = Path(__file__).resolve().parent / "results" / f"loop-{len(stream)}-min-holdout-{args.min_holdout}.json"
-    out.write_text(json.dumps(result, indent=2))
-    print(json.dumps(result, indent=2))
-    print(f"saved {out}", file=sys.stderr)
+    with FakeOpenAI(table) as fake:
+        settings = Settings(SWITCHBOARD_HOME=home, OPENAI_API_KEY="sk-loopback", OPENAI_BASE_URL=fake.base_url)
+        if args.retrain_after:
+            settings = settings.model_copy(update={"retrain_after_labels": args.retrain_after})
+        world = SimulatedDeployment(settings, open_store(home), rng=random.Random(args.seed + 3),
+                                    correct_rate=args.correct_rate, test=test)
+        curve = [world.import_history(start)]
+        print(json.dumps(curve[-1], default=str), flush=True)
+        partial = args.out.with_suffix(".partial.json")
+        for streamed, (text, truth) in enumerate(stream, start=1):
+            world.route(text, truth)
+            if world.retrain_due() or streamed == len(stream):
+                curve.append(world.retrain(streamed))
+                print(json.dumps(curve[-1], default=str), flush=True)
+                partial.write_text(json.dumps({"curve": curve, "routing_log": world.routing_log}, default=str))
+        sabotage = {kind: sabotaged_run(world, home, kind, random.Random(args.seed + 4))
+                    for kind in ("shuffled_labels", "two_departments_swapped")}
+        baseline_answers = {"requests": len(fake.requests), **fake.usage}
+    result = {
+        "task": "departments (BANKING77)", "defaults": {
+            "audit_rate": settings.audit_rate, "retrain_after_labels": settings.retrain_after_labels,
+            "gate_confidence": settings.gate_confidence, "gate_max_department_drop": settings.gate_max_department_drop,
+            "distil_budget_usd": settings.distil_budget_usd},
+        "start_per_department": args.start, "streamed": len(stream), "test_queries": len(test),
+        "baseline_accuracy_table": args.baseline_accuracy, "agent_correct_rate": args.correct_rate,
+        "curve": curve, "routing_log": world.routing_log, "sabotaged_candidates": sabotage,
+        "summary": summarise(curve), "loopback_baseline_requests": baseline_answers,
+        "seconds": round(time.perf_counter() - began, 1), "machine": f"{__import__('os').cpu_count()} CPU cores"}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2, default=str))
+    png = args.out.with_suffix(".png")
+    png.write_bytes(curve_png(curve, world.routing_log))
+    print(json.dumps(result["summary"], indent=2))
+    print(f"saved {args.out} and {png}", file=sys.stderr)
     shutil.rmtree(home, ignore_errors=True)
 
 
-def shuffled_label_run(settings: Settings, home: Path, options: RunOptions, rng: random.Random) -> dict:
-    """A candidate trained on every training label shuffled across departments, gated on a copy of the store.
+def summarise(curve: list[dict[str, Any]]) -> dict[str, Any]:
+    takeover = next((p for p in curve if p["promoted"]), None)
+    drops = [round(b["routing_test_accuracy"] - a["routing_test_accuracy"], 4)
+             for a, b in itertools.pairwise(curve) if b["promoted"]]
+    return {"first_takeover_streamed": takeover["streamed"] if takeover else None,
+            "final_routing_model": curve[-1]["routing_model"],
+            "final_test_accuracy": curve[-1]["routing_test_accuracy"],
+            "promotions": sum(p["promoted"] for p in curve),
+            "test_accuracy_change_at_each_promotion": drops,
+            "labels_by_source": curve[-1]["labels_by_source"]}
 
-    The holdout keeps its true labels, so the gate sees what a sabotaged (or buggy) labelling
-    would really do; it must refuse the candidate.
-    """
-    from store.examples import get_department, label_query, labelled_examples
-    from store.tables import Query, Split
 
-    copy = Path(tempfile.mkdtemp(prefix="switchboard-loop-broken-"))
-    shutil.copytree(home, copy, dirs_exist_ok=True, symlinks=True)
-    sessions = open_store(copy)
-    with transaction(sessions) as session:
-        train = labelled_examples(session, split=Split.TRAIN)
-        shuffled = [e.label for e in train]
-        rng.shuffle(shuffled)
-        for example, label in zip(train, shuffled, strict=True):
-            query, department = session.get(Query, example.query_id), get_department(session, name=label)
-            assert query is not None and department is not None
-            label_query(session, query=query, department=department, source=LabelSource.ADMIN, author="saboteur")
-    report = run_training(settings.model_copy(update={"home": copy}), sessions, options)
-    shutil.rmtree(copy, ignore_errors=True)
-    return {"promoted": report["promoted"], "reason": report["reason"],
-            "candidate_holdout_macro_f1": (report.get("candidate") or {}).get("macro_f1"),
-            "current_holdout_macro_f1": (report.get("current") or {}).get("macro_f1")}
+def curve_png(curve: list[dict[str, Any]], routing_log: list[dict[str, Any]]) -> bytes:
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.2), dpi=110)
+    xs = [p["streamed"] for p in curve]
+    ax.step([*xs, routing_log[-1]["streamed"]] if routing_log else xs,
+            [p["routing_test_accuracy"] for p in curve] + ([curve[-1]["routing_test_accuracy"]] if routing_log else []),
+            where="post", label="routing model, official test accuracy")
+    for p in curve:
+        marker = "o" if p["promoted"] else "x"
+        ax.plot(p["streamed"], p["candidate_test_accuracy"] or 0, marker, color="tab:orange" if p["promoted"]
+                else "tab:red")
+    ax.plot([], [], "o", color="tab:orange", label="candidate promoted")
+    ax.plot([], [], "x", color="tab:red", label="candidate refused")
+    ax.set_xlabel("queries streamed")
+    ax.set_ylabel("accuracy on 600 test queries")
+    ax.set_ylim(0.5, 1.0)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    return buffer.getvalue()
 
 
 if __name__ == "__main__":

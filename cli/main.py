@@ -11,7 +11,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from cli import commands_cost, commands_data, commands_model, commands_schedule, commands_serve
+from cli import commands_baseline, commands_cost, commands_data, commands_model, commands_schedule, commands_serve
 from cli.context import UserError
 
 
@@ -24,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands_data.register(sub)
     commands_cost.register(sub)
+    commands_baseline.register(sub)
     commands_model.register(sub)
     commands_schedule.register(sub)
     commands_serve.register(sub)

@@ -14,7 +14,7 @@ from router.fewshot import make_openai_client
 from router.serving import ActiveModelRouter, NoActiveModel, registry_lookup
 from router.settings import Settings
 from store.db import transaction
-from store.examples import add_examples, get_department, label_query, labelled_examples
+from store.examples import add_examples, get_department, label_query, labelled_examples, upsert_department
 from store.slack import query_for_text
 from store.tables import BaselinePrediction, Label, LabelSource, Query, Split
 from tests.openai_fake import FakeOpenAI
@@ -141,3 +141,43 @@ def test_distillation_uses_answers_already_paid_for_and_never_overrules_a_person
     with sessions() as session:
         labels = {row.query_id: row.source for row in session.exec(select(Label))}
     assert labels[paid] == LabelSource.BASELINE and labels[labelled_by_agent] == LabelSource.AGENT
+
+
+def test_in_cold_start_the_bot_routes_with_the_baseline_and_keeps_what_each_message_cost(home, sessions):
+    from bot.deps import BotDeps
+    from store.tables import Prediction, SlackMessage
+    from tests.bot_harness import BotServer
+    from tests.slack_fake import FakeSlack
+    from tests.test_bot import DEPARTMENTS, route, text_of
+
+    class NoModelYet:
+        model_id = None
+
+        def classify(self, text):
+            raise NoActiveModel("none")
+
+    with transaction(sessions) as session:
+        for name, emoji, channel in DEPARTMENTS:
+            upsert_department(session, name=name, emoji=emoji, channel=channel)
+    answers = {"my parcel is late": ("Shipping", 0.97), "a refund or a new one?": ("Refunds", 0.52)}
+    with FakeSlack() as slack, FakeOpenAI(answers) as fake:
+        settings = Settings(SWITCHBOARD_HOME=home, SWITCHBOARD_AUDIT_RATE="0")
+        router = ColdStartRouter(NoModelYet(), BaselineRouter(client_for(fake), sessions, model="gpt-4o"))
+        bot = BotServer(BotDeps(settings=settings, sessions=sessions, router=router,
+                                run_now=lambda trigger: pytest.fail("no retrain expected")), slack)
+        try:
+            routed = route(bot, "my parcel is late", ts="1700000100.000100")
+            unsure = route(bot, "a refund or a new one?", ts="1700000100.000200")
+        finally:
+            bot.close()
+    assert "Routed to *Shipping* (97% confident)" in text_of(routed) and "baseline gpt-4o" in text_of(routed)
+    assert "Needs triage" in text_of(unsure)  # the same triage rule, on the logprobs' probability
+    with sessions() as session:
+        predictions = session.exec(select(Prediction).order_by(Prediction.id)).all()
+        messages = session.exec(select(SlackMessage)).all()
+        cached = session.exec(select(BaselinePrediction)).all()
+    assert [p.baseline_model for p in predictions] == ["gpt-4o", "gpt-4o"]
+    assert sum(p.prompt_tokens for p in predictions) == fake.usage["prompt_tokens"]
+    assert all(p.cost_usd and p.cost_usd > 0 and p.model_version_id is None for p in predictions)
+    assert {m.routed_to for m in messages} == {"Shipping", None}
+    assert sorted(c.department for c in cached) == ["Refunds", "Shipping"]  # paid for once, reused by the trainer

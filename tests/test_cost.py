@@ -250,3 +250,17 @@ def test_the_home_tab_says_who_routes_and_shows_the_cost_chart(sessions, home):
     assert images == ["F2"] and _width(slack.uploads[1]) == 1100  # F1 across promotions beside the cost
     assert f"*Routing*: model {model_id} ($0.00069 per 1,000 queries)" in text
 
+
+
+def test_baseline_reset_forgets_the_kept_shots(sessions, home):
+    from store.db import transaction
+    from store.examples import add_examples
+    from store.shots import ensure_shots
+    from tests.conftest import run_cli
+
+    with transaction(sessions) as session:
+        add_examples(session, examples=[(f"charge {i}", "Billing") for i in range(6)])
+        assert len(ensure_shots(session, departments=["Billing"])) == 3
+    done = run_cli("baseline", "reset", "--json", env={"SWITCHBOARD_HOME": str(home)})
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"shots_removed": 3}

@@ -1,0 +1,198 @@
+"""The simulated deployment behind bench/loop.py: the bot's routing decisions and the agents around it.
+
+Every decision is the product's own function: the routing model (`ColdStartRouter`: the baseline
+until a fine-tuned model is promoted), the triage rule, the audit draw, the store's recording of a
+routed message, label sources and splits, the retrain trigger and the whole training pipeline.
+Only Slack and the people are simulated.
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+import tempfile
+from collections import Counter
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from bot.audits import should_audit
+from bot.routing import needs_triage, record_route
+from router.baseline_router import BaselineRouter, ColdStartRouter
+from router.classifier import Classification
+from router.fewshot import make_openai_client
+from router.serving import NoActiveModel
+from router.settings import Settings
+from store.db import SessionFactory, make_engine, session_factory, transaction
+from store.examples import add_examples, get_department, label_query, labelled_examples
+from store.migrations import migrate
+from store.registry import active_model
+from store.run_report import RunReport
+from store.slack import holdout_counts
+from store.tables import Label, LabelSource, Query, Split
+from trainer.pipeline import RunOptions, run_training
+from trainer.schedule import pending_labels
+
+
+def open_store(home: Path) -> SessionFactory:
+    engine = make_engine(f"sqlite:///{home / 'switchboard.db'}")
+    migrate(engine)
+    return session_factory(engine)
+
+
+class ActiveModel:
+    """The registry's active model, reloaded whenever the pointer moves (what the bot's hot swap does)."""
+
+    def __init__(self, settings: Settings, sessions: SessionFactory) -> None:
+        self.settings, self.sessions = settings, sessions
+        self.model_id: int | None = None
+        self.router: Any = None
+
+    def refresh(self) -> None:
+        from router.loading import load_router
+
+        with self.sessions() as session:
+            model = active_model(session)
+        if model is not None and model.id != self.model_id:
+            self.router = load_router(self.settings, adapter_dir=Path(model.adapter_path), name=str(model.id))
+            self.model_id = model.id
+
+    def classify(self, text: str) -> Classification:
+        if self.router is None:
+            raise NoActiveModel("no model yet")
+        return self.router.classify(text)  # type: ignore[no-any-return]
+
+
+class SimulatedDeployment:
+    def __init__(self, settings: Settings, sessions: SessionFactory, *, rng: random.Random, correct_rate: float,
+                 test: list[tuple[str, str]]) -> None:
+        self.settings, self.sessions, self.rng, self.correct_rate, self.test = (settings, sessions, rng,
+                                                                                  correct_rate, test)
+        self.client = make_openai_client(settings)
+        self.active = ActiveModel(settings, sessions)
+        self.baseline = BaselineRouter(self.client, sessions, model=settings.baseline_model)
+        self.router = ColdStartRouter(self.active, self.baseline)
+        self.options = RunOptions(progress=False, trigger="bench", openai_client=self.client, baseline_backoff_s=0.0)
+        self.routing_log: list[dict[str, Any]] = []
+        self._streamed = 0
+        self._seen: Counter[str] = Counter()
+
+    def import_history(self, examples: list[tuple[str, str]]) -> dict[str, Any]:
+        with transaction(self.sessions) as session:
+            add_examples(session, examples=examples)
+        return self.retrain(0)
+
+    def route(self, text: str, truth: str) -> None:
+        """One customer message: routed (or triaged) as the bot does, then seen by the agents."""
+        self._streamed += 1
+        result = self.router.classify(text)
+        triage = needs_triage(result, threshold=self.settings.confidence_threshold,
+                              margin=self.settings.confidence_margin)
+        routed_to = None if triage else result.department
+        with self.sessions() as session:
+            audit = should_audit(self.rng, result.department, holdout_counts(session), self.settings.audit_rate)
+        message = record_route(self.sessions, text=text, channel="CSUPPORT", ts=f"{self._streamed}.000000",
+                               user="UCUSTOMER", event_id=None, result=result, routed_to=routed_to, audit=audit)
+        outcome = "triage" if triage else "right" if routed_to == truth else "misrouted"
+        self._seen[f"{'baseline' if result.usage else 'model'}:{outcome}"] += 1
+        if audit:
+            self._label(message.query_id, truth, LabelSource.AUDIT)
+        elif outcome != "right" and self.rng.random() < self.correct_rate:
+            self._label(message.query_id, truth, LabelSource.AGENT)
+
+    def _label(self, query_id: int, department: str, source: LabelSource) -> None:
+        with transaction(self.sessions) as session:
+            query, target = session.get(Query, query_id), get_department(session, name=department)
+            assert query is not None and target is not None
+            label_query(session, query=query, department=target, source=source, author="simulated-agent")
+
+    def retrain_due(self) -> bool:
+        return pending_labels(self.sessions) >= self.settings.retrain_after_labels
+
+    def retrain(self, streamed: int) -> dict[str, Any]:
+        report = run_training(self.settings, self.sessions, self.options)
+        candidate_accuracy = self._candidate_test_accuracy(report)
+        self.active.refresh()
+        routing = f"model {self.active.model_id}" if self.active.model_id else "baseline"
+        self.routing_log.append({"streamed": streamed, "since_last_run": dict(self._seen)})
+        self._seen.clear()
+        return {"run_id": report.run_id, "streamed": streamed, "promoted": report.promoted, "reason": report.reason,
+                "routing_model": routing, "routing_test_accuracy": self.test_accuracy(self.router),
+                "candidate_test_accuracy": candidate_accuracy,
+                "holdout": {"n": report.candidate.n if report.candidate else 0, "sources": report.holdout_sources},
+                "macro_f1": {who: getattr(report, who).macro_f1 if getattr(report, who) else None
+                             for who in ("candidate", "current", "baseline")},
+                "bootstrap": report.bootstrap_macro_f1_difference, "not_judged": report.not_judged,
+                "known_mistakes": asdict(report.known_mistakes) if report.known_mistakes else None,
+                "train_sources": report.train_sources,
+                "labels_by_source": self.labels_by_source(),
+                "baseline_cost_usd": {"gate": report.baseline_cost.cost_usd if report.baseline_cost else 0.0,
+                                      "routing_so_far": self.routing_cost()},
+                "training": {k: (report.training or {}).get(k) for k in ("examples", "new", "replay", "seconds")}}
+
+    def _candidate_test_accuracy(self, report: RunReport) -> float | None:
+        if report.adapter is None:
+            return None
+        from router.loading import load_router
+
+        return self.test_accuracy(load_router(self.settings, adapter_dir=Path(report.adapter), name="candidate"))
+
+    def test_accuracy(self, router: Any) -> float:
+        texts = [t for t, _ in self.test]
+        if hasattr(router, "classify_batch"):
+            answers = [c.department for c in router.classify_batch(texts)]
+        else:
+            answers = [self._test_answer(router, t) for t in texts]
+        return round(sum(a == y for a, (_, y) in zip(answers, self.test, strict=True)) / len(self.test), 4)
+
+    def _test_answer(self, router: ColdStartRouter, text: str) -> str:
+        try:
+            return router.classify(text).department
+        except NoActiveModel:
+            return ""
+
+    def labels_by_source(self) -> dict[str, int]:
+        from sqlmodel import col, select
+
+        with self.sessions() as session:
+            rows = session.exec(select(Label.source).where(col(Label.withdrawn_at).is_(None)))
+            return dict(Counter(LabelSource(s).value for s in rows))
+
+    def routing_cost(self) -> float:
+        from sqlalchemy import func
+        from sqlmodel import select
+
+        from store.tables import Prediction
+
+        with self.sessions() as session:
+            return round(float(session.exec(select(func.coalesce(func.sum(Prediction.cost_usd), 0.0))).one()), 4)
+
+
+def sabotaged_run(world: SimulatedDeployment, home: Path, kind: str, rng: random.Random) -> dict[str, Any]:
+    """A candidate trained on corrupted training labels, gated on a copy of the store (true holdout labels).
+
+    `shuffled_labels` shuffles every training label across departments; `two_departments_swapped` swaps
+    the labels of the two largest departments. The gate must refuse both.
+    """
+    copy = Path(tempfile.mkdtemp(prefix=f"switchboard-loop-{kind}-"))
+    shutil.copytree(home, copy, dirs_exist_ok=True, symlinks=True)
+    sessions = open_store(copy)
+    with transaction(sessions) as session:
+        train = labelled_examples(session, split=Split.TRAIN)
+        labels = [e.label for e in train]
+        if kind == "shuffled_labels":
+            rng.shuffle(labels)
+        else:
+            a, b = [name for name, _ in Counter(labels).most_common(2)]
+            labels = [b if label == a else a if label == b else label for label in labels]
+        for example, label in zip(train, labels, strict=True):
+            query, department = session.get(Query, example.query_id), get_department(session, name=label)
+            assert query is not None and department is not None
+            label_query(session, query=query, department=department, source=LabelSource.ADMIN, author="saboteur")
+    settings = world.settings.model_copy(update={"home": copy})
+    report = run_training(settings, sessions, world.options)
+    shutil.rmtree(copy, ignore_errors=True)
+    return {"promoted": report.promoted, "reason": report.reason,
+            "candidate_macro_f1": report.candidate.macro_f1 if report.candidate else None,
+            "routing_model_macro_f1": (report.current or report.baseline).macro_f1
+            if (report.current or report.baseline) else None}
