@@ -93,7 +93,7 @@ def main() -> None:
                 curve.append(world.retrain(streamed))
                 print(json.dumps(curve[-1], default=str), flush=True)
                 partial.write_text(json.dumps({"curve": curve, "routing_log": world.routing_log}, default=str))
-        sabotage = {kind: sabotaged_run(world, home, kind, random.Random(args.seed + 4))
+        sabotage = {kind: guarded(sabotaged_run, world, home, kind, random.Random(args.seed + 4))
                     for kind in ("shuffled_labels", "two_departments_swapped")}
         baseline_answers = {"requests": len(fake.requests), **fake.usage}
     result = {
@@ -113,6 +113,14 @@ def main() -> None:
     print(json.dumps(result["summary"], indent=2))
     print(f"saved {args.out} and {png}", file=sys.stderr)
     shutil.rmtree(home, ignore_errors=True)
+
+
+def guarded(run: Any, *args: Any) -> dict[str, Any]:
+    """A sabotage run's result, or the error that stopped it: the curve is kept either way."""
+    try:
+        return run(*args)  # type: ignore[no-any-return]
+    except Exception as exc:
+        return {"error": f"{type(exc).__name__}: {exc}"}
 
 
 def summarise(curve: list[dict[str, Any]]) -> dict[str, Any]:

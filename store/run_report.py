@@ -87,6 +87,7 @@ class RunReport:
     training: dict[str, Any] | None = None
     confusion_png: str | None = None
     duration_s: float | None = None
+    routing: dict[str, Any] | None = None  # who routes after this run, and its cost per 1,000 queries
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

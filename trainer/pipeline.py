@@ -11,7 +11,7 @@ import logging
 import os
 import socket
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,12 +19,14 @@ from typing import Any
 from router.adapters import AdapterMeta, check_adapter_dir, discard, new_adapter_dir, publish
 from router.base_model import LoadOptions, load_base_model
 from router.classifier import LoraRouter
+from router.costs import Pricing
 from router.fewshot import BaselineUnavailable, baseline_configured, make_openai_client
 from router.metrics import write_confusion_png
 from router.prompt import PromptFormat
 from router.settings import Settings
 from store.db import SessionFactory, transaction
 from store.examples import count_labels_since
+from store.overview import routing
 from store.registry import active_model, promote, register_model
 from store.run_report import Distillation, RunReport
 from store.runs import TRAINING_LOCK, finish_run, last_trained_at, release_lock, renew_lock, start_run, try_acquire_lock
@@ -149,6 +151,10 @@ def _run(settings: Settings, sessions: SessionFactory, options: RunOptions, run_
                       "warm_start_model": plan.warm_start.id if plan.warm_start else None},
             confusion_png=str(png) if png else None,
             duration_s=round((datetime.now(UTC) - started).total_seconds(), 1))
+        session.flush()
+        after = active_model(session)
+        report = replace(report, routing=routing(session, active_id=after.id if after else None,
+                                                 pricing=Pricing.of(settings)))
         finish_run(session, run_id=run_id, reason=decision.reason, report=report.to_json(), status=status,
                    snapshot_hash=plan.snapshot.digest, candidate_id=registered.id)
         return report

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from store.overview import routing_text
 from store.run_report import RunReport
 
 
@@ -31,6 +32,8 @@ def report_lines(report: RunReport) -> list[str]:
         d = report.distillation
         lines.append(f"  distilled: the baseline labelled {d.labelled} unlabelled messages for training "
                      f"({d.requests} requests, {d.cached} already paid for, ${d.cost_usd:.4f} of ${d.budget_usd:.2f})")
+    if report.routing:
+        lines.append("  routing now: " + routing_text(report.routing))
     if report.training:
         t = report.training
         lines.append(f"  trained on {t['examples']} examples ({t['new']} new, {t['replay']} replayed) "
