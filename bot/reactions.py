@@ -151,7 +151,8 @@ def reaction_removed(deps: BotDeps, client: WebClient, event: dict[str, Any]) ->
                                   confirmed=standing.source == LabelSource.CONFIRM))
         _edit_reply(client, message, body, standing.department, departments)
     elif prediction is not None:
-        model = str(prediction.model_version_id)
+        model = (f"baseline {prediction.baseline_model}" if prediction.baseline_model
+                 else str(prediction.model_version_id))
         body = (blocks.routed(prediction.department, prediction.confidence, departments, model)
                 if message.routed_to else blocks.triage(prediction.scores, departments, model))
         _edit_reply(client, message, body, message.routed_to or "triage", departments, answered=False)

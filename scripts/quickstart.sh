@@ -23,9 +23,10 @@ for q in "I was charged twice for the same order, can you fix the invoice?" \
   printf '%-70s -> ' "$q"; $sb classify "$q"
 done
 
-# The loop: new labels arrive (here the evaluation set, as if agents had corrected those routes);
-# the next run warm-starts from the active adapter, trains on them plus a replay sample of the
-# old examples, and the gate promotes the candidate only if it beats the active model.
+# The loop: new labelled history arrives (here the evaluation set); the next run warm-starts from the
+# active adapter, trains on it plus a replay sample of the old examples, and the gate promotes the
+# candidate only if it beats the active model by more than the holdout's noise; otherwise the
+# report says how many holdout examples the same gain would need.
 $sb import data/sample/eval.csv
 $sb train
 $sb models
