@@ -175,8 +175,9 @@ def parse_department(completion: ChatCompletion, names: Sequence[str]) -> str:
 
 
 def _scores_from_logprobs(completion: ChatCompletion, department: str, names: Sequence[str]) -> dict[str, float] | None:
-    """The answer's probability (the product of its value's tokens) and, from the first value token's
-    alternatives, the departments the model nearly chose. None when the endpoint sent no logprobs."""
+    """Each department's probability as far as the endpoint's logprobs show it: the answer's is the product
+    of its value's tokens; another department's is the probability of the path where it leaves the answer's
+    (the tokens before, times the alternative token that starts it). None when no logprobs were sent."""
     choice = completion.choices[0] if completion.choices else None
     tokens = choice.logprobs.content if choice and choice.logprobs and choice.logprobs.content else None
     if not tokens or department == INVALID:
@@ -187,21 +188,19 @@ def _scores_from_logprobs(completion: ChatCompletion, department: str, names: Se
         return None
     start, end = match.end(), match.end() + len(json.dumps(department)[1:-1])
     scores = dict.fromkeys(names, 0.0)
-    offset, logprob, first = 0, 0.0, None
+    offset, logprob = 0, 0.0
     for token in tokens:
         token_end = offset + len(token.token)
         if token_end > start and offset < end:
+            before = content[start:offset]  # the answer's characters ahead of this token
+            for alternative in token.top_logprobs or []:
+                if alternative.token == token.token:
+                    continue  # the answer's own path
+                prefix = before + alternative.token[max(0, start - offset):]
+                rivals = [n for n in names if n != department and prefix and n.startswith(prefix)]
+                for name in rivals:
+                    scores[name] = max(scores[name], math.exp(logprob + alternative.logprob) / len(rivals))
             logprob += token.logprob
-            if first is None:
-                first = (token, offset)
         offset = token_end
     scores[department] = math.exp(logprob)
-    if first is not None:
-        token, token_start = first
-        before = content[start:token_start]  # empty unless the token starts inside the value
-        for alternative in token.top_logprobs or []:
-            prefix = before + alternative.token[max(0, start - token_start):]
-            rivals = [n for n in names if n != department and prefix and n.startswith(prefix)]
-            for name in rivals:
-                scores[name] = max(scores[name], math.exp(alternative.logprob) / len(rivals))
     return scores

@@ -57,6 +57,20 @@ def test_a_multi_token_department_multiplies_its_tokens_probabilities(sessions):
     assert result.confidence == pytest.approx(math.exp(math.log(0.8)), abs=1e-6)
 
 
+def test_a_department_sharing_the_answers_first_token_is_not_given_its_probability(sessions):
+    from bot.routing import needs_triage
+
+    with transaction(sessions) as session:  # "Card" starts both names: the answer's own token is no rival
+        add_examples(session, examples=[(f"my card {i}", "Cards") for i in range(5)]
+                     + [(f"paid by card {i}", "Card Payments") for i in range(5)] + [(f"top up {i}", "Top-ups")
+                                                                                   for i in range(5)])
+    with FakeOpenAI(lambda _text: ("Cards", 0.9)) as fake:
+        result = BaselineRouter(client_for(fake), sessions, model="gpt-4o").classify("my card is bent")
+    assert result.confidence == pytest.approx(0.9, abs=1e-6) and result.scores["Card Payments"] == 0.0
+    assert result.scores["Top-ups"] == pytest.approx(0.1, abs=1e-6)
+    assert not needs_triage(result, threshold=0.5, margin=0.1)
+
+
 def test_without_a_baseline_or_a_model_the_message_goes_to_triage(sessions):
     class NoModel:
         model_id = None
