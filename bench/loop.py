@@ -62,7 +62,14 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cache", type=Path, default=Path(".switchboard/cache"), help="converted base model")
     parser.add_argument("--out", type=Path, default=RESULTS / "loop-defaults.json")
+    parser.add_argument("--from-partial", type=Path, help="write the JSON and PNG of a run cut short from its "
+                        "<out>.partial.json, then stop")
     args = parser.parse_args()
+    if args.from_partial:
+        saved = json.loads(args.from_partial.read_text())
+        finish(args.out, {"cut_short": True, "curve": saved["curve"], "routing_log": saved["routing_log"],
+                          "summary": summarise(saved["curve"]), "sabotaged_candidates": "not run (cut short)"})
+        return
 
     train_all, test_all = quality.load(args.data, "departments")
     rng = random.Random(args.seed)
@@ -106,13 +113,17 @@ def main() -> None:
         "curve": curve, "routing_log": world.routing_log, "sabotaged_candidates": sabotage,
         "summary": summarise(curve), "loopback_baseline_requests": baseline_answers,
         "seconds": round(time.perf_counter() - began, 1), "machine": f"{__import__('os').cpu_count()} CPU cores"}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2, default=str))
-    png = args.out.with_suffix(".png")
-    png.write_bytes(curve_png(curve, world.routing_log))
-    print(json.dumps(result["summary"], indent=2))
-    print(f"saved {args.out} and {png}", file=sys.stderr)
+    finish(args.out, result)
     shutil.rmtree(home, ignore_errors=True)
+
+
+def finish(out: Path, result: dict[str, Any]) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2, default=str))
+    png = out.with_suffix(".png")
+    png.write_bytes(curve_png(result["curve"], result["routing_log"]))
+    print(json.dumps(result["summary"], indent=2))
+    print(f"saved {out} and {png}", file=sys.stderr)
 
 
 def guarded(run: Any, *args: Any) -> dict[str, Any]:
@@ -152,6 +163,10 @@ def curve_png(curve: list[dict[str, Any]], routing_log: list[dict[str, Any]]) ->
         marker = "o" if p["promoted"] else "x"
         ax.plot(p["streamed"], p["candidate_test_accuracy"] or 0, marker, color="tab:orange" if p["promoted"]
                 else "tab:red")
+    full = RESULTS / "quality-departments-full-3080.json"
+    if full.exists():
+        accuracy = json.loads(full.read_text())["results"]["lora_router"]["accuracy"]
+        ax.axhline(accuracy, linestyle="--", color="grey", label=f"router on the full training set ({accuracy:.1%})")
     ax.plot([], [], "o", color="tab:orange", label="candidate promoted")
     ax.plot([], [], "x", color="tab:red", label="candidate refused")
     ax.set_xlabel("queries streamed")
