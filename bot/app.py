@@ -65,6 +65,7 @@ def build_app(deps: BotDeps, *, client: WebClient, signing_secret: str | None) -
 
     app.action(blocks.AUDIT_RIGHT)(on_audit)
     app.action(blocks.AUDIT_DEPARTMENT)(on_audit)
+    app.action(blocks.AUDIT_NONE)(on_audit)
 
     @app.event("app_home_opened")
     def on_home_opened(event: dict[str, Any], client: WebClient) -> None:

@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from store.tables import Department
+from store.tables import OUT_OF_SCOPE, Department
 
 Blocks = list[dict[str, Any]]
 QUOTE_CHARS = 500
-AUDIT_RIGHT, AUDIT_DEPARTMENT = "audit_right", "audit_department"
+AUDIT_RIGHT, AUDIT_DEPARTMENT, AUDIT_NONE = "audit_right", "audit_department", "audit_none"
+OUT_OF_SCOPE_WORDING = "This does not look like a question for any department"
 AUDIT_BLOCK = "audit:"  # the actions block's id: this prefix, then the SlackMessage's id in the store
 MAX_OPTIONS, OPTION_CHARS = 100, 75  # Slack's limits for a static_select and an option's text
 
@@ -42,7 +43,19 @@ def triage(scores: dict[str, float], departments: Sequence[Department], model: s
             _context(reroute_help(departments) + (f" Model {model}." if model else ""))]
 
 
+def out_of_scope(probability: float | None, departments: Sequence[Department], model: str | None, *,
+                 emoji: str) -> Blocks:
+    """The reply to a message the router says belongs to no department: it goes to triage, said plainly."""
+    how_sure = f" ({probability:.0%})" if probability is not None else ""
+    return [_section(f":{emoji}: *Needs triage*: {OUT_OF_SCOPE_WORDING}{how_sure}."),
+            _context(f"{reroute_help(departments)} :{emoji}: agrees that it belongs to none."
+                     + (f" Model {model}." if model else ""))]
+
+
 def relabelled(department: str, agent: str, *, confirmed: bool, departments: Sequence[Department]) -> Blocks:
+    if department == OUT_OF_SCOPE:
+        return [_section(f":no_entry_sign: Marked as out of scope (no department) by <@{agent}>."),
+                _context(reroute_help(departments))]
     head = (f":white_check_mark: *{department}* confirmed by <@{agent}>." if confirmed
             else f":arrows_counterclockwise: Rerouted to *{department}* by <@{agent}>.")
     return [_section(head), _context(reroute_help(departments))]
@@ -66,6 +79,8 @@ def audit_request(message_id: int, departments: Sequence[Department], *, right: 
                 "placeholder": {"type": "plain_text", "text": "Right department…"}}
         selected = next((o for o in options if o["value"] == chosen), None)
         elements.append(menu | ({"initial_option": selected} if selected else {}))
+        elements.append({"type": "button", "action_id": AUDIT_NONE, "value": OUT_OF_SCOPE,
+                         "text": {"type": "plain_text", "text": f"🚫 {OUT_OF_SCOPE}", "emoji": True}})
     if not elements:
         return []
     return [_section("Quality check: is this right? Agents answer here; audited answers measure the model."),

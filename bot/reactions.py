@@ -20,9 +20,9 @@ from bot import blocks
 from bot.deps import BotDeps
 from bot.routing import forward
 from store.db import transaction
-from store.examples import get_department, label_query, list_departments
+from store.examples import get_department, label_query, list_departments, out_of_scope_class
 from store.slack import department_for_emoji, find_message, standing_label, withdraw_label
-from store.tables import Department, LabelSource, Prediction, Query, SlackMessage
+from store.tables import OUT_OF_SCOPE, Department, LabelSource, Prediction, Query, SlackMessage
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,8 @@ def _target(deps: BotDeps, session: Session, event: dict[str, Any]) -> Target | 
     if confirms:
         prediction = session.get(Prediction, message.prediction_id)
         department = get_department(session, name=prediction.department) if prediction else None
+    elif emoji == deps.settings.out_of_scope_emoji:
+        department = out_of_scope_class(session)
     else:
         department = department_for_emoji(session, emoji=emoji)
     source = (LabelSource.AUDIT if message.audit_requested else LabelSource.CONFIRM if confirms
@@ -154,7 +156,9 @@ def reaction_removed(deps: BotDeps, client: WebClient, event: dict[str, Any]) ->
         model = (f"baseline {prediction.baseline_model}" if prediction.baseline_model
                  else str(prediction.model_version_id))
         body = (blocks.routed(prediction.department, prediction.confidence, departments, model)
-                if message.routed_to else blocks.triage(prediction.scores, departments, model))
+                if message.routed_to else
+                blocks.out_of_scope(prediction.out_of_scope, departments, model, emoji=deps.settings.out_of_scope_emoji)
+                if prediction.department == OUT_OF_SCOPE else blocks.triage(prediction.scores, departments, model))
         _edit_reply(client, message, body, message.routed_to or "triage", departments, answered=False)
 
 

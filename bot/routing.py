@@ -73,8 +73,8 @@ def route_message(deps: BotDeps, client: WebClient, event: dict[str, Any], *, ev
         result: Classification | None = deps.router.classify(text[:MAX_MODEL_CHARS])
     except NoActiveModel:
         result = None  # before the first model: every query goes to triage, and agents' labels train it
-    triage = result is None or needs_triage(result, threshold=deps.settings.confidence_threshold,
-                                            margin=deps.settings.confidence_margin)
+    triage = result is None or result.none_of_these or needs_triage(
+        result, threshold=deps.settings.confidence_threshold, margin=deps.settings.confidence_margin)
     routed_to = None if triage or result is None else result.department
     with deps.sessions() as session:
         audit = earlier.audit_requested if earlier else _audit(deps, session, result.department if result else None)
@@ -85,6 +85,9 @@ def route_message(deps: BotDeps, client: WebClient, event: dict[str, Any], *, ev
         target = get_department(session, name=routed_to) if routed_to else None
     if result is None:
         body = blocks.triage({}, departments, None)
+    elif result.none_of_these:
+        body = blocks.out_of_scope(result.out_of_scope, departments, result.model,
+                                   emoji=deps.settings.out_of_scope_emoji)
     elif triage:
         body = blocks.triage(result.scores, departments, result.model)
     else:
@@ -138,7 +141,7 @@ def record_route(sessions: SessionFactory, *, text: str, channel: str, ts: str, 
         if result is not None and usage is not None and usage.prompt_version and result.department != INVALID:
             assert query.id is not None
             cache_baseline_answer(session, query_id=query.id, prompt_version=usage.prompt_version,
-                                  model=usage.model, department=result.department,
+                                  model=usage.model, department=result.answer,
                                   prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens)
     return message
 
@@ -146,8 +149,9 @@ def record_route(sessions: SessionFactory, *, text: str, channel: str, ts: str, 
 def _prediction(result: Classification) -> Prediction:
     model_id = int(result.model) if result.model and result.model.isdigit() else None
     usage = result.usage
-    return Prediction(query_id=0, model_version_id=model_id, department=result.department,
+    return Prediction(query_id=0, model_version_id=model_id, department=result.answer,
                       confidence=result.confidence, scores=result.scores, latency_ms=result.latency_ms,
+                      out_of_scope=result.out_of_scope,
                       baseline_model=usage.model if usage else None,
                       prompt_tokens=usage.prompt_tokens if usage else None,
                       completion_tokens=usage.completion_tokens if usage else None,

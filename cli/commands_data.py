@@ -15,6 +15,8 @@ def register(sub: Any) -> None:
     p = sub.add_parser("import", help="add labelled examples from a CSV, JSON or JSONL file")
     p.add_argument("file", type=Path)
     p.add_argument("--label-map", type=Path, help="JSON object mapping raw labels to departments")
+    p.add_argument("--out-of-scope-label", metavar="NAME",
+                   help="rows labelled NAME belong to no department: stored as out-of-scope examples")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(handler=import_file)
 
@@ -42,17 +44,19 @@ def import_file(args: argparse.Namespace) -> int:
     from store.formats import read_label_map, read_labelled_file
 
     label_map = read_label_map(args.label_map) if args.label_map else None
-    parsed = read_labelled_file(args.file, label_map=label_map)
+    parsed = read_labelled_file(args.file, label_map=label_map, out_of_scope_label=args.out_of_scope_label)
     ctx = open_context()
     with transaction(ctx.sessions) as session:
         result = add_examples(session, examples=parsed.examples)
     rejected = [{"line": r.line, "reason": r.reason} for r in parsed.rejected]
     payload = {"file": str(args.file), "format": parsed.format, "added": result.added,
                "duplicates": result.duplicates, "conflicting_duplicates": result.conflicting_duplicates,
-               "rejected": len(rejected), "rejections": rejected, "new_departments": result.new_departments}
+               "rejected": len(rejected), "rejections": rejected, "new_departments": result.new_departments,
+               "out_of_scope": parsed.out_of_scope}
     lines = [f"{args.file} ({parsed.format}): added {result.added}, duplicates skipped {result.duplicates}"
              + (f" ({result.conflicting_duplicates} with a different label)" if result.conflicting_duplicates else "")
-             + f", rejected {len(rejected)}"]
+             + f", rejected {len(rejected)}"
+             + (f"; {parsed.out_of_scope} of the rows read are out of scope" if parsed.out_of_scope else "")]
     lines += [f"  line {r['line']}: {r['reason']}" for r in rejected[:20]]
     if len(rejected) > 20:
         lines.append(f"  … and {len(rejected) - 20} more (--json lists them all)")
@@ -65,7 +69,7 @@ def import_file(args: argparse.Namespace) -> int:
 def departments(args: argparse.Namespace) -> int:
     from store.db import transaction
     from store.examples import department_split_counts, list_departments, upsert_department
-    from store.tables import Split
+    from store.tables import OUT_OF_SCOPE, Split
 
     ctx = open_context()
     if args.action == "add":
@@ -83,7 +87,11 @@ def departments(args: argparse.Namespace) -> int:
                 for d in list_departments(session)]
     text = "\n".join(f"{r['name']:<28} :{r['emoji'] or '-'}:  {r['channel'] or '-':<12} "
                      f"train {r['train']:>5}  holdout {r['holdout']:>4}" for r in rows) or "no departments yet"
-    emit(args.json, {"departments": rows}, text)
+    none = {"train": counts[(OUT_OF_SCOPE, Split.TRAIN)], "holdout": counts[(OUT_OF_SCOPE, Split.HOLDOUT)]}
+    if none["train"] or none["holdout"]:
+        text += (f"\n({OUT_OF_SCOPE}: out-of-scope examples, train {none['train']}, holdout {none['holdout']}; "
+                 f"agents mark more with :{ctx.settings.out_of_scope_emoji}:)")
+    emit(args.json, {"departments": rows, "out_of_scope": none}, text)
     return 0
 
 

@@ -47,6 +47,8 @@ class Settings(BaseSettings):
     confidence_threshold: float = Field(0.5, ge=0, le=1, validation_alias=_env("SWITCHBOARD_CONFIDENCE_THRESHOLD"))
     confidence_margin: float = Field(0.1, ge=0, le=1, validation_alias=_env("SWITCHBOARD_CONFIDENCE_MARGIN"))
     triage_channel: str | None = Field(None, validation_alias=_env("SWITCHBOARD_TRIAGE_CHANNEL"))
+    out_of_scope_emoji: str = Field("no_entry_sign", min_length=1,
+                                    validation_alias=_env("SWITCHBOARD_OUT_OF_SCOPE_EMOJI"))
 
     admins: Annotated[frozenset[str], NoDecode] = Field(
         frozenset(), validation_alias=_env("SWITCHBOARD_ADMINS")

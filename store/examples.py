@@ -11,7 +11,7 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from store.split import AUDIT_HOLDOUT_FRACTION, HOLDOUT_FRACTION, assign_split, text_hash
-from store.tables import Department, Label, LabelSource, Prediction, Query, Split
+from store.tables import OUT_OF_SCOPE, OUT_OF_SCOPE_ABOUT, Department, Label, LabelSource, Prediction, Query, Split
 
 MAX_LABEL_CHARS = 100
 
@@ -39,11 +39,34 @@ class AddResult:
 
 
 def list_departments(session: Session) -> list[Department]:
-    return list(session.exec(select(Department).order_by(col(Department.name))))
+    """The departments messages can be routed to (never the reserved out-of-scope class)."""
+    return list(session.exec(select(Department).where(col(Department.out_of_scope).is_(False))
+                             .order_by(col(Department.name))))
+
+
+def descriptions(session: Session) -> dict[str, str | None]:
+    """What each class is about, for prompts that name them: the departments' descriptions and the reserved class's."""
+    return {d.name: d.description for d in list_departments(session)} | {OUT_OF_SCOPE: OUT_OF_SCOPE_ABOUT}
 
 
 def get_department(session: Session, *, name: str) -> Department | None:
+    """A department by name; `OUT_OF_SCOPE` gives the reserved class, created on first use."""
+    if name == OUT_OF_SCOPE:
+        return out_of_scope_class(session)
     return session.exec(select(Department).where(Department.name == name)).first()
+
+
+def out_of_scope_class(session: Session) -> Department:
+    found = session.exec(select(Department).where(col(Department.out_of_scope).is_(True))).first()
+    if found is None:
+        found = Department(name=OUT_OF_SCOPE, out_of_scope=True)
+        session.add(found)
+        session.flush()
+    return found
+
+
+def is_reserved(name: str) -> bool:
+    return name.strip().casefold() == OUT_OF_SCOPE.casefold()
 
 
 def upsert_department(
@@ -58,6 +81,8 @@ def upsert_department(
     name = name.strip()
     if not name or len(name) > MAX_LABEL_CHARS:
         raise StoreError(f"department name must be 1 to {MAX_LABEL_CHARS} characters")
+    if is_reserved(name):
+        raise StoreError(f"'{OUT_OF_SCOPE}' is reserved for messages that belong to no department")
     emoji = emoji.strip().strip(":") if emoji else None
     if emoji:
         owner = session.exec(select(Department).where(Department.emoji == emoji)).first()
@@ -152,10 +177,13 @@ def add_examples(
 ) -> AddResult:
     """Stores new (text, department) examples. A text already stored is skipped, whatever its label."""
     result = AddResult()
+    examples_list = list(examples)
     counts = split_counts_by_department(session, source=source)
     departments = {d.name: d for d in list_departments(session)}
     seen: dict[str, str] = {}
-    hashes = [(text, label, text_hash(text)) for text, label in examples]
+    if any(label == OUT_OF_SCOPE for _, label in examples_list):
+        departments[OUT_OF_SCOPE] = out_of_scope_class(session)
+    hashes = [(text, label, text_hash(text)) for text, label in examples_list]
     known = _stored_labels(session, {h for _, _, h in hashes})
     for text, label, digest in hashes:
         earlier = seen.get(digest) or known.get(digest)

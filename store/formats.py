@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from store.tables import OUT_OF_SCOPE
+
 MAX_LINE_BYTES = 256 * 1024
 MAX_TEXT_CHARS = 20_000
 MAX_LABEL_CHARS = 100
@@ -35,13 +37,19 @@ class ParsedFile:
     examples: list[tuple[str, str]] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
     label_map: Mapping[str, str] | None = None
+    out_of_scope_label: str | None = None  # the file's name for "no department"; stored as `OUT_OF_SCOPE`
+
+    @property
+    def out_of_scope(self) -> int:
+        return sum(label == OUT_OF_SCOPE for _, label in self.examples)
 
 
 class _BadRecord(ValueError):
     pass
 
 
-def read_labelled_file(path: Path, *, label_map: Mapping[str, str] | None = None) -> ParsedFile:
+def read_labelled_file(path: Path, *, label_map: Mapping[str, str] | None = None,
+                       out_of_scope_label: str | None = None) -> ParsedFile:
     try:
         raw = path.read_bytes()
     except OSError as exc:
@@ -54,7 +62,7 @@ def read_labelled_file(path: Path, *, label_map: Mapping[str, str] | None = None
         raise UnreadableFile(f"{path} is not UTF-8 text (byte {exc.start})") from None
     if not content.strip():
         raise UnreadableFile(f"{path} is empty")
-    parsed = ParsedFile(format=_detect(content), label_map=label_map)
+    parsed = ParsedFile(format=_detect(content), label_map=label_map, out_of_scope_label=out_of_scope_label)
     {"json": _parse_json_document, "jsonl": _parse_jsonl, "csv": _parse_csv}[parsed.format](parsed, content, path)
     if not parsed.examples and not parsed.rejected:
         raise UnreadableFile(f"{path} holds no records")
@@ -140,7 +148,9 @@ def _collect(parsed: ParsedFile, number: int, record: Any, *, what: str) -> None
     try:
         text, label = _text_and_label(record, what)
         text, label = _checked_text(text), _checked_label(label)
-        if parsed.label_map is not None:
+        if parsed.out_of_scope_label is not None and label == parsed.out_of_scope_label:
+            label = OUT_OF_SCOPE
+        elif parsed.label_map is not None:
             if label not in parsed.label_map:
                 raise _BadRecord(f"label {label!r} is not in the label map")
             label = _checked_label(parsed.label_map[label])

@@ -61,8 +61,14 @@ def _m004_trustworthy_holdout(conn: Connection) -> None:
         "  SELECT MIN(first.id) FROM labels first WHERE first.query_id = l.query_id))"))
 
 
+def _m005_out_of_scope(conn: Connection) -> None:
+    """The reserved class for messages that belong to no department."""
+    _add_columns(conn, "departments", {"out_of_scope": "BOOLEAN NOT NULL DEFAULT FALSE"})
+    _add_columns(conn, "predictions", {"out_of_scope": "FLOAT"})
+
+
 MIGRATIONS: list[Callable[[Connection], None]] = [
-    _m001_initial, _m002_baseline_predictions, _m003_slack, _m004_trustworthy_holdout]
+    _m001_initial, _m002_baseline_predictions, _m003_slack, _m004_trustworthy_holdout, _m005_out_of_scope]
 
 
 def current_version(engine: Engine) -> int:

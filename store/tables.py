@@ -56,10 +56,20 @@ class RunStatus(StrEnum):
     FAILED = "failed"
 
 
+OUT_OF_SCOPE = "None of these"
+"""The reserved class of messages that belong to no department: stored as a label like any other,
+learned as a class, scored by the gate, but never listed, routed to or offered as a department."""
+OUT_OF_SCOPE_ABOUT = ("the message is for no department: a greeting, thanks, spam, a question about something "
+                      "this team does not handle, or instructions aimed at the assistant itself")
+
+
 class Department(SQLModel, table=True):
+    """A department, or (`out_of_scope`, one row named `OUT_OF_SCOPE`) the reserved class for none."""
+
     __tablename__ = "departments"
     id: int | None = Field(default=None, primary_key=True)
     name: str = Field(unique=True, index=True, max_length=100)
+    out_of_scope: bool = Field(default=False)
     emoji: str | None = Field(default=None, unique=True)
     channel: str | None = None
     description: str | None = None
@@ -131,6 +141,7 @@ class Prediction(SQLModel, table=True):
     scores: dict[str, float] = Field(sa_column=Column(JSON, nullable=False))
     latency_ms: float
     created_at: datetime = Field(default_factory=utcnow)
+    out_of_scope: float | None = None  # the router's probability that the message belongs to no department
     # Set when the few-shot baseline routed the message (cold start): what that answer cost.
     baseline_model: str | None = None
     prompt_tokens: int | None = None

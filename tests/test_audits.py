@@ -21,7 +21,7 @@ from router.serving import NoActiveModel
 from store.db import transaction
 from store.examples import add_examples, get_department, label_query, labelled_examples, upsert_department
 from store.slack import holdout_counts
-from store.tables import Department, LabelSource, Query, SlackMessage, Split
+from store.tables import OUT_OF_SCOPE, Department, LabelSource, Query, SlackMessage, Split
 from tests.bot_harness import BotServer, reaction
 from tests.slack_fake import FakeSlack
 from tests.test_bot import AGENT, OTHER_AGENT, STRANGER, labels, posts, route, scripted_bot, stored_message, text_of
@@ -124,8 +124,9 @@ def test_at_rate_one_every_routed_or_triaged_reply_asks_for_an_audit(audited, se
     assert "Quality check: is this right? Agents answer here" in text_of(reply)
     [block] = [b for b in reply["blocks"] if b["type"] == "actions"]
     assert block["block_id"] == f"audit:{stored.id}"
-    button, menu = block["elements"]
+    button, menu, none = block["elements"]
     assert (button["action_id"], button["value"], button["style"]) == ("audit_right", "Billing", "primary")
+    assert (none["action_id"], none["value"], none["text"]["text"]) == ("audit_none", OUT_OF_SCOPE, "🚫 None of these")
     assert button["text"]["text"] == "✅ Right"
     assert menu["type"] == "static_select" and menu["action_id"] == "audit_department"
     assert menu["placeholder"]["text"] == "Right department…" and "initial_option" not in menu
@@ -134,7 +135,7 @@ def test_at_rate_one_every_routed_or_triaged_reply_asks_for_an_audit(audited, se
 
     triaged = route(audited, "unsure what this is about", ts="20.1")
     assert "Needs triage" in text_of(triaged) and stored_message(sessions, "20.1").audit_requested
-    assert [e["action_id"] for e in actions(triaged)] == ["audit_department"]  # no route to call right
+    assert [e["action_id"] for e in actions(triaged)] == ["audit_department", "audit_none"]  # no route to call right
 
 
 def test_before_any_model_the_audit_offers_the_menu_only_and_an_answer_routes_the_query(audited, sessions):
@@ -144,7 +145,7 @@ def test_before_any_model_the_audit_offers_the_menu_only_and_an_answer_routes_th
     audited.deps.router.classify = no_model  # type: ignore[method-assign]
     reply = route(audited, "charged twice", ts="20.5")
     assert "no model is trained yet" in text_of(reply) and stored_message(sessions, "20.5").prediction_id is None
-    assert [e["action_id"] for e in actions(reply)] == ["audit_department"]
+    assert [e["action_id"] for e in actions(reply)] == ["audit_department", "audit_none"]
     update = answer(audited, "audit_department", user=AGENT, ts="20.5", updates=1, selected="Billing")
     assert "Audited by <@UAGENT1>: *Billing*" in text_of(update)
     assert label_rows(sessions) == [("Billing", LabelSource.AUDIT, AGENT, False, False)]
@@ -179,7 +180,7 @@ def test_an_agents_right_click_stores_an_audit_of_the_route_and_edits_the_reply(
     route(audited, "charged twice", ts="23.0")
     update = answer(audited, "audit_right", user=AGENT, ts="23.0", updates=1)
     assert "Audited by <@UAGENT1>: *Billing*" in text_of(update)
-    assert [e["action_id"] for e in actions(update)] == ["audit_right", "audit_department"]  # others may correct
+    assert [e["action_id"] for e in actions(update)] == ["audit_right", "audit_department", "audit_none"]
     assert actions(update)[1]["initial_option"]["value"] == "Billing"
     assert label_rows(sessions) == [("Billing", LabelSource.AUDIT, AGENT, False, False)]
     assert len(posts(audited.slack)) == 2  # the reply and the Billing forward: a confirmation forwards nothing
@@ -256,7 +257,7 @@ def test_an_agents_emoji_is_the_audit_on_an_audited_message_and_a_correction_oth
     bot.event(reaction("reaction_removed", "package", user=AGENT, ts="28.0"))
     restored = bot.slack.wait_for("chat.update", 3)[-1].body
     assert "Routed to *Billing* (92% confident)" in text_of(restored)
-    assert [e["action_id"] for e in actions(restored)] == ["audit_right", "audit_department"]
+    assert [e["action_id"] for e in actions(restored)] == ["audit_right", "audit_department", "audit_none"]
     assert "initial_option" not in actions(restored)[1]
     assert [row[4] for row in label_rows(sessions)] == [True, False]  # the audit withdrawn, the correction stands
 

@@ -31,7 +31,8 @@ DEPARTMENTS = [("Billing", "moneybag", "CBILLING"), ("Shipping", "package", "CSH
 
 
 class ScriptedRouter:
-    """Answers from the text: 'parcel' -> Shipping, 'refund' -> Refunds, 'unsure' -> low, 'either' -> a tie."""
+    """Answers from the text: 'parcel' -> Shipping, 'refund' -> Refunds, 'unsure' -> low, 'either' -> a tie,
+    'HACKED' -> none of these (yet Billing at 92%, as an over-confident model would say)."""
 
     model_id = 1  # a registry row the fixture adds, so predictions can point at it
 
@@ -51,7 +52,9 @@ class ScriptedRouter:
         else:
             scores = {"Billing": 0.92, "Shipping": 0.04, "Refunds": 0.04}
         best = max(scores, key=scores.__getitem__)
-        return Classification(best, scores[best], scores, str(self.model_id), 1.0)
+        none = "HACKED" in text
+        return Classification(best, scores[best], scores, str(self.model_id), 1.0, out_of_scope=0.97 if none else 0.1,
+                              none_of_these=none)
 
 
 @pytest.fixture
