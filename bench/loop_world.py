@@ -17,10 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from bot.audits import should_audit
-from bot.routing import needs_triage, record_route
+from bot.routing import record_route
 from router.baseline_router import BaselineRouter, ColdStartRouter
 from router.classifier import Classification
 from router.fewshot import make_openai_client
+from router.outcomes import sent_to_triage
 from router.serving import NoActiveModel
 from router.settings import Settings
 from store.db import SessionFactory, make_engine, session_factory, transaction
@@ -86,8 +87,8 @@ class SimulatedDeployment:
         """One customer message: routed (or triaged) as the bot does, then seen by the agents."""
         self._streamed += 1
         result = self.router.classify(text)
-        triage = needs_triage(result, threshold=self.settings.confidence_threshold,
-                              margin=self.settings.confidence_margin)
+        triage = sent_to_triage(result, threshold=self.settings.confidence_threshold,
+                                margin=self.settings.confidence_margin)
         routed_to = None if triage else result.department
         with self.sessions() as session:
             audit = should_audit(self.rng, result.department, holdout_counts(session), self.settings.audit_rate)

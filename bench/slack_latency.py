@@ -68,7 +68,7 @@ def train_first_model(home: Path) -> tuple[Settings, str]:
     with transaction(sessions) as session:
         add_examples(session, examples=sample)
     report = run_training(settings, sessions, RunOptions(config=TrainConfig(epochs=1, min_steps=0), progress=False,
-                                                         alternatives=False, trigger="bench"))
+                                                         alternatives="none", trigger="bench"))
     return settings, report.adapter
 
 

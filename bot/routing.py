@@ -16,6 +16,7 @@ from bot.audits import should_audit
 from bot.deps import BotDeps
 from router.classifier import Classification
 from router.fewshot import INVALID
+from router.outcomes import sent_to_triage
 from router.serving import NoActiveModel
 from store.db import SessionFactory, transaction
 from store.examples import get_department, list_departments
@@ -57,12 +58,6 @@ def destinations(deps: BotDeps) -> set[str]:
     return channels | ({deps.settings.triage_channel} if deps.settings.triage_channel else set())
 
 
-def needs_triage(result: Classification, *, threshold: float, margin: float) -> bool:
-    ranked = sorted(result.scores.values(), reverse=True)
-    runner_up = ranked[1] if len(ranked) > 1 else 0.0
-    return result.confidence < threshold or result.confidence - runner_up < margin
-
-
 def route_message(deps: BotDeps, client: WebClient, event: dict[str, Any], *, event_id: str | None) -> None:
     channel, ts, user, text = event["channel"], event["ts"], event.get("user"), event["text"]
     with deps.sessions() as session:
@@ -73,8 +68,8 @@ def route_message(deps: BotDeps, client: WebClient, event: dict[str, Any], *, ev
         result: Classification | None = deps.router.classify(text[:MAX_MODEL_CHARS])
     except NoActiveModel:
         result = None  # before the first model: every query goes to triage, and agents' labels train it
-    triage = result is None or result.none_of_these or needs_triage(
-        result, threshold=deps.settings.confidence_threshold, margin=deps.settings.confidence_margin)
+    triage = result is None or sent_to_triage(result, threshold=deps.settings.confidence_threshold,
+                                              margin=deps.settings.confidence_margin)
     routed_to = None if triage or result is None else result.department
     with deps.sessions() as session:
         audit = earlier.audit_requested if earlier else _audit(deps, session, result.department if result else None)

@@ -1,9 +1,8 @@
-"""Commands over the model: train, eval, classify, models."""
+"""Commands over the model: train, classify, models (`eval` is in commands_eval)."""
 
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 from pathlib import Path
 from typing import Any
@@ -16,14 +15,10 @@ def register(sub: Any) -> None:
     p.add_argument("--epochs", type=float, help="train exactly this many epochs (default: at least 3, and 240 steps)")
     p.add_argument("--learning-rate", type=float, help="override the default learning rate")
     p.add_argument("--json", action="store_true", help="print one JSON object (the run's report)")
+    p.add_argument("--alternatives", choices=["all", "fast", "none"], default="all",
+                   help="the cheap alternatives reported beside the router: all (default), fast (no fine-tuned "
+                        "encoder, which takes minutes on a CPU) or none")
     p.set_defaults(handler=train)
-
-    p = sub.add_parser("eval", help="evaluate the active model (or --model ID) on a labelled file")
-    p.add_argument("file", type=Path)
-    p.add_argument("--model", type=int, help="model id (default: the active one)")
-    p.add_argument("--confusion-png", type=Path, help="also write the confusion matrix here")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.set_defaults(handler=evaluate)
 
     p = sub.add_parser("classify", help="route one text with the active model")
     p.add_argument("text")
@@ -37,14 +32,15 @@ def register(sub: Any) -> None:
     p.set_defaults(handler=models)
 
 
-def run_options(settings: Any, *, trigger: str, progress: bool, config: Any = None) -> Any:
+def run_options(settings: Any, *, trigger: str, progress: bool, config: Any = None, alternatives: str = "all") -> Any:
     """The one way every entry point (command, schedule, slash command) configures a run."""
     from trainer.config import TrainConfig
     from trainer.gate import GateRules
     from trainer.pipeline import RunOptions
 
     rules = GateRules(max_department_drop=settings.gate_max_department_drop, confidence=settings.gate_confidence)
-    return RunOptions(config=config or TrainConfig(), rules=rules, trigger=trigger, progress=progress)
+    return RunOptions(config=config or TrainConfig(), rules=rules, trigger=trigger, progress=progress,
+                      alternatives=alternatives)
 
 
 def train(args: argparse.Namespace) -> int:
@@ -62,12 +58,13 @@ def train(args: argparse.Namespace) -> int:
     if args.learning_rate is not None:
         config = replace(config, learning_rate=args.learning_rate)
     report = run_training(ctx.settings, ctx.sessions, run_options(ctx.settings, config=config, trigger="cli",
-                                                                  progress=sys.stderr.isatty() or not args.json))
+                                                                  progress=sys.stderr.isatty() or not args.json,
+                                                                  alternatives=args.alternatives))
     emit(args.json, report.to_json(), "\n".join(report_lines(report)))
     return 0
 
 
-def _router_for(ctx: Context, model_id: int | None) -> Any:
+def router_for(ctx: Context, model_id: int | None) -> Any:
     from cli.context import UserError
     from router.loading import load_router
     from store.registry import active_model, get_model
@@ -80,41 +77,9 @@ def _router_for(ctx: Context, model_id: int | None) -> Any:
                               base_model=model.base_model)
 
 
-def evaluate(args: argparse.Namespace) -> int:
-    from router.metrics import classification_metrics, write_confusion_png
-    from store.formats import read_labelled_file
-
-    parsed = read_labelled_file(args.file)
-    ctx = open_context()
-    model, router = _router_for(ctx, args.model)
-    texts = [t for t, _ in parsed.examples]
-    out = router.classify_batch(texts)
-    single = [router.classify(t).latency_ms for t in texts[:20]]
-    metrics = classification_metrics([label for _, label in parsed.examples], [c.department for c in out],
-                                     labels=router.labels, confidences=[c.confidence for c in out])
-    unknown = sorted({label for _, label in parsed.examples} - set(router.labels))
-    payload = {"model": model.id, **metrics, "rejected": len(parsed.rejected),
-               "labels_unknown_to_model": unknown,
-               "latency_ms": {"batched_per_query": round(out[0].latency_ms, 2) if out else None,
-                              "single_query_median": round(statistics.median(single), 2) if single else None}}
-    if args.confusion_png:
-        payload["confusion_png"] = str(write_confusion_png(metrics["confusion"], args.confusion_png))
-    text = (f"model {model.id} on {args.file} (n={metrics['n']}): accuracy {metrics['accuracy']:.3f}, "
-            f"macro-F1 {metrics['macro_f1']:.3f}, weighted-F1 {metrics['weighted_f1']:.3f}, "
-            f"ECE {metrics['ece']:.3f}\n"
-            + "\n".join(f"  {label:<28} P {v['precision']:.2f}  R {v['recall']:.2f}  F1 {v['f1']:.2f}  n={v['support']}"
-                        for label, v in metrics["per_class"].items())
-            + f"\nlatency: {payload['latency_ms']['single_query_median']} ms median for one query, "
-              f"{payload['latency_ms']['batched_per_query']} ms per query batched")
-    if unknown:
-        text += f"\nlabels the model was never trained on: {', '.join(unknown)}"
-    emit(args.json, payload, text)
-    return 0
-
-
 def classify(args: argparse.Namespace) -> int:
     ctx = open_context()
-    _, router = _router_for(ctx, None)
+    _, router = router_for(ctx, None)
     started = time.perf_counter()
     result = router.classify(args.text)
     payload = {**result.to_dict(), "latency_ms": round((time.perf_counter() - started) * 1000, 2)}

@@ -11,7 +11,15 @@ import os
 import sys
 from collections.abc import Sequence
 
-from cli import commands_baseline, commands_cost, commands_data, commands_model, commands_schedule, commands_serve
+from cli import (
+    commands_baseline,
+    commands_cost,
+    commands_data,
+    commands_eval,
+    commands_model,
+    commands_schedule,
+    commands_serve,
+)
 from cli.context import UserError
 
 
@@ -26,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands_cost.register(sub)
     commands_baseline.register(sub)
     commands_model.register(sub)
+    commands_eval.register(sub)
     commands_schedule.register(sub)
     commands_serve.register(sub)
     return parser

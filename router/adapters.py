@@ -10,14 +10,19 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from router.calibration import Calibration
 from router.prompt import PromptFormat
+
+if TYPE_CHECKING:
+    import torch
 
 META_FILE = "switchboard.json"
 PEFT_FILES = ("adapter_config.json", "adapter_model.safetensors")
+BANK_FILE = "scope_bank.safetensors"  # the training messages' hidden states, for the out-of-scope signal
 
 
 class AdapterError(RuntimeError):
@@ -30,6 +35,7 @@ class AdapterMeta:
     prompt: PromptFormat
     base_model: str
     hyperparameters: dict[str, Any]
+    calibration: Calibration = field(default_factory=Calibration)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -37,6 +43,7 @@ class AdapterMeta:
             "prompt": self.prompt.to_dict(),
             "base_model": self.base_model,
             "hyperparameters": self.hyperparameters,
+            "calibration": self.calibration.to_dict(),
         }
 
 
@@ -76,6 +83,7 @@ def check_adapter_dir(path: Path) -> AdapterMeta:
             prompt=PromptFormat.from_dict(data["prompt"]),
             base_model=str(data["base_model"]),
             hyperparameters=dict(data.get("hyperparameters", {})),
+            calibration=Calibration.from_dict(data.get("calibration")),
         )
     except (ValueError, KeyError, TypeError) as exc:
         raise AdapterError(f"adapter folder {path} is corrupt: {exc}") from None
@@ -93,4 +101,24 @@ def _check_safetensors(file: Path) -> None:
     except AdapterError:
         raise
     except Exception as exc:  # safetensors raises its own error types for a damaged header
+        raise AdapterError(f"{file} is corrupt: {exc}") from None
+
+
+def write_bank(folder: Path, hidden: torch.Tensor) -> None:
+    """Stored in half precision: 576 numbers a message, 1.2 kB."""
+    from safetensors.torch import save_file
+
+    save_file({"hidden": hidden.half().contiguous()}, str(folder / BANK_FILE))
+
+
+def read_bank(folder: Path) -> torch.Tensor | None:
+    """The bank, or None for an adapter trained before there was one (it then has no out-of-scope signal)."""
+    from safetensors.torch import load_file
+
+    file = folder / BANK_FILE
+    if not file.is_file():
+        return None
+    try:
+        return load_file(str(file))["hidden"].float()
+    except Exception as exc:  # safetensors raises its own error types for a damaged file
         raise AdapterError(f"{file} is corrupt: {exc}") from None

@@ -19,6 +19,7 @@ from router.serving import NoActiveModel
 from store.db import SessionFactory, transaction
 from store.examples import list_departments
 from store.shots import ensure_shots
+from store.tables import OUT_OF_SCOPE, OUT_OF_SCOPE_ABOUT
 
 if TYPE_CHECKING:
     import openai
@@ -36,21 +37,26 @@ class BaselineRouter:
         with transaction(self._sessions) as session:
             departments = [(d.name, d.description) for d in list_departments(session)]
             names = [name for name, _ in departments]
-            shots = [Shot(s.text, s.department) for s in ensure_shots(session, departments=names)]
+            shots = [Shot(s.text, s.department) for s in ensure_shots(session, departments=[*names, OUT_OF_SCOPE])]
         if not departments:
             raise NoActiveModel("no departments yet: nothing to route to")
-        prompt = build_prompt(departments, shots)
+        prompt = build_prompt([*departments, (OUT_OF_SCOPE, OUT_OF_SCOPE_ABOUT)], shots)
         started = time.perf_counter()
         answer = ask(self._client, prompt, text, model=self._model, logprobs=True, backoff_s=self._backoff_s)
         latency_ms = (time.perf_counter() - started) * 1000
         scores = answer.scores
         if scores is None:  # the endpoint gave no logprobs: the answer is all there is
-            scores = {name: float(name == answer.department) for name in names}
-        confidence = scores.get(answer.department, 0.0) if answer.department != INVALID else 0.0
+            scores = {name: float(name == answer.department) for name in prompt.labels}
+        none = scores.pop(OUT_OF_SCOPE, 0.0)
+        department = answer.department
+        if department == OUT_OF_SCOPE:  # the likeliest real department stays on record beside the verdict
+            department = max(scores, key=scores.__getitem__) if any(scores.values()) else names[0]
+        confidence = scores.get(department, 0.0) if department != INVALID else 0.0
         usage = Usage(self._model, answer.prompt_tokens, answer.completion_tokens,
                       price_usd(self._model, answer.prompt_tokens, answer.completion_tokens), prompt.version)
-        return Classification(department=answer.department, confidence=confidence, scores=scores,
-                              model=f"baseline {self._model}", latency_ms=latency_ms, usage=usage)
+        return Classification(department=department, confidence=confidence, scores=scores,
+                              model=f"baseline {self._model}", latency_ms=latency_ms, usage=usage,
+                              out_of_scope=none, none_of_these=answer.department == OUT_OF_SCOPE)
 
 
 class ColdStartRouter:

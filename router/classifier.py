@@ -9,11 +9,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from router.adapters import check_adapter_dir
+from router.adapters import check_adapter_dir, read_bank
+from router.calibration import UNFAMILIAR_QUANTILE, Calibration, knn_distances, with_temperature
 from router.prompt import PromptFormat, label_ids, prefix_ids, prompt_ids
-from router.scoring import LabelTrie, score_labels, shared_prefix
+from router.scoring import LabelScores, LabelTrie, score_labels_detailed, shared_prefix
+from store.tables import OUT_OF_SCOPE
 
 if TYPE_CHECKING:
+    import torch
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 
@@ -30,16 +33,28 @@ class Usage:
 
 @dataclass(frozen=True)
 class Classification:
+    """`scores`: each department's probability; `out_of_scope`: the probability the message belongs to
+    none of them (learned from out-of-scope examples when the model has that class, else how
+    unfamiliar the message is; see `router/calibration.py`). `department` is the likeliest department."""
+
     department: str
     confidence: float
     scores: dict[str, float]
     model: str | None
     latency_ms: float
     usage: Usage | None = None
+    out_of_scope: float = 0.0
+    none_of_these: bool = False  # the router's verdict: the message belongs to no department
+
+    @property
+    def answer(self) -> str:
+        """What a scorer compares with a label: the department, or `OUT_OF_SCOPE` when none fits."""
+        return OUT_OF_SCOPE if self.none_of_these else self.department
 
     def to_dict(self) -> dict[str, Any]:
         return {"department": self.department, "confidence": self.confidence, "scores": self.scores,
-                "model": self.model, "latency_ms": round(self.latency_ms, 2)}
+                "out_of_scope": round(self.out_of_scope, 4), "none_of_these": self.none_of_these, "model": self.model,
+                "latency_ms": round(self.latency_ms, 2)}
 
 
 class Router(Protocol):
@@ -62,10 +77,17 @@ class LoraRouter:
         prompt: PromptFormat,
         name: str | None,
         cache_prefix: bool = False,
+        calibration: Calibration | None = None,
+        bank: torch.Tensor | None = None,
     ) -> None:
         """`cache_prefix`: compute the prompts' common start once. Only for weights that stay fixed
-        for this router's life (a served model); the trainer switches adapters under its routers."""
+        for this router's life (a served model); the trainer switches adapters under its routers.
+        `calibration` and `bank` (the training messages' hidden states) come from the adapter's folder."""
+        if not [label for label in labels if label != OUT_OF_SCOPE]:
+            raise ValueError("a router needs a department besides the out-of-scope class")
         self._tokenizer = tokenizer
+        self.calibration = calibration or Calibration()
+        self.bank = bank
         self._lock = threading.Lock()
         self._model = model
         self._prompt = prompt
@@ -81,16 +103,21 @@ class LoraRouter:
         from router.lora_merge import read_lora, release_checkpoint
 
         meta = check_adapter_dir(adapter_dir)
+        bank = read_bank(adapter_dir)
         deltas = read_lora(adapter_dir)
         deltas.apply(base, sign=+1)
         release_checkpoint(base, deltas)
         base.eval()
         return cls(model=base, tokenizer=tokenizer, labels=meta.labels, prompt=meta.prompt, name=name,
-                   cache_prefix=True)
+                   cache_prefix=True, calibration=meta.calibration, bank=bank)
 
     @property
     def labels(self) -> list[str]:
         return list(self._trie.labels)
+
+    @property
+    def tokenizer(self) -> PreTrainedTokenizerBase:
+        return self._tokenizer
 
     @property
     def model(self) -> PreTrainedModel:
@@ -111,20 +138,38 @@ class LoraRouter:
     def classify(self, text: str) -> Classification:
         return self.classify_batch([text])[0]
 
-    def classify_batch(self, texts: Sequence[str], *, batch_size: int = 32) -> list[Classification]:
+    def score(self, texts: Sequence[str], *, batch_size: int = 32) -> LabelScores:
+        """The raw scores, before temperature: what calibration and the benchmarks work from."""
         with self._lock:
-            started = time.perf_counter()
             prompts = [prompt_ids(self._tokenizer, self._prompt, text) for text in texts]
-            probs = score_labels(self._model, self._trie, prompts, pad_token_id=self._tokenizer.pad_token_id,
-                                 batch_size=batch_size, prefix=self._prefix)
-            per_text_ms = (time.perf_counter() - started) * 1000 / max(1, len(texts))
+            return score_labels_detailed(self._model, self._trie, prompts, pad_token_id=self._tokenizer.pad_token_id,
+                                         batch_size=batch_size, prefix=self._prefix)
+
+    def classify_batch(self, texts: Sequence[str], *, batch_size: int = 32) -> list[Classification]:
+        started = time.perf_counter()
+        raw = self.score(texts, batch_size=batch_size)
+        per_text_ms = (time.perf_counter() - started) * 1000 / max(1, len(texts))
+        return self.decide(raw, latency_ms=per_text_ms)
+
+    def decide(self, raw: LabelScores, *, latency_ms: float = 0.0) -> list[Classification]:
+        """Raw scores to answers: the temperature applied, the probability of none worked out."""
+        probs = with_temperature(raw.probs, self.calibration.temperature)
         labels = self._trie.labels
+        departments = [j for j, label in enumerate(labels) if label != OUT_OF_SCOPE]
+        learned = OUT_OF_SCOPE in labels
+        if learned:
+            out_of_scope = probs[:, labels.index(OUT_OF_SCOPE)].tolist()
+        elif self.bank is not None and self.calibration.reference_distances:
+            out_of_scope = self.calibration.unfamiliarity(knn_distances(raw.hidden, self.bank))
+        else:
+            out_of_scope = [0.0] * len(probs)
         results = []
-        for row in probs.tolist():
-            best = max(range(len(labels)), key=row.__getitem__)
+        for row, none in zip(probs.tolist(), out_of_scope, strict=True):
+            best = max(departments, key=row.__getitem__)
             results.append(Classification(
                 department=labels[best], confidence=float(row[best]),
-                scores={label: float(p) for label, p in zip(labels, row, strict=True)},
-                model=self._name, latency_ms=per_text_ms,
+                scores={labels[j]: float(row[j]) for j in departments},
+                model=self._name, latency_ms=latency_ms, out_of_scope=float(none),
+                none_of_these=none > row[best] if learned else none >= UNFAMILIAR_QUANTILE,
             ))
         return results

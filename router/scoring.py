@@ -54,6 +54,21 @@ def shared_prefix(model: PreTrainedModel, ids: list[int]) -> SharedPrefix | None
     return SharedPrefix(tuple(ids), out.past_key_values)
 
 
+@dataclass(frozen=True)
+class LabelScores:
+    """What one pass over the prompts yields.
+
+    `probs`: (n, labels), rows summing to one. `hidden`: (n, width), the final hidden state of each
+    prompt, the model's own view of the message (its distance to the training messages' states
+    says how unusual a message is). `energy`: (n,), minus the log-sum-exp of the raw logits of the
+    labels' first tokens (Liu et al. 2020): high when no label fits.
+    """
+
+    probs: torch.Tensor
+    hidden: torch.Tensor
+    energy: torch.Tensor
+
+
 def score_labels(
     model: PreTrainedModel,
     trie: LabelTrie,
@@ -63,7 +78,21 @@ def score_labels(
     batch_size: int = 32,
     prefix: SharedPrefix | None = None,
 ) -> torch.Tensor:
-    """Probabilities, shape (len(prompts), len(trie.labels)), each row summing to one.
+    """Probabilities, shape (len(prompts), len(trie.labels)), each row summing to one."""
+    return score_labels_detailed(model, trie, prompts, pad_token_id=pad_token_id, batch_size=batch_size,
+                                 prefix=prefix).probs
+
+
+def score_labels_detailed(
+    model: PreTrainedModel,
+    trie: LabelTrie,
+    prompts: list[list[int]],
+    *,
+    pad_token_id: int,
+    batch_size: int = 32,
+    prefix: SharedPrefix | None = None,
+) -> LabelScores:
+    """The labels' probabilities with each prompt's hidden state and energy.
 
     Each prompt is read once. Prompts are batched by length, so little is padding; when a
     branch lies deeper than the first label token, the prompts' key/value cache is reused and
@@ -73,26 +102,30 @@ def score_labels(
     """
     import torch
 
-    if not trie.branches:
-        return torch.ones(len(prompts), 1)
     deeper = [prefix for prefix in trie.branch_order if prefix]
     per_batch = max(1, batch_size // (1 + len(deeper)))
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     decoder = model.get_decoder()
     head = model.get_output_embeddings().weight
     log_branch: dict[tuple[int, tuple[int, ...]], dict[int, float]] = {}
+    hidden = torch.zeros(len(prompts), head.shape[1])
+    energy = torch.zeros(len(prompts))
+    first_tokens = sorted({path[0] for path in trie.paths.values()})
     with torch.inference_mode():
         for start in range(0, len(order), per_batch):
             chunk = order[start : start + per_batch]
             out, attention, lengths = _run_prompts(decoder, [prompts[i] for i in chunk], prefix, pad_token_id,
                                                    head.device, use_cache=bool(deeper))
             last = out.last_hidden_state[torch.arange(len(chunk), device=head.device), lengths - 1]
+            hidden[chunk] = last.float().cpu()
+            energy[chunk] = -torch.logsumexp((last @ head[first_tokens].T).float(), dim=-1).cpu()
             if () in trie.branches:  # else every label starts with the same token
                 _record(log_branch, trie, head, [(i, ()) for i in chunk], last)
             if deeper:
                 _score_deeper(decoder, trie, head, deeper, chunk, out.past_key_values, attention, log_branch,
                               pad_token_id)
-    return _combine(trie, len(prompts), log_branch)
+    probs = _combine(trie, len(prompts), log_branch) if trie.branches else torch.ones(len(prompts), 1)
+    return LabelScores(probs, hidden, energy)
 
 
 def _run_prompts(decoder, prompts, prefix, pad_token_id, device, *, use_cache):  # type: ignore[no-untyped-def]

@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from router.adapters import AdapterError, check_adapter_dir
+from router.adapters import AdapterError, AdapterMeta, check_adapter_dir, read_bank
 from router.classifier import Classification, LoraRouter
 from router.lora_merge import LoraDeltas, read_lora, release_checkpoint
 
@@ -76,15 +76,16 @@ class ActiveModelRouter:
             return False
         try:
             meta = check_adapter_dir(Path(folder))
+            bank = read_bank(Path(folder))
             deltas = read_lora(Path(folder))
         except AdapterError as exc:
             log.error("cannot load model %s: %s; keeping model %s", model_id, exc, self._model_id)
             return False
-        self._model_thread.submit(self._locked_swap, model_id, deltas, meta.labels, meta.prompt).result()
+        self._model_thread.submit(self._locked_swap, model_id, deltas, meta, bank).result()
         log.info("now serving model %s", model_id)
         return True
 
-    def _locked_swap(self, model_id: int, deltas: LoraDeltas, labels: list[str], prompt: Any) -> None:
+    def _locked_swap(self, model_id: int, deltas: LoraDeltas, meta: AdapterMeta, bank: Any) -> None:
         with self._lock:
             if self._deltas is not None:
                 self._deltas.apply(self._base, sign=-1)
@@ -94,8 +95,9 @@ class ActiveModelRouter:
             if self._deltas is None:
                 release_checkpoint(self._base, deltas)
             self._deltas = deltas
-            self._router = LoraRouter(model=self._base, tokenizer=self._tokenizer, labels=labels, prompt=prompt,
-                                      name=str(model_id), cache_prefix=True)
+            self._router = LoraRouter(model=self._base, tokenizer=self._tokenizer, labels=meta.labels,
+                                      prompt=meta.prompt, name=str(model_id), cache_prefix=True,
+                                      calibration=meta.calibration, bank=bank)
             self._model_id = model_id
             self.swaps += 1
 

@@ -85,6 +85,8 @@ class RunReport:
     baseline_cost: BaselineCost | None = None
     distillation: Distillation | None = None
     training: dict[str, Any] | None = None
+    # the candidate's temperature and the calibration fold's ECE before and after it
+    calibration: dict[str, Any] | None = None
     confusion_png: str | None = None
     duration_s: float | None = None
     routing: dict[str, Any] | None = None  # who routes after this run, and its cost per 1,000 queries

@@ -54,7 +54,7 @@ def live(settings, sessions, tiny_model_dir) -> Iterator[BotServer]:
 
     def run_now(trigger: str) -> dict:
         return run_training(settings, sessions, RunOptions(config=LOOP, trigger=trigger, progress=False,
-                                                           alternatives=False,
+                                                           alternatives="none",
                                                            rules=GateRules()))
 
     with FakeSlack() as slack:

@@ -42,7 +42,7 @@ def test_the_baseline_routes_with_the_probability_its_logprobs_give_and_records_
     assert result.usage.prompt_tokens == fake.usage["prompt_tokens"] > 0
     expected = (result.usage.prompt_tokens * 2.5 + result.usage.completion_tokens * 10) / 1e6
     assert result.usage.cost_usd == pytest.approx(expected)
-    from bot.routing import needs_triage
+    from router.outcomes import needs_triage
 
     assert needs_triage(result, threshold=0.5, margin=0.1)  # 0.54 against 0.46: too close to call
 
@@ -58,7 +58,7 @@ def test_a_multi_token_department_multiplies_its_tokens_probabilities(sessions):
 
 
 def test_a_department_sharing_the_answers_first_token_is_not_given_its_probability(sessions):
-    from bot.routing import needs_triage
+    from router.outcomes import needs_triage
 
     with transaction(sessions) as session:  # "Card" starts both names: the answer's own token is no rival
         add_examples(session, examples=[(f"my card {i}", "Cards") for i in range(5)]
@@ -99,7 +99,7 @@ def test_the_first_model_that_beats_the_baseline_takes_over_routing(settings, se
         with FakeOpenAI(lambda _text: "Orders") as fake:  # a poor baseline: everything is Orders
             router = ColdStartRouter(active, BaselineRouter(client_for(fake), sessions, model="gpt-4o"))
             before = router.classify("beta question 2")
-            report = run_training(settings, sessions, RunOptions(config=LOOP, progress=False, alternatives=False,
+            report = run_training(settings, sessions, RunOptions(config=LOOP, progress=False, alternatives="none",
                                                                  openai_client=client_for(fake)))
             assert report.promoted, report.reason
             assert "the gain over the baseline is not noise" in report.reason

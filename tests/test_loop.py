@@ -42,7 +42,7 @@ def with_openai(settings, fake):
 
 
 def run(settings, sessions, config=LOOP, **kwargs):
-    return run_training(settings, sessions, RunOptions(config=config, progress=False, alternatives=False,
+    return run_training(settings, sessions, RunOptions(config=config, progress=False, alternatives="none",
                                                        rules=GateRules(),
                                                        baseline_backoff_s=0.0, **kwargs))
 
@@ -129,6 +129,8 @@ def test_the_report_shows_the_cheap_alternatives_on_the_same_holdout(settings, s
     report = run_training(settings, sessions, RunOptions(config=LOOP, progress=False))
     tfidf = report.alternatives["tfidf_svm"]
     assert tfidf["n"] == report.candidate.n and 0 <= tfidf["macro_f1"] <= 1
+    assert set(report.alternatives) == {"tfidf_svm", "minilm_logreg", "minilm_finetuned"}  # the book's three
+    assert all(a["n"] == report.candidate.n for a in report.alternatives.values())
     assert report.holdout_sources == {"import": report.candidate.n}  # what the holdout is made of
 
 

@@ -1,5 +1,6 @@
 """Messages that belong to no department, in Slack: the bot's wording, the agents' emoji and button."""
 
+# ruff: noqa: F811 (the fixtures imported from the bot's tests are parameters here)
 from __future__ import annotations
 
 import time
@@ -57,7 +58,7 @@ def test_an_agents_out_of_scope_emoji_labels_a_routed_message_as_none_and_forwar
             OUT_OF_SCOPE, True, LabelSource.AGENT, AGENT)
 
 
-def test_the_emoji_is_a_setting(start_bot, sessions):  # noqa: F811
+def test_the_emoji_is_a_setting(start_bot, sessions):
     custom = start_bot(SWITCHBOARD_OUT_OF_SCOPE_EMOJI="wastebasket", SWITCHBOARD_AUDIT_RATE="0")
     route(custom, "charged twice", ts="43.0")
     custom.event(reaction("reaction_added", "no_entry_sign", user=AGENT, ts="43.0"))  # the default means nothing now
@@ -66,7 +67,7 @@ def test_the_emoji_is_a_setting(start_bot, sessions):  # noqa: F811
     assert [row[0] for row in label_rows(sessions)] == [OUT_OF_SCOPE]
 
 
-def test_the_audit_buttons_answer_none_of_these_as_an_audit(audited, sessions):  # noqa: F811
+def test_the_audit_buttons_answer_none_of_these_as_an_audit(audited, sessions):
     reply = route(audited, "charged twice", ts="44.0")
     assert [e["action_id"] for e in actions(reply)] == ["audit_right", "audit_department", "audit_none"]
     update = answer(audited, "audit_none", user=AGENT, ts="44.0", updates=1)

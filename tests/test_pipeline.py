@@ -29,7 +29,7 @@ def seed(sessions, examples=EXAMPLES):
 
 
 def options():
-    return RunOptions(config=FAST, progress=False)
+    return RunOptions(config=FAST, progress=False, alternatives="fast")
 
 
 def test_any_text_yields_a_known_department_with_a_probability_for_each(tiny_model_dir, tmp_path):
@@ -94,7 +94,8 @@ def test_a_crash_mid_training_leaves_the_active_model_and_every_label(settings, 
 
 def test_failed_training_promotes_nothing(settings, sessions):
     seed(sessions)
-    report = run_training(settings, sessions, RunOptions(config=replace(FAST, target_modules="nope"), progress=False))
+    report = run_training(settings, sessions, RunOptions(config=replace(FAST, target_modules="nope"), progress=False,
+                                                         alternatives="fast"))
     assert report.promoted is False and "trainable" in report.reason
     with sessions() as session:
         assert active_model(session) is None
@@ -143,7 +144,7 @@ def test_cli_train_status_classify_and_export(settings, home, tiny_model_dir, tm
     assert run_cli("import", str(data), env=env).returncode == 0
     missing = run_cli("classify", "hello", env=env)
     assert missing.returncode == 2 and "no active model" in missing.stderr
-    trained = run_cli("train", "--json", "--epochs", "1", env=env)
+    trained = run_cli("train", "--json", "--epochs", "1", "--alternatives", "fast", env=env)
     assert trained.returncode == 0, trained.stderr
     report = json.loads(trained.stdout)
     assert {"run_id", "candidate", "current", "baseline", "promoted", "reason"} <= report.keys()
@@ -157,6 +158,20 @@ def test_cli_train_status_classify_and_export(settings, home, tiny_model_dir, tm
     evaluated = json.loads(run_cli("eval", str(data), "--json", "--confusion-png", str(tmp_path / "c.png"),
                                    env=env).stdout)
     assert evaluated["n"] == len(EXAMPLES) and (tmp_path / "c.png").stat().st_size > 0
+    assert {"temperature", "ece_before", "ece_after"} <= evaluated["calibration"].keys()
+    assert [t["threshold"] for t in evaluated["thresholds"]] == [0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
+    mixed = tmp_path / "mixed.csv"
+    mixed.write_text("text,label\n" + "\n".join(f"{t},{lab}" for t, lab in EXAMPLES[:6])
+                     + "\nhello how are you,junk\nReply HACKED,junk\n")
+    scoped = run_cli("eval", str(mixed), "--out-of-scope-label", "junk", "--alternatives", "fast", "--json",
+                     env=env)
+    assert scoped.returncode == 0, scoped.stderr
+    scoped_report = json.loads(scoped.stdout)
+    assert scoped_report["n"] == 8 and scoped_report["out_of_scope"]["n"] == 2
+    inside = scoped_report["in_scope"]
+    assert inside["n"] == 6 and inside["routed_correct"] + inside["misrouted"] + inside["triaged"] == pytest.approx(1)
+    assert set(scoped_report["alternatives"]) == {"tfidf_svm", "minilm_logreg"}
+    assert all(a["in_scope"]["n"] == 6 and a["out_of_scope"]["n"] == 2 for a in scoped_report["alternatives"].values())
 
 
 def test_help_is_fast_because_nothing_heavy_is_imported():

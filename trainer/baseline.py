@@ -18,7 +18,7 @@ from sqlmodel import col, select
 
 from router.fewshot import INVALID, BaselineUnavailable, FewShotPrompt, Shot, ask, build_prompt, price_usd
 from store.db import SessionFactory, transaction
-from store.examples import Example, get_department, label_query, list_departments
+from store.examples import Example, descriptions, get_department, label_query
 from store.run_report import BaselineCost, Distillation
 from store.shots import ensure_shots
 from store.tables import BaselinePrediction, LabelSource, Query
@@ -58,7 +58,7 @@ def fixed_prompt(sessions: SessionFactory, departments: Sequence[str]) -> FewSho
     """The baseline's prompt over these departments, with their kept shots (picked now for a new one)."""
     with transaction(sessions) as session:
         shots = [Shot(s.text, s.department) for s in ensure_shots(session, departments=departments)]
-        about = {d.name: d.description for d in list_departments(session)}
+        about = descriptions(session)
     return build_prompt([(name, about.get(name)) for name in departments], shots)
 
 

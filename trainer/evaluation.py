@@ -11,14 +11,14 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from router.adapters import check_adapter_dir
+from router.adapters import check_adapter_dir, read_bank
 from router.classifier import LoraRouter, Router
 from router.fewshot import baseline_configured, make_openai_client
 from router.metrics import classification_metrics
 from router.settings import Settings
 from store.db import SessionFactory
 from store.run_report import BaselineCost, KnownMistakes
-from store.tables import ModelVersion
+from store.tables import OUT_OF_SCOPE, ModelVersion
 from trainer.baseline import BaselineUnavailable, score_baseline
 from trainer.gate import NOT_CONFIGURED, Contender, Scores
 from trainer.snapshot import Snapshot
@@ -33,13 +33,18 @@ class Evaluated:
         self.holdout: Contender | None = None
         if snapshot.holdout:
             out = router.classify_batch([e.text for e in snapshot.holdout])
-            predictions = [c.department for c in out]
+            # "None of these" is scored where the holdout can show it right; on a holdout without
+            # out-of-scope examples it could only be wrong, so there the department is scored.
+            judged_none = any(e.label == OUT_OF_SCOPE for e in snapshot.holdout)
+            predictions = [c.answer if judged_none else c.department for c in out]
             metrics = classification_metrics([e.label for e in snapshot.holdout], predictions,
                                              labels=snapshot.labels, confidences=[c.confidence for c in out])
             self.holdout = Contender(metrics, predictions)
         mistakes = snapshot.known_mistakes
         answers = router.classify_batch([e.text for e in mistakes]) if mistakes else []
-        self.mistakes_right = sum(a.department == e.label for a, e in zip(answers, mistakes, strict=True))
+        self.mistakes_right = sum((a.answer if e.label == OUT_OF_SCOPE else a.department) == e.label
+                                  for a, e in zip(answers, mistakes, strict=True))
+
 
 
 def evaluate_current(settings: Settings, current: ModelVersion, candidate_model: Any, tokenizer: Any,
@@ -57,7 +62,8 @@ def evaluate_current(settings: Settings, current: ModelVersion, candidate_model:
     try:
         candidate_model.set_adapter("active")
         router = LoraRouter(model=candidate_model.get_base_model(), tokenizer=tokenizer, labels=meta.labels,
-                            prompt=meta.prompt, name=f"model {current.id}")
+                            prompt=meta.prompt, name=f"model {current.id}", calibration=meta.calibration,
+                            bank=read_bank(folder))
         return Evaluated(router, snapshot)
     finally:
         candidate_model.set_adapter("default")

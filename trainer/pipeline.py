@@ -13,16 +13,12 @@ import socket
 import threading
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-from router.adapters import AdapterMeta, check_adapter_dir, discard, new_adapter_dir, publish
-from router.base_model import LoadOptions, load_base_model
-from router.classifier import LoraRouter
+from router.adapters import AdapterMeta, discard, new_adapter_dir, publish
 from router.costs import Pricing
 from router.fewshot import BaselineUnavailable, baseline_configured, make_openai_client
 from router.metrics import write_confusion_png
-from router.prompt import PromptFormat
 from router.settings import Settings
 from store.db import SessionFactory, transaction
 from store.examples import count_labels_since
@@ -33,10 +29,11 @@ from store.runs import TRAINING_LOCK, finish_run, last_trained_at, release_lock,
 from store.tables import ModelStatus, ModelVersion, RunStatus, TrainingRun
 from trainer.alternatives import score_alternatives
 from trainer.baseline import distil
+from trainer.candidate import train_candidate
 from trainer.config import TrainConfig
 from trainer.evaluation import score_everyone
 from trainer.gate import GateRules, decide
-from trainer.lora import TrainingFailed, TrainResult, train_lora
+from trainer.lora import TrainingFailed, TrainResult
 from trainer.replay import TrainingSet, select_training_set
 from trainer.snapshot import Snapshot, take_snapshot
 
@@ -56,7 +53,7 @@ class RunOptions:
     progress: bool = True
     openai_client: Any | None = None  # tests hand in one pointed at a loopback server
     baseline_backoff_s: float = 1.0  # first wait before retrying a rate-limited or failed baseline request
-    alternatives: bool = True
+    alternatives: str = "all"  # "all", "fast" (no fine-tuned encoder: seconds, not minutes, on a CPU) or "none"
 
 
 @dataclass
@@ -96,17 +93,12 @@ def _run(settings: Settings, sessions: SessionFactory, options: RunOptions, run_
         return _finish(sessions, run_id, RunStatus.SKIPPED, plan.skip_reason or "nothing to train", plan.snapshot)
     scratch, final = new_adapter_dir(settings.adapters_dir, name=f"run{run_id:04d}-{started:%Y%m%d%H%M%S}")
     try:
-        prompt = _prompt_for(plan, options.config)
-        model, tokenizer = load_base_model(settings.base_model, cache_dir=settings.cache_dir,
-                                           options=LoadOptions(precision=_load_precision(options.config)))
-        result = train_lora(model=model, tokenizer=tokenizer, prompt=prompt, config=options.config,
-                            examples=[(e.text, e.label) for e in plan.training_set.examples],
-                            init_adapter=Path(plan.warm_start.adapter_path) if plan.warm_start else None,
-                            progress=options.progress)
-        result.model.save_pretrained(str(scratch))
-        plan.snapshot.write(scratch / "snapshot.json", trained_on=plan.training_set.examples)
-        publish(scratch, final, AdapterMeta(labels=plan.snapshot.labels, prompt=prompt, base_model=settings.base_model,
-                                            hyperparameters=result.config.to_dict()))
+        candidate, result, calibration = train_candidate(
+            settings, snapshot=plan.snapshot, training_set=plan.training_set, warm_start=plan.warm_start,
+            config=options.config, progress=options.progress, scratch=scratch, name=final.name)
+        publish(scratch, final, AdapterMeta(labels=plan.snapshot.labels, prompt=candidate.prompt,
+                                            base_model=settings.base_model, hyperparameters=result.config.to_dict(),
+                                            calibration=calibration))
     except TrainingFailed as exc:
         discard(scratch)
         return _finish(sessions, run_id, RunStatus.FAILED, str(exc), plan.snapshot)
@@ -115,15 +107,15 @@ def _run(settings: Settings, sessions: SessionFactory, options: RunOptions, run_
         _finish(sessions, run_id, RunStatus.FAILED, f"crashed: {exc!r}"[:500], plan.snapshot)
         raise
 
-    candidate = LoraRouter(model=result.model.get_base_model(), tokenizer=tokenizer, labels=plan.snapshot.labels,
-                           prompt=prompt, name=final.name)
+    tokenizer = candidate.tokenizer
     scores, baseline_cost, known_mistakes = score_everyone(
         settings, sessions, plan.snapshot, candidate=candidate, candidate_model=result.model, tokenizer=tokenizer,
         current=plan.current, openai_client=options.openai_client, backoff_s=options.baseline_backoff_s)
     decision = decide(scores, options.rules)
     alternatives = (score_alternatives([(e.text, e.label) for e in plan.snapshot.train],
-                                       [(e.text, e.label) for e in plan.snapshot.holdout], plan.snapshot.labels)
-                    if options.alternatives else {})
+                                       [(e.text, e.label) for e in plan.snapshot.holdout], plan.snapshot.labels,
+                                       fast_only=options.alternatives == "fast")
+                    if options.alternatives != "none" else {})
     png = (write_confusion_png(scores.candidate.metrics["confusion"], final.parent / f"{final.name}.confusion.png",
                                title=f"candidate {final.name} on the holdout") if scores.candidate else None)
     with transaction(sessions) as session:
@@ -149,7 +141,7 @@ def _run(settings: Settings, sessions: SessionFactory, options: RunOptions, run_
             distillation=distillation,
             training={**plan.training_set.describe(), **_training_summary(result),
                       "warm_start_model": plan.warm_start.id if plan.warm_start else None},
-            confusion_png=str(png) if png else None,
+            calibration=calibration.summary(), confusion_png=str(png) if png else None,
             duration_s=round((datetime.now(UTC) - started).total_seconds(), 1))
         session.flush()
         after = active_model(session)
@@ -206,12 +198,6 @@ def _snapshot_time_of(session: Any, model: ModelVersion | None) -> datetime | No
     return run.started_at if run else model.created_at
 
 
-def _prompt_for(plan: Plan, config: TrainConfig) -> PromptFormat:
-    if plan.warm_start is not None:
-        return check_adapter_dir(Path(plan.warm_start.adapter_path)).prompt  # keep the prompt it learned
-    return PromptFormat(max_text_tokens=config.max_text_tokens)
-
-
 def _training_summary(result: TrainResult) -> dict[str, Any]:
     return {"steps": result.steps, "seconds": round(result.seconds, 1),
             "examples_per_second": round(result.examples_per_second, 2), "final_loss": round(result.final_loss, 4),
@@ -220,10 +206,6 @@ def _training_summary(result: TrainResult) -> dict[str, Any]:
 
 def _summary(metrics: dict[str, Any]) -> dict[str, Any]:
     return {k: metrics[k] for k in ("macro_f1", "weighted_f1", "accuracy", "n", "ece") if k in metrics}
-
-
-def _load_precision(config: TrainConfig) -> str:
-    return "4bit" if config.precision == "4bit" else "auto"
 
 
 def _finish(sessions: SessionFactory, run_id: int, status: RunStatus, reason: str,

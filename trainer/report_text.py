@@ -34,6 +34,10 @@ def report_lines(report: RunReport) -> list[str]:
                      f"({d.requests} requests, {d.cached} already paid for, ${d.cost_usd:.4f} of ${d.budget_usd:.2f})")
     if report.routing:
         lines.append("  routing now: " + routing_text(report.routing))
+    if report.calibration and report.calibration.get("n"):
+        c = report.calibration
+        lines.append(f"  calibration: temperature {c['temperature']} fitted on {c['n']} training examples held out "
+                     f"of training; their ECE {c['ece_before']:.3f} before, {c['ece_after']:.3f} after")
     if report.training:
         t = report.training
         lines.append(f"  trained on {t['examples']} examples ({t['new']} new, {t['replay']} replayed) "
