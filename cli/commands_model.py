@@ -83,7 +83,10 @@ def classify(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     result = router.classify(args.text)
     payload = {**result.to_dict(), "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
-    emit(args.json, payload, f"{result.department} ({result.confidence:.0%})")
+    text = (f"none of these: out of scope ({result.out_of_scope:.0%}; likeliest department "
+            f"{result.department} at {result.confidence:.0%})" if result.none_of_these
+            else f"{result.department} ({result.confidence:.0%})")
+    emit(args.json, payload, text)
     return 0
 
 

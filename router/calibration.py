@@ -6,11 +6,13 @@ folder with it.
 
 * Temperature scaling (Guo et al. 2017): one scalar T divides the label log-scores, fitted to
   minimise the fold's negative log-likelihood; it changes no ranking, only how sure each answer is.
-* Out of scope, without out-of-scope examples: how far the message's final hidden state lies from
-  the training messages' (cosine distance to the k-th nearest, Sun et al. 2022), turned into the
-  share of the fold's in-scope messages that lie closer. 0.97 reads "97% of real questions look
-  more familiar than this". `bench/oos.py` compares this signal with the maximum probability
-  after temperature scaling and the energy score on CLINC150.
+* Out of scope, without out-of-scope examples: two signals, each put on the scale of the fold's
+  in-scope messages (its empirical distribution) and averaged: how far the message's final hidden
+  state lies from the training messages' (cosine distance to the k-th nearest, Sun et al. 2022),
+  and how unsure the calibrated model is (1 - its top probability). The result is the share of the
+  fold's messages that look more familiar: 0.97 reads "97% of real questions look more familiar
+  than this". On CLINC150 at 10 examples a department the pair separates out-of-scope queries
+  better than either alone, or than the energy score (`bench/oos.py`).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from __future__ import annotations
 import bisect
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from router.metrics import expected_calibration_error
@@ -39,12 +41,15 @@ class Calibration:
     n: int = 0  # calibration-fold examples it was fitted on
     ece_before: float | None = None
     ece_after: float | None = None
-    # the fold's k-NN distances, sorted: the in-scope reference for the out-of-scope signal
-    reference_distances: list[float] = field(default_factory=list)
+    # the fold's in-scope messages, each list sorted: the reference for the out-of-scope signal
+    reference_distances: list[float] = field(default_factory=list)  # k-NN distances
+    reference_doubts: list[float] = field(default_factory=list)  # 1 - top probability after temperature
+    reference_scores: list[float] = field(default_factory=list)  # the two combined (see `strangeness`)
 
     def to_dict(self) -> dict[str, Any]:
         return {"temperature": self.temperature, "n": self.n, "ece_before": self.ece_before,
-                "ece_after": self.ece_after, "reference_distances": self.reference_distances}
+                "ece_after": self.ece_after, "reference_distances": self.reference_distances,
+                "reference_doubts": self.reference_doubts, "reference_scores": self.reference_scores}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> Calibration:
@@ -52,16 +57,33 @@ class Calibration:
             return cls()
         return cls(temperature=float(data.get("temperature", 1.0)), n=int(data.get("n", 0)),
                    ece_before=data.get("ece_before"), ece_after=data.get("ece_after"),
-                   reference_distances=[float(d) for d in data.get("reference_distances", [])])
+                   reference_distances=[float(d) for d in data.get("reference_distances", [])],
+                   reference_doubts=[float(d) for d in data.get("reference_doubts", [])],
+                   reference_scores=[float(d) for d in data.get("reference_scores", [])])
 
     def summary(self) -> dict[str, Any]:
         return {"temperature": round(self.temperature, 4), "n": self.n,
                 "ece_before": _round(self.ece_before), "ece_after": _round(self.ece_after)}
 
-    def unfamiliarity(self, distances: Sequence[float]) -> list[float]:
-        """Each distance's share of the reference distances below it: 0 without a reference."""
-        ref = self.reference_distances
-        return [bisect.bisect_left(ref, d) / len(ref) if ref else 0.0 for d in distances]
+    def strangeness(self, distances: Sequence[float], doubts: Sequence[float]) -> list[float]:
+        """The mean of each signal's place among the fold's in-scope messages (0: the most familiar)."""
+        return [(_place(self.reference_distances, d) + _place(self.reference_doubts, u)) / 2
+                for d, u in zip(distances, doubts, strict=True)]
+
+    def unfamiliarity(self, distances: Sequence[float], doubts: Sequence[float]) -> list[float]:
+        """Each message's share of the fold's in-scope messages that look more familiar; 0 without a fold."""
+        ref = self.reference_scores
+        return [bisect.bisect_left(ref, s) / len(ref) if ref else 0.0 for s in self.strangeness(distances, doubts)]
+
+
+def _place(reference: Sequence[float], value: float) -> float:
+    """Where `value` falls among the sorted `reference`, 0..1, linear between neighbours."""
+    if not reference:
+        return 0.0
+    import numpy as np
+
+    return float(np.interp(value, reference, [(i + 0.5) / len(reference) for i in range(len(reference))],
+                           left=0.0, right=1.0))
 
 
 def _round(value: float | None) -> float | None:
@@ -113,11 +135,22 @@ def knn_distances(hidden: torch.Tensor, bank: torch.Tensor, k: int = NEIGHBOURS)
     return out
 
 
-def fit_calibration(probs: torch.Tensor, truth: Sequence[int], distances: Sequence[float]) -> Calibration:
-    """From the calibration fold: its label probabilities, true label indices and k-NN distances."""
+def doubts(probs: torch.Tensor, departments: Sequence[int]) -> list[float]:
+    """1 - the top department's probability, row by row."""
+    return (1 - probs[:, list(departments)].max(dim=-1).values).tolist()
+
+
+def fit_calibration(probs: torch.Tensor, truth: Sequence[int], *, in_scope: Sequence[int],
+                    distances: Sequence[float], departments: Sequence[int]) -> Calibration:
+    """From the calibration fold: its label probabilities and true label indices, which rows are in scope,
+    their k-NN distances, and which labels are departments."""
     if len(truth) == 0:
         return Calibration()
     temperature = fit_temperature(probs, truth)
-    return Calibration(temperature=temperature, n=len(truth), ece_before=ece(probs, truth),
-                       ece_after=ece(with_temperature(probs, temperature), truth),
-                       reference_distances=sorted(round(float(d), 6) for d in distances))
+    calibrated = with_temperature(probs, temperature)
+    fitted = Calibration(temperature=temperature, n=len(truth), ece_before=ece(probs, truth),
+                         ece_after=ece(calibrated, truth),
+                         reference_distances=sorted(round(float(d), 6) for d in distances),
+                         reference_doubts=sorted(round(u, 6) for u in doubts(calibrated[list(in_scope)], departments)))
+    scores = fitted.strangeness(distances, doubts(calibrated[list(in_scope)], departments))
+    return replace(fitted, reference_scores=sorted(round(s, 6) for s in scores))

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from router.adapters import check_adapter_dir, read_bank
-from router.calibration import UNFAMILIAR_QUANTILE, Calibration, knn_distances, with_temperature
+from router.calibration import UNFAMILIAR_QUANTILE, Calibration, doubts, knn_distances, with_temperature
 from router.prompt import PromptFormat, label_ids, prefix_ids, prompt_ids
 from router.scoring import LabelScores, LabelTrie, score_labels_detailed, shared_prefix
 from store.tables import OUT_OF_SCOPE
@@ -159,8 +159,9 @@ class LoraRouter:
         learned = OUT_OF_SCOPE in labels
         if learned:
             out_of_scope = probs[:, labels.index(OUT_OF_SCOPE)].tolist()
-        elif self.bank is not None and self.calibration.reference_distances:
-            out_of_scope = self.calibration.unfamiliarity(knn_distances(raw.hidden, self.bank))
+        elif self.bank is not None and self.calibration.reference_scores:
+            out_of_scope = self.calibration.unfamiliarity(knn_distances(raw.hidden, self.bank),
+                                                          doubts(probs, departments))
         else:
             out_of_scope = [0.0] * len(probs)
         results = []

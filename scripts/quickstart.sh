@@ -12,9 +12,10 @@ sb=.venv/bin/switchboard
 export SWITCHBOARD_HOME="${SWITCHBOARD_HOME:-./.switchboard}"
 
 $sb import data/sample/train.csv
+$sb import data/sample/out_of_scope.csv --out-of-scope-label none   # messages that belong to no department
 $sb departments
 $sb train
-$sb eval data/sample/eval.csv --confusion-png "$SWITCHBOARD_HOME/eval-confusion.png"
+$sb eval data/sample/eval_mixed.csv --out-of-scope-label none --confusion-png "$SWITCHBOARD_HOME/eval-confusion.png"
 for q in "I was charged twice for the same order, can you fix the invoice?" \
          "Where is my parcel? It was supposed to arrive yesterday." \
          "I want my money back for the jacket I returned" \
@@ -27,7 +28,7 @@ done
 # active adapter, trains on it plus a replay sample of the old examples, and the gate promotes the
 # candidate only if it beats the active model by more than the holdout's noise; otherwise the
 # report says how many holdout examples the same gain would need.
-$sb import data/sample/eval.csv
+$sb import data/sample/eval_mixed.csv --out-of-scope-label none
 $sb train
 $sb models
 $sb status

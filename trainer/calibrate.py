@@ -58,7 +58,9 @@ def calibrate(router: LoraRouter, fold: Sequence[Example], bank: Sequence[Exampl
     truth = [labels.index(e.label) for e in fold]
     in_scope = [i for i, e in enumerate(fold) if e.label != OUT_OF_SCOPE]
     distances = knn_distances(raw.hidden[in_scope], bank_hidden) if in_scope else []
-    return fit_calibration(raw.probs, truth, distances), bank_hidden
+    departments = [j for j, label in enumerate(labels) if label != OUT_OF_SCOPE]
+    return fit_calibration(raw.probs, truth, in_scope=in_scope, distances=distances,
+                           departments=departments), bank_hidden
 
 
 def _empty(router: LoraRouter) -> torch.Tensor:
