@@ -76,7 +76,7 @@ def test_a_crash_mid_training_leaves_the_active_model_and_every_label(settings, 
     def crash(**_):
         raise KeyboardInterrupt("power cut")
 
-    monkeypatch.setattr("trainer.pipeline.train_lora", crash)
+    monkeypatch.setattr("trainer.candidate.train_lora", crash)
     seed(sessions, [("delta question 1", "Orders")])  # something new, or the run is skipped before training
     with sessions() as session:
         labels_before = [(lab.id, lab.query_id, lab.department_id) for lab in session.exec(select(Label))]
