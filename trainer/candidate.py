@@ -20,8 +20,9 @@ from trainer.snapshot import Snapshot
 
 def train_candidate(settings: Settings, *, snapshot: Snapshot, training_set: TrainingSet,
                     warm_start: ModelVersion | None, config: TrainConfig, progress: bool, scratch: Path,
-                    name: str) -> tuple[LoraRouter, TrainResult, Calibration]:
-    """The calibrated candidate, with its adapter, snapshot and bank of hidden states written to `scratch`."""
+                    name: str) -> tuple[LoraRouter, TrainResult, Calibration, int]:
+    """The calibrated candidate, with its adapter, snapshot and bank of hidden states written to `scratch`,
+    and how many examples it trained on."""
     fold_ids = {e.query_id for e in split_fold(snapshot.train)[1]}
     train_on = [e for e in training_set.examples if e.query_id not in fold_ids] or training_set.examples
     trained_ids = {e.query_id for e in train_on}
@@ -39,7 +40,7 @@ def train_candidate(settings: Settings, *, snapshot: Snapshot, training_set: Tra
     calibration, bank = calibrate(candidate, fold, bank_sample(train_on))
     write_bank(scratch, bank)
     candidate.calibration, candidate.bank = calibration, bank
-    return candidate, result, calibration
+    return candidate, result, calibration, len(train_on)
 
 
 def prompt_for(warm_start: ModelVersion | None, config: TrainConfig) -> PromptFormat:

@@ -93,7 +93,7 @@ def _run(settings: Settings, sessions: SessionFactory, options: RunOptions, run_
         return _finish(sessions, run_id, RunStatus.SKIPPED, plan.skip_reason or "nothing to train", plan.snapshot)
     scratch, final = new_adapter_dir(settings.adapters_dir, name=f"run{run_id:04d}-{started:%Y%m%d%H%M%S}")
     try:
-        candidate, result, calibration = train_candidate(
+        candidate, result, calibration, trained_on = train_candidate(
             settings, snapshot=plan.snapshot, training_set=plan.training_set, warm_start=plan.warm_start,
             config=options.config, progress=options.progress, scratch=scratch, name=final.name)
         publish(scratch, final, AdapterMeta(labels=plan.snapshot.labels, prompt=candidate.prompt,
@@ -139,7 +139,7 @@ def _run(settings: Settings, sessions: SessionFactory, options: RunOptions, run_
             holdout_sources=plan.snapshot.sources("holdout"), train_sources=plan.snapshot.sources("train"),
             known_mistakes=known_mistakes, alternatives=alternatives, baseline_cost=baseline_cost,
             distillation=distillation,
-            training={**plan.training_set.describe(), **_training_summary(result),
+            training={**plan.training_set.describe(), "trained_on": trained_on, **_training_summary(result),
                       "warm_start_model": plan.warm_start.id if plan.warm_start else None},
             calibration=calibration.summary(), confusion_png=str(png) if png else None,
             duration_s=round((datetime.now(UTC) - started).total_seconds(), 1))

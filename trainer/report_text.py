@@ -36,11 +36,12 @@ def report_lines(report: RunReport) -> list[str]:
         lines.append("  routing now: " + routing_text(report.routing))
     if report.calibration and report.calibration.get("n"):
         c = report.calibration
-        lines.append(f"  calibration: temperature {c['temperature']} fitted on {c['n']} training examples held out "
-                     f"of training; their ECE {c['ece_before']:.3f} before, {c['ece_after']:.3f} after")
+        lines.append(f"  calibration: temperature {c['temperature']} fitted on {c['n']} training-split examples kept "
+                     f"out of training; their ECE {c['ece_before']:.3f} before, {c['ece_after']:.3f} after")
     if report.training:
         t = report.training
-        lines.append(f"  trained on {t['examples']} examples ({t['new']} new, {t['replay']} replayed) "
+        held = f", {t['examples'] - t['trained_on']} of them held out to calibrate" if "trained_on" in t else ""
+        lines.append(f"  training set {t['examples']} examples ({t['new']} new, {t['replay']} replayed{held}) "
                      f"in {t['seconds']} s ({t['examples_per_second']} examples/s); "
                      f"confusion matrix: {report.confusion_png}")
     return lines
