@@ -31,8 +31,9 @@ def split_fold(train: Sequence[Example]) -> tuple[list[Example], list[Example]]:
     """(examples to train on, calibration fold). A department keeps at least one training example."""
     if len(train) < MIN_TRAIN_FOR_FOLD:
         return list(train), []
-    fold = [e for e in train if _unit(e.text) < FOLD_SHARE]
-    rest = [e for e in train if _unit(e.text) >= FOLD_SHARE]
+    held = [_unit(e.text) < FOLD_SHARE for e in train]
+    fold = [e for e, h in zip(train, held, strict=True) if h]
+    rest = [e for e, h in zip(train, held, strict=True) if not h]
     orphaned = {e.label for e in fold} - {e.label for e in rest}
     return rest + [e for e in fold if e.label in orphaned], [e for e in fold if e.label not in orphaned]
 
