@@ -100,17 +100,25 @@ def with_temperature(probs: torch.Tensor, temperature: float) -> torch.Tensor:
 
 
 def fit_temperature(probs: torch.Tensor, truth: Sequence[int]) -> float:
-    """The T in 0.05..20 with the lowest negative log-likelihood of the true labels (a grid: robust
-    on a fold of ten examples, where gradient steps wander)."""
+    """The T in 0.05..20 that best explains the fold: the lowest negative log-likelihood of the true
+    labels (summed), plus a log-normal prior on T centred on 1, (log T)^2 / 2, worth about one example.
+
+    A grid, since on a fold of ten examples gradient steps wander. The prior matters only on a tiny
+    fold: three examples all answered right have their likelihood maximised by sharpening without
+    limit (T = 0.05 on BANKING77 at 10 a department, seed 1: every answer then read 100%), which is
+    a claim three examples cannot support; with it T stays near 1 there, and a fold of a hundred
+    moves T where its own evidence says.
+    """
     import torch
 
     logp = torch.log(probs.clamp_min(1e-12))
     index = torch.tensor(list(truth))
 
-    def nll(t: float) -> float:
-        return float(-torch.log_softmax(logp / t, dim=-1)[torch.arange(len(index)), index].mean())
+    def cost(t: float) -> float:
+        nll = float(-torch.log_softmax(logp / t, dim=-1)[torch.arange(len(index)), index].sum())
+        return nll + math.log(t) ** 2 / 2
 
-    return min(_TEMPERATURES, key=nll)
+    return min(_TEMPERATURES, key=cost)
 
 
 def ece(probs: torch.Tensor, truth: Sequence[int]) -> float:

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from router.base_model import load_base_model
-from router.calibration import Calibration, ece, with_temperature
+from router.calibration import Calibration, fit_temperature
 from router.classifier import Classification, LoraRouter
 from router.outcomes import from_probabilities, outcomes
 from router.prompt import PromptFormat
@@ -99,14 +99,20 @@ def test_the_temperature_fit_lowers_an_over_confident_models_calibration_error(t
     now = datetime.now(UTC)
     fold = [Example(i, f"{w} question {i}", labels[i % 3], Split.TRAIN, LabelSource.IMPORT, now)
             for i, w in enumerate(["alpha", "beta", "gamma", "delta", "hello", "refund"] * 5)]
-    calibration, bank = calibrate(router, fold, fold[:4])
-    assert calibration.n == 30 and bank.shape[0] == 4
+    fitted = calibrate(router, fold, fold[:4])
+    calibration = fitted.calibration
+    assert calibration.n == 30 and fitted.bank.shape[0] == 4 and router.head is fitted.head is not None
     assert len(calibration.reference_distances) == len(calibration.reference_scores) == 30
     assert calibration.temperature > 1.5
     assert calibration.ece_before > 0.3 and calibration.ece_after < calibration.ece_before - 0.2
-    raw = router.score([e.text for e in fold])
-    truth = [labels.index(e.label) for e in fold]
-    assert ece(with_temperature(raw.probs, calibration.temperature), truth) == pytest.approx(calibration.ece_after)
+
+
+def test_a_tiny_fold_all_answered_right_does_not_sharpen_the_model_without_limit():
+    sure = torch.tensor([[0.9, 0.05, 0.05], [0.05, 0.9, 0.05], [0.05, 0.05, 0.9]])
+    assert 0.5 < fit_temperature(sure, [0, 1, 2]) <= 1.0  # three examples support little sharpening
+    over_confident = torch.tensor([[0.999, 0.0005, 0.0005]] * 80)
+    truth = [0] * 60 + [1] * 20  # "99.9%" right three times in four
+    assert fit_temperature(over_confident, truth) > 2.5  # a real fold's evidence outweighs the prior
 
 
 def test_the_calibration_fold_is_a_tenth_fixed_by_text_and_leaves_every_department_something_to_learn():
