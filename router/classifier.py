@@ -5,12 +5,13 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from router.adapters import check_adapter_dir, read_bank
 from router.calibration import UNFAMILIAR_QUANTILE, Calibration, doubts, knn_distances, with_temperature
+from router.head import LabelHead, averaged, read_head
 from router.prompt import PromptFormat, label_ids, prefix_ids, prompt_ids
 from router.scoring import LabelScores, LabelTrie, score_labels_detailed, shared_prefix
 from store.tables import OUT_OF_SCOPE
@@ -79,15 +80,18 @@ class LoraRouter:
         cache_prefix: bool = False,
         calibration: Calibration | None = None,
         bank: torch.Tensor | None = None,
+        head: LabelHead | None = None,
     ) -> None:
         """`cache_prefix`: compute the prompts' common start once. Only for weights that stay fixed
         for this router's life (a served model); the trainer switches adapters under its routers.
-        `calibration` and `bank` (the training messages' hidden states) come from the adapter's folder."""
+        `calibration`, `bank` (the training messages' hidden states) and `head` (`router/head.py`) come
+        from the adapter's folder."""
         if not [label for label in labels if label != OUT_OF_SCOPE]:
             raise ValueError("a router needs a department besides the out-of-scope class")
         self._tokenizer = tokenizer
         self.calibration = calibration or Calibration()
         self.bank = bank
+        self.head = head
         self._lock = threading.Lock()
         self._model = model
         self._prompt = prompt
@@ -103,13 +107,13 @@ class LoraRouter:
         from router.lora_merge import read_lora, release_checkpoint
 
         meta = check_adapter_dir(adapter_dir)
-        bank = read_bank(adapter_dir)
+        bank, head = read_bank(adapter_dir), read_head(adapter_dir)
         deltas = read_lora(adapter_dir)
         deltas.apply(base, sign=+1)
         release_checkpoint(base, deltas)
         base.eval()
         return cls(model=base, tokenizer=tokenizer, labels=meta.labels, prompt=meta.prompt, name=name,
-                   cache_prefix=True, calibration=meta.calibration, bank=bank)
+                   cache_prefix=True, calibration=meta.calibration, bank=bank, head=head)
 
     @property
     def labels(self) -> list[str]:
@@ -139,11 +143,13 @@ class LoraRouter:
         return self.classify_batch([text])[0]
 
     def score(self, texts: Sequence[str], *, batch_size: int = 32) -> LabelScores:
-        """The raw scores, before temperature: what calibration and the benchmarks work from."""
+        """The scores before temperature (the label scores averaged with the head's, when there is one):
+        what calibration and the benchmarks work from."""
         with self._lock:
             prompts = [prompt_ids(self._tokenizer, self._prompt, text) for text in texts]
-            return score_labels_detailed(self._model, self._trie, prompts, pad_token_id=self._tokenizer.pad_token_id,
-                                         batch_size=batch_size, prefix=self._prefix)
+            raw = score_labels_detailed(self._model, self._trie, prompts, pad_token_id=self._tokenizer.pad_token_id,
+                                        batch_size=batch_size, prefix=self._prefix)
+        return replace(raw, probs=averaged(raw.probs, self.head, raw.hidden))
 
     def classify_batch(self, texts: Sequence[str], *, batch_size: int = 32) -> list[Classification]:
         started = time.perf_counter()

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from router.adapters import AdapterError, AdapterMeta, check_adapter_dir, read_bank
 from router.classifier import Classification, LoraRouter
+from router.head import read_head
 from router.lora_merge import LoraDeltas, read_lora, release_checkpoint
 
 if TYPE_CHECKING:
@@ -76,16 +77,16 @@ class ActiveModelRouter:
             return False
         try:
             meta = check_adapter_dir(Path(folder))
-            bank = read_bank(Path(folder))
+            bank, head = read_bank(Path(folder)), read_head(Path(folder))
             deltas = read_lora(Path(folder))
         except AdapterError as exc:
             log.error("cannot load model %s: %s; keeping model %s", model_id, exc, self._model_id)
             return False
-        self._model_thread.submit(self._locked_swap, model_id, deltas, meta, bank).result()
+        self._model_thread.submit(self._locked_swap, model_id, deltas, meta, (bank, head)).result()
         log.info("now serving model %s", model_id)
         return True
 
-    def _locked_swap(self, model_id: int, deltas: LoraDeltas, meta: AdapterMeta, bank: Any) -> None:
+    def _locked_swap(self, model_id: int, deltas: LoraDeltas, meta: AdapterMeta, extras: tuple[Any, Any]) -> None:
         with self._lock:
             if self._deltas is not None:
                 self._deltas.apply(self._base, sign=-1)
@@ -97,7 +98,7 @@ class ActiveModelRouter:
             self._deltas = deltas
             self._router = LoraRouter(model=self._base, tokenizer=self._tokenizer, labels=meta.labels,
                                       prompt=meta.prompt, name=str(model_id), cache_prefix=True,
-                                      calibration=meta.calibration, bank=bank)
+                                      calibration=meta.calibration, bank=extras[0], head=extras[1])
             self._model_id = model_id
             self.swaps += 1
 

@@ -65,6 +65,9 @@ def test_first_run_trains_evaluates_and_activates(settings, sessions):
     meta = json.loads((folder / "switchboard.json").read_text())
     assert meta["labels"] == ["Billing", "Orders", "Shipping"] and meta["hyperparameters"]["lora_r"] == 8
     assert len(json.loads((folder / "snapshot.json").read_text())["train"]) == report.training["examples"]
+    from router.head import read_head
+    head = read_head(folder)  # fitted after the LoRA on the trained-on messages: every label had some
+    assert head is not None and head.seen.tolist() == [True, True, True]
 
 
 def test_a_crash_mid_training_leaves_the_active_model_and_every_label(settings, sessions, monkeypatch):

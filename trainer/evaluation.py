@@ -14,6 +14,7 @@ from typing import Any
 from router.adapters import check_adapter_dir, read_bank
 from router.classifier import LoraRouter, Router
 from router.fewshot import baseline_configured, make_openai_client
+from router.head import read_head
 from router.metrics import classification_metrics
 from router.settings import Settings
 from store.db import SessionFactory
@@ -63,7 +64,7 @@ def evaluate_current(settings: Settings, current: ModelVersion, candidate_model:
         candidate_model.set_adapter("active")
         router = LoraRouter(model=candidate_model.get_base_model(), tokenizer=tokenizer, labels=meta.labels,
                             prompt=meta.prompt, name=f"model {current.id}", calibration=meta.calibration,
-                            bank=read_bank(folder))
+                            bank=read_bank(folder), head=read_head(folder))
         return Evaluated(router, snapshot)
     finally:
         candidate_model.set_adapter("default")

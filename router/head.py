@@ -1,0 +1,100 @@
+"""A linear head on the model's final hidden state, fitted after the LoRA; its answer is averaged with the
+label scores.
+
+The LoRA teaches the model to write the label; the same forward pass also leaves, at the prompt's
+last token, a hidden state in which the training messages sit clustered by label. Logistic
+regression on those states (standardised, C=1) reads them better than the label tokens do when
+examples are few, and varies less from sample to sample: at 10 examples a label, three samples
+each, all test queries, the head alone reached 81.0% on BANKING77's departments and 75.2% on
+CLINC150's domains, against 79.1% and 72.2% for the label scores, and the two averaged 81.0% and
+74.4% (`bench/few_shot.py`, bench/results/few-shot-*.json). The average is served: it keeps the
+label scores' say where data is plentiful (they reach 96.1% on the full departments set; the head
+has not been measured there). It costs no latency (the hidden state
+is already computed for the out-of-scope signal) and 576 numbers a label in the adapter's folder.
+Fitting needs scikit-learn (the trainer's); serving only torch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from router.adapters import AdapterError
+
+if TYPE_CHECKING:
+    import torch
+
+HEAD_FILE = "label_head.safetensors"
+
+
+@dataclass(frozen=True)
+class LabelHead:
+    """softmax(((hidden - mean) / scale) @ weight.T + bias), one column per router label. A label the
+    head never saw an example of gets probability 0 from it."""
+
+    mean: torch.Tensor  # (width,)
+    scale: torch.Tensor  # (width,)
+    weight: torch.Tensor  # (labels, width)
+    bias: torch.Tensor  # (labels,)
+    seen: torch.Tensor  # (labels,) bool: the labels it was fitted on
+
+    def probabilities(self, hidden: torch.Tensor) -> torch.Tensor:
+        import torch
+
+        logits = ((hidden.float() - self.mean) / self.scale) @ self.weight.T + self.bias
+        return torch.softmax(logits.masked_fill(~self.seen, float("-inf")), dim=-1)
+
+
+def fit_head(hidden: torch.Tensor, labels: Sequence[int], n_labels: int) -> LabelHead | None:
+    """Logistic regression on `hidden` (rows) for `labels` (indices into the router's labels);
+    None with fewer than two labels to tell apart."""
+    import numpy as np
+    import torch
+    from sklearn.linear_model import LogisticRegression
+
+    classes = sorted(set(labels))
+    if len(classes) < 2:
+        return None
+    x = hidden.float().numpy()
+    mean, scale = x.mean(axis=0), x.std(axis=0) + 1e-6
+    clf = LogisticRegression(max_iter=3000, C=1.0).fit((x - mean) / scale, list(labels))
+    coef, intercept = clf.coef_, clf.intercept_
+    if len(classes) == 2:  # sklearn keeps one row for two classes: the second's margin
+        coef, intercept = np.vstack([np.zeros_like(coef), coef]), np.concatenate([[0.0], intercept])
+    weight = np.zeros((n_labels, x.shape[1]), dtype=np.float32)
+    bias = np.zeros(n_labels, dtype=np.float32)
+    weight[classes], bias[classes] = coef, intercept
+    seen = torch.zeros(n_labels, dtype=torch.bool)
+    seen[classes] = True
+    return LabelHead(torch.from_numpy(mean).float(), torch.from_numpy(scale).float(), torch.from_numpy(weight),
+                     torch.from_numpy(bias), seen)
+
+
+def averaged(label_probs: torch.Tensor, head: LabelHead | None, hidden: torch.Tensor) -> torch.Tensor:
+    """The router's probabilities: the label scores' and the head's, averaged (the scores alone without a head)."""
+    if head is None or len(label_probs) == 0:
+        return label_probs
+    return (label_probs + head.probabilities(hidden)) / 2
+
+
+def write_head(folder: Path, head: LabelHead) -> None:
+    from safetensors.torch import save_file
+
+    save_file({"mean": head.mean.contiguous(), "scale": head.scale.contiguous(), "weight": head.weight.contiguous(),
+               "bias": head.bias.contiguous(), "seen": head.seen.contiguous()}, str(folder / HEAD_FILE))
+
+
+def read_head(folder: Path) -> LabelHead | None:
+    """The head, or None for an adapter trained before there was one (it then routes on label scores alone)."""
+    from safetensors.torch import load_file
+
+    file = folder / HEAD_FILE
+    if not file.is_file():
+        return None
+    try:
+        t = load_file(str(file))
+        return LabelHead(t["mean"], t["scale"], t["weight"], t["bias"], t["seen"])
+    except Exception as exc:  # safetensors raises its own error types for a damaged file
+        raise AdapterError(f"{file} is corrupt: {exc}") from None

@@ -1,0 +1,84 @@
+"""The linear head on the final hidden state: its fit, its file, and its place in the router's answer."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from router.adapters import AdapterError
+from router.base_model import load_base_model
+from router.classifier import LoraRouter
+from router.head import HEAD_FILE, fit_head, read_head, write_head
+from router.prompt import PromptFormat
+
+LABELS = ["Billing", "Orders", "Shipping", "Refunds"]
+
+
+def clusters(n_per_label: int, labels: list[int], width: int = 16, seed: int = 0) -> tuple[torch.Tensor, list[int]]:
+    """Points around one centre per label, far apart: a head that learns anything separates them."""
+    g = torch.Generator().manual_seed(seed)
+    centres = 5 * torch.randn(len(LABELS), width, generator=g)
+    rows = [centres[j] + 0.3 * torch.randn(width, generator=g) for j in labels for _ in range(n_per_label)]
+    return torch.stack(rows), [j for j in labels for _ in range(n_per_label)]
+
+
+def test_the_head_separates_what_it_was_shown_and_gives_an_unseen_label_nothing():
+    hidden, truth = clusters(6, [0, 1, 3])  # no example of Shipping
+    head = fit_head(hidden, truth, len(LABELS))
+    assert head is not None
+    fresh, fresh_truth = clusters(2, [0, 1, 3], seed=0)
+    probs = head.probabilities(fresh + 0.1)
+    assert probs.shape == (6, 4) and torch.allclose(probs.sum(dim=1), torch.ones(6))
+    assert probs.argmax(dim=1).tolist() == fresh_truth
+    assert probs[:, 2].max() == 0.0
+
+
+def test_two_labels_are_told_apart_and_one_label_gives_no_head():
+    hidden, truth = clusters(5, [1, 2])
+    head = fit_head(hidden, truth, len(LABELS))
+    assert head is not None and head.probabilities(hidden).argmax(dim=1).tolist() == truth
+    assert fit_head(*clusters(5, [1]), len(LABELS)) is None
+
+
+def test_the_head_round_trips_through_the_adapter_folder_and_a_damaged_file_is_named(tmp_path):
+    hidden, truth = clusters(4, [0, 1, 2, 3])
+    head = fit_head(hidden, truth, len(LABELS))
+    assert head is not None and read_head(tmp_path) is None  # an adapter from before the head
+    write_head(tmp_path, head)
+    again = read_head(tmp_path)
+    assert again is not None and torch.equal(again.probabilities(hidden), head.probabilities(hidden))
+    (tmp_path / HEAD_FILE).write_bytes(b"not a tensor file")
+    with pytest.raises(AdapterError, match=r"label_head\.safetensors is corrupt"):
+        read_head(tmp_path)
+
+
+def test_the_router_averages_its_label_scores_with_the_head(tiny_model_dir, tmp_path):
+    model, tokenizer = load_base_model(str(tiny_model_dir), cache_dir=tmp_path)
+    router = LoraRouter(model=model, tokenizer=tokenizer, labels=LABELS, prompt=PromptFormat(), name="tiny")
+    texts = ["where is my parcel", "refund my money please", "my card was charged twice"]
+    plain = router.score(texts)
+    head = fit_head(plain.hidden, [0, 1, 3], len(LABELS))  # each text its own label: the head recites them
+    assert head is not None
+    router.head = head
+    both = router.score(texts)
+    assert torch.allclose(both.probs, (plain.probs + head.probabilities(plain.hidden)) / 2)
+    assert [c.department for c in router.classify_batch(texts)] == ["Billing", "Orders", "Refunds"]
+
+
+def test_the_head_is_fitted_again_with_the_calibration_fold_added(tiny_model_dir, tmp_path):
+    from datetime import UTC, datetime
+
+    from store.examples import Example
+    from store.tables import LabelSource, Split
+    from trainer.calibrate import calibrate
+
+    model, tokenizer = load_base_model(str(tiny_model_dir), cache_dir=tmp_path)
+    router = LoraRouter(model=model, tokenizer=tokenizer, labels=LABELS, prompt=PromptFormat(), name="tiny")
+    now = datetime.now(UTC)
+    trained = [Example(i, f"{w} question {i}", ["Billing", "Orders"][i % 2], Split.TRAIN, LabelSource.IMPORT, now)
+               for i, w in enumerate(["alpha", "beta", "gamma", "delta"] * 2)]
+    fold = [Example(10 + i, f"refund please {i}", "Refunds", Split.TRAIN, LabelSource.IMPORT, now) for i in range(3)]
+    fitted = calibrate(router, fold, trained)
+    assert fitted.calibration.n == 3 and fitted.bank.shape[0] == len(trained)  # the fold never joins the bank
+    assert fitted.head is router.head and fitted.head is not None
+    assert fitted.head.seen.tolist() == [True, True, False, True]  # Refunds was only in the fold
