@@ -26,7 +26,7 @@ from trainer.schedule import build_scheduler, run_if_enough_labels
 
 TRUTH = dict(EXAMPLES)
 LOOP = replace(FAST, learning_rate=3e-2)  # FAST's 0.1 is unstable on the mixed texts of two rounds
-WEAK = replace(FAST, learning_rate=1e-6, epochs=1)  # trains, but learns nothing: a model to beat
+WEAK = replace(FAST, learning_rate=1e-6, epochs=1, head=False)  # trains, but learns nothing: a model to beat
 MORE = [(f"{word} request {i}", label) for i in range(8)
         for word, label in (("alpha", "Orders"), ("beta", "Billing"), ("gamma", "Shipping"))]
 

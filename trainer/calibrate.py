@@ -59,7 +59,8 @@ class Fitted:
     head: LabelHead | None
 
 
-def calibrate(router: LoraRouter, fold: Sequence[Example], trained_on: Sequence[Example]) -> Fitted:
+def calibrate(router: LoraRouter, fold: Sequence[Example], trained_on: Sequence[Example], *,
+              with_head: bool = True) -> Fitted:
     """Fit the head on the trained-on messages' hidden states and set it on `router`, then fit the
     calibration on the fold over the router's final probabilities (label scores and head averaged).
 
@@ -73,7 +74,8 @@ def calibrate(router: LoraRouter, fold: Sequence[Example], trained_on: Sequence[
     sample = fitting_sample(trained_on)
     hidden = router.score([e.text for e in sample]).hidden if sample else _empty(router)
     labels = router.labels
-    router.head = fit_head(hidden, [labels.index(e.label) for e in sample], len(labels)) if sample else None
+    with_head = with_head and bool(sample)
+    router.head = fit_head(hidden, [labels.index(e.label) for e in sample], len(labels)) if with_head else None
     bank = hidden[[i for i, e in enumerate(sample) if e.label != OUT_OF_SCOPE]]
     if not fold:
         return Fitted(Calibration(), bank, router.head)
@@ -83,8 +85,9 @@ def calibrate(router: LoraRouter, fold: Sequence[Example], trained_on: Sequence[
     distances = knn_distances(raw.hidden[in_scope], bank) if in_scope else []
     departments = [j for j, label in enumerate(labels) if label != OUT_OF_SCOPE]
     calibration = fit_calibration(raw.probs, truth, in_scope=in_scope, distances=distances, departments=departments)
-    router.head = fit_head(torch.cat([hidden, raw.hidden]), [labels.index(e.label) for e in sample] + truth,
-                           len(labels))
+    if with_head:
+        router.head = fit_head(torch.cat([hidden, raw.hidden]), [labels.index(e.label) for e in sample] + truth,
+                               len(labels))
     return Fitted(calibration, bank, router.head)
 
 
