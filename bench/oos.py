@@ -5,9 +5,9 @@
 
 CLINC150's 10 domains are the departments; its 1,000 out-of-scope test queries are the junk, mixed
 with the 4,500 in-scope test queries. Every contender trains on in-scope examples only. The router
-is trained as the trainer trains it (the calibration fold held out, temperature and the k-NN bank
-fitted on it: `trainer/candidate.py`); its candidate signals for "none of these" are each scored:
-`msp` (1 - max probability), `msp_t` (the same after temperature scaling), `energy`, `knn`
+is trained as the trainer trains it (the calibration fold held out, the head, temperature and the
+k-NN bank fitted after the LoRA: `trainer/candidate.py`); its candidate signals for "none of these"
+are each scored: `msp` (1 - max probability), `msp_t` (the same after temperature scaling), `energy`, `knn`
 (distance to the k-th nearest training message in the model's hidden states), `knn+msp_t`
 (their ranks among the test queries averaged) and `product` (the same pair placed on the
 calibration fold's scale, as the router does it). The alternatives use 1 - their max probability.
@@ -26,7 +26,6 @@ import argparse
 import json
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,9 +33,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np
 from quality import sample_train  # bench/quality.py, beside this script
-
-from store.examples import Example
-from store.tables import LabelSource, Split
 
 CATCH_TARGET = 0.8
 
@@ -80,25 +76,13 @@ def bot_rule(probs: np.ndarray, right: np.ndarray, is_oos: np.ndarray, verdict: 
 
 def router(train: list[tuple[str, str]], texts: list[str], labels: list[str], home: Path
            ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, dict[str, Any]]:
-    from router.base_model import load_base_model
     from router.calibration import UNFAMILIAR_QUANTILE, doubts, knn_distances, with_temperature
-    from router.classifier import LoraRouter
-    from router.prompt import PromptFormat
-    from trainer.calibrate import bank_sample, calibrate, split_fold
-    from trainer.config import TrainConfig
-    from trainer.lora import train_lora
+    from trainer.candidate import train_router_on_pairs
 
-    now = datetime.now(UTC)
-    examples = [Example(i, t, y, Split.TRAIN, LabelSource.IMPORT, now) for i, (t, y) in enumerate(train)]
-    train_on, fold = split_fold(examples)
-    model, tokenizer = load_base_model("smollm2-135m", cache_dir=home / "cache")
     started = time.perf_counter()
-    result = train_lora(model=model, tokenizer=tokenizer, examples=[(e.text, e.label) for e in train_on],
-                        prompt=PromptFormat(), config=TrainConfig())
+    lora, _, fitted, train_on, _ = train_router_on_pairs(train, labels, cache_dir=home / "cache")
     train_s = time.perf_counter() - started
-    lora = LoraRouter(model=result.model.get_base_model(), tokenizer=tokenizer, labels=labels, prompt=PromptFormat(),
-                      name="bench")
-    calibration, bank = calibrate(lora, fold, bank_sample(train_on))
+    calibration, bank = fitted.calibration, fitted.bank
     started = time.perf_counter()
     raw = lora.score(texts)
     score_ms = (time.perf_counter() - started) * 1000 / len(texts)

@@ -67,22 +67,16 @@ def _alternative(fit, train, test):
 
 
 def lora_router(train, test, labels, args):
-    from router.base_model import load_base_model
-    from router.classifier import LoraRouter
-    from router.prompt import PromptFormat
+    """Trained as the trainer trains it (trainer/candidate.py: the calibration fold held out, the head
+    and temperature fitted after the LoRA), with the recipe's overrides from the command line."""
+    from trainer.candidate import train_router_on_pairs
     from trainer.config import TrainConfig
-    from trainer.lora import train_lora
 
     config = replace(TrainConfig(), **{k: v for k, v in {"epochs": args.epochs, "learning_rate": args.lr,
                                                            "lora_r": args.rank}.items() if v is not None})
     if args.rank is not None:
         config = replace(config, lora_alpha=2 * args.rank)
-    cache = Path(args.home) / "cache"
-    model, tokenizer = load_base_model("smollm2-135m", cache_dir=cache)
-    prompt = PromptFormat()
-    result = train_lora(model=model, tokenizer=tokenizer, examples=train, prompt=prompt, config=config)
-    router = LoraRouter(model=result.model.get_base_model(), tokenizer=tokenizer, labels=labels, prompt=prompt,
-                        name="bench")
+    router, result, *_ = train_router_on_pairs(train, labels, cache_dir=Path(args.home) / "cache", config=config)
     predicted = [c.department for c in router.classify_batch([t for t, _ in test])]
     latency = _latency(router.classify, test)
     return predicted, result, latency

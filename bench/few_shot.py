@@ -1,0 +1,149 @@
+"""The few-shot race: levers on the LoRA router, each beside TF-IDF SVM and MiniLM + LR, same examples.
+
+    python bench/few_shot.py --task departments --seeds 0 1 2      # BANKING77, 10 a class, all 3,080 test queries
+    python bench/few_shot.py --task domains --seeds 0 1            # CLINC150's 10 domains, 4,500 in-scope test queries
+
+One router is trained per seed exactly as the trainer trains it (`trainer/candidate.py`: the
+calibration fold held out, the head and the temperature fitted after the LoRA); the test queries
+are scored once, keeping each one's label probabilities and final hidden state; every lever is
+then a different read of those:
+
+- `router`: what ships: the label scores and the head's answer averaged, then the temperature;
+- `label_scores`: the probabilities of the label tokens alone (what shipped before the head);
+- `head`: the linear head on the final hidden state alone (`router/head.py`);
+- `knn`: retrieval, a similarity-weighted vote of the 10 nearest labelled examples (training and
+  fold) in the model's own hidden states; a new label could join this index without a retrain;
+- `router+knn`, `router+minilm_logreg`: the router's probabilities averaged with the k-NN vote, or
+  with the MiniLM alternative's (stacking the contender in).
+
+Saves bench/results/few-shot-<task>-<size>.json with each seed and the mean over seeds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np
+from quality import sample_train  # bench/quality.py, beside this script
+
+from router.metrics import classification_metrics
+
+SHARED = Path(__file__).resolve().parent.parent.parent / "shared/data"
+
+
+def load(task: str, data: Path | None) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    if task == "domains":
+        from oos import load as load_clinc
+
+        train, test, _ = load_clinc(data or SHARED / "clinc150")
+        return train, test
+    from quality import load as load_banking
+
+    return load_banking(data or SHARED / "banking77", task)
+
+
+def router_reads(train: list[tuple[str, str]], texts: list[str], labels: list[str], home: Path) -> dict[str, Any]:
+    """Train as the trainer does (trainer/candidate.py); the test queries' probabilities (the router's,
+    its label scores' alone, its head's alone) and hidden states, and the labelled examples' states."""
+    from router.calibration import with_temperature
+    from router.head import averaged
+    from trainer.candidate import train_router_on_pairs
+
+    started = time.perf_counter()
+    lora, _, fitted, train_on, fold = train_router_on_pairs(train, labels, cache_dir=home / "cache", progress=False)
+    train_s = time.perf_counter() - started
+    head, lora.head = lora.head, None
+    labelled = train_on + fold
+    bank = lora.score([e.text for e in labelled]).hidden.numpy()
+    started = time.perf_counter()
+    raw = lora.score(texts)
+    score_ms = (time.perf_counter() - started) * 1000 / len(texts)
+    temperature = fitted.calibration.temperature
+    return {"probs": with_temperature(averaged(raw.probs, head, raw.hidden), temperature).numpy(),
+            "label_scores": raw.probs.numpy(),
+            "head": head.probabilities(raw.hidden).numpy() if head is not None else raw.probs.numpy(),
+            "hidden": raw.hidden.numpy(), "bank": bank, "bank_labels": [labels.index(e.label) for e in labelled],
+            "about": {"train_s": round(train_s, 1), "score_ms_per_query": round(score_ms, 2),
+                      "trained_on": len(train_on), "temperature": temperature}}
+
+
+def knn_vote(hidden: np.ndarray, bank: np.ndarray, bank_labels: list[int], n_labels: int, k: int = 10,
+             sharpness: float = 20.0) -> np.ndarray:
+    """Each of the k nearest labelled examples votes for its label with weight exp(sharpness * cosine)."""
+    a = hidden / np.linalg.norm(hidden, axis=1, keepdims=True)
+    b = bank / np.linalg.norm(bank, axis=1, keepdims=True)
+    similarity = a @ b.T
+    k = min(k, b.shape[0])
+    nearest = np.argpartition(-similarity, k - 1, axis=1)[:, :k]
+    votes = np.zeros((len(a), n_labels))
+    owners = np.asarray(bank_labels)
+    for row, columns in enumerate(nearest):
+        weights = np.exp(sharpness * (similarity[row, columns] - similarity[row, columns].max()))
+        np.add.at(votes[row], owners[columns], weights)
+    return votes / votes.sum(axis=1, keepdims=True)
+
+
+def one_seed(train_all, test, labels, seed: int, per_class: int, home: Path) -> dict[str, Any]:
+    from trainer.alternatives import fit_minilm_logreg, fit_tfidf_svm
+
+    train = sample_train(train_all, per_class, seed)
+    texts, truth = [t for t, _ in test], [y for _, y in test]
+    probs: dict[str, np.ndarray] = {}
+    for fit in (fit_tfidf_svm, fit_minilm_logreg):
+        fitted = fit(train)
+        columns = np.asarray(fitted.probabilities(texts))
+        probs[fitted.name] = np.zeros((len(texts), len(labels)))
+        probs[fitted.name][:, [labels.index(label) for label in fitted.labels]] = columns
+    reads = router_reads(train, texts, labels, home)
+    probs["router"], probs["label_scores"], probs["head"] = reads["probs"], reads["label_scores"], reads["head"]
+    probs["knn"] = knn_vote(reads["hidden"], reads["bank"], reads["bank_labels"], len(labels))
+    for other in ("knn", "minilm_logreg"):
+        probs[f"router+{other}"] = (probs["router"] + probs[other]) / 2
+    scores = {}
+    for name, p in probs.items():
+        m = classification_metrics(truth, [labels[i] for i in p.argmax(1)], labels=labels)
+        scores[name] = {"accuracy": round(m["accuracy"], 4), "macro_f1": round(m["macro_f1"], 4)}
+    print(json.dumps({"seed": seed, **scores, "router_about": reads["about"]}), flush=True)
+    return {"seed": seed, "train_examples": len(train), "results": scores, "router": reads["about"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--task", choices=["departments", "intents", "domains"], default="departments")
+    parser.add_argument("--data", type=Path, help="the data set's folder (default: ../shared/data/...)")
+    parser.add_argument("--per-class", type=int, default=10)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--test", type=int, help="a seeded sample of this many test queries (default: all)")
+    parser.add_argument("--home", type=Path, default=Path(".switchboard"), help="the embedded model's cache")
+    args = parser.parse_args()
+
+    train_all, test = load(args.task, args.data)
+    labels = sorted({y for _, y in train_all})
+    if args.test:
+        test = __import__("random").Random(1).sample(test, args.test)
+    filename = f"few-shot-{args.task}-{args.per_class}-per-class{'-smoke' if args.test else ''}.json"
+    out = Path(__file__).resolve().parent / "results" / filename
+    runs: list[dict[str, Any]] = []
+    for seed in args.seeds:  # saved after each seed, so a long run's finished seeds are kept
+        runs.append(one_seed(train_all, test, labels, seed, args.per_class, args.home))
+        names = list(runs[0]["results"])
+        mean = {name: {metric: round(statistics.mean(r["results"][name][metric] for r in runs), 4)
+                       for metric in ("accuracy", "macro_f1")} for name in names}
+        report = {"task": args.task, "size": f"{args.per_class}-per-class", "test_queries": len(test),
+                  "labels": len(labels), "seeds": [r["seed"] for r in runs],
+                  "machine": f"{__import__('os').cpu_count()} CPU cores", "mean": mean, "runs": runs}
+        out.write_text(json.dumps(report, indent=1))
+    print(json.dumps(mean, indent=1))
+    print(f"saved {out}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
