@@ -1,12 +1,13 @@
 """An ordered list of migrations, applied by the CLI before anything else touches the database.
 
-Each migration runs once, in order, inside one transaction with its row in `schema_version`.
+Each migration runs once, in order, inside one exclusive transaction with its row in `schema_version`.
 Append new ones to `MIGRATIONS`; never edit one that has shipped.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from sqlalchemy import Connection, inspect, text
 from sqlalchemy.engine import Engine
@@ -79,11 +80,16 @@ def current_version(engine: Engine) -> int:
 
 
 def migrate(engine: Engine) -> list[int]:
-    """Apply every migration not yet applied; returns the versions applied now."""
-    tables.SchemaVersion.__table__.create(engine, checkfirst=True)  # type: ignore[attr-defined]
+    """Apply every migration not yet applied; returns the versions applied now.
+
+    Each migration, its version row and the check that it is still needed share one exclusive
+    transaction, DDL included: a crash leaves either all of it or none, and processes starting
+    together on a new store take turns instead of failing (`_exclusive`).
+    """
     applied = []
     for version, migration in enumerate(MIGRATIONS, start=1):
-        with engine.begin() as conn:
+        with _exclusive(engine) as conn:
+            tables.SchemaVersion.__table__.create(conn, checkfirst=True)  # type: ignore[attr-defined]
             done = conn.execute(text("SELECT 1 FROM schema_version WHERE version = :v"), {"v": version}).first()
             if done:
                 continue
@@ -94,3 +100,33 @@ def migrate(engine: Engine) -> list[int]:
             )
         applied.append(version)
     return applied
+
+
+@contextmanager
+def _exclusive(engine: Engine) -> Iterator[Connection]:
+    """One transaction that no other migrating process can interleave with, DDL inside it.
+
+    SQLite: Python's driver commits before DDL unless it is told to leave transactions alone, so
+    the transaction is begun by hand, IMMEDIATE (the write lock first, waiting out the busy
+    timeout). PostgreSQL: DDL is transactional; an advisory lock makes the others wait.
+    """
+    with engine.connect() as conn:
+        if conn.dialect.name == "sqlite":
+            raw = conn.connection.dbapi_connection
+            assert raw is not None
+            saved = raw.isolation_level  # type: ignore[attr-defined]
+            raw.isolation_level = None  # type: ignore[attr-defined]
+            try:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+                yield conn
+                conn.commit()
+            except BaseException:
+                conn.rollback()
+                raise
+            finally:
+                raw.isolation_level = saved  # type: ignore[attr-defined]
+            return
+        with conn.begin():
+            if conn.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(727277)"))
+            yield conn

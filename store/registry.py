@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from store.examples import StoreError
@@ -51,14 +52,31 @@ def active_model(session: Session) -> ModelVersion | None:
     return session.get(ModelVersion, pointer.active_model_id)
 
 
-def promote(session: Session, *, model_id: int, by: str | None = None) -> ModelVersion:
-    """Makes `model_id` active; the model it replaces is retired and stays for rollback."""
+class ActiveModelMoved(StoreError):
+    """The active pointer is not where the caller last saw it: someone promoted or rolled back meanwhile."""
+
+
+_UNCHECKED = object()
+
+
+def promote(session: Session, *, model_id: int, by: str | None = None,
+            if_active_is: int | object | None = _UNCHECKED) -> ModelVersion:
+    """Makes `model_id` active; the model it replaces is retired and stays for rollback.
+
+    `if_active_is`: promote only if the active model is still this one (None: no model), else
+    raise `ActiveModelMoved`. A training run passes the model it was gated against, so an admin's
+    rollback or promotion during the run is never undone by it.
+    """
     model = get_model(session, model_id=model_id)
     current = active_model(session)
+    seen = current.id if current else None
+    if if_active_is is not _UNCHECKED and seen != if_active_is:
+        raise ActiveModelMoved(f"the active model changed during the run (model {if_active_is} when it began, "
+                               f"model {seen} now)")
     if current is not None and current.id == model.id:
         return model
     model.promoted_at = utcnow()
-    _move_pointer(session, to=model, retire_as=ModelStatus.RETIRED, by=by)
+    _move_pointer(session, to=model, retire_as=ModelStatus.RETIRED, by=by, expected=seen)
     return model
 
 
@@ -82,21 +100,35 @@ def rollback(session: Session, *, by: str | None = None) -> ModelVersion:
     ).first()
     if earlier is None:
         raise StoreError(f"model {current.id} is the first ever active: nothing to roll back to")
-    _move_pointer(session, to=earlier, retire_as=ModelStatus.REJECTED, by=by)
+    _move_pointer(session, to=earlier, retire_as=ModelStatus.REJECTED, by=by, expected=current.id)
     return earlier
 
 
-def _move_pointer(session: Session, *, to: ModelVersion, retire_as: ModelStatus, by: str | None) -> None:
-    pointer = session.get(Registry, 1) or Registry(id=1)
-    if pointer.active_model_id is not None:
-        previous = get_model(session, model_id=pointer.active_model_id)
+def _move_pointer(session: Session, *, to: ModelVersion, retire_as: ModelStatus, by: str | None,
+                  expected: int | None) -> None:
+    """Compare-and-set: the pointer moves only from `expected`, the model the caller read as active.
+    A conditional UPDATE, so that two transactions racing on SQLite or Postgres cannot both win:
+    the loser's WHERE no longer matches and it raises `ActiveModelMoved`, its transaction undone."""
+    now = utcnow()
+    if session.get(Registry, 1) is None:
+        session.add(Registry(id=1, active_model_id=to.id, changed_at=now, changed_by=by))
+    else:
+        moved = session.exec(  # type: ignore[call-overload]
+            update(Registry)
+            .where(col(Registry.id) == 1,
+                   col(Registry.active_model_id).is_(None) if expected is None
+                   else col(Registry.active_model_id) == expected)
+            .values(active_model_id=to.id, changed_at=now, changed_by=by)
+            .execution_options(synchronize_session="fetch")
+        )
+        if not moved.rowcount:
+            raise ActiveModelMoved("the active model changed while this move was being made; nothing moved")
+    if expected is not None:
+        previous = get_model(session, model_id=expected)
         previous.status = retire_as
         session.add(previous)
     to.status = ModelStatus.ACTIVE
-    pointer.active_model_id = to.id
-    pointer.changed_at = utcnow()
-    pointer.changed_by = by
-    session.add_all([to, pointer])
+    session.add(to)
     session.flush()
 
 

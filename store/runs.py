@@ -42,6 +42,12 @@ def release_lock(sessions: SessionFactory, *, name: str, owner: str) -> None:
         session.exec(delete(Lock).where(col(Lock.name) == name, col(Lock.owner) == owner))  # type: ignore[call-overload]
 
 
+def owns_lock(session: Session, *, name: str, owner: str) -> bool:
+    """Whether `owner` still holds the unexpired lease `name`, read inside the caller's transaction."""
+    lock = session.get(Lock, name)
+    return lock is not None and lock.owner == owner and lock.expires_at >= utcnow()
+
+
 def lock_held(session: Session, *, name: str) -> bool:
     lock = session.get(Lock, name)
     return lock is not None and lock.expires_at >= utcnow()

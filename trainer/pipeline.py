@@ -13,9 +13,11 @@ import socket
 import threading
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from router.adapters import AdapterMeta, discard, new_adapter_dir, publish
+from router.calibration import Calibration
 from router.costs import Pricing
 from router.fewshot import BaselineUnavailable, baseline_configured, make_openai_client
 from router.metrics import write_confusion_png
@@ -23,16 +25,25 @@ from router.settings import Settings
 from store.db import SessionFactory, transaction
 from store.examples import count_labels_since
 from store.overview import routing
-from store.registry import active_model, promote, register_model
+from store.registry import ActiveModelMoved, active_model, promote, register_model
 from store.run_report import Distillation, RunReport
-from store.runs import TRAINING_LOCK, finish_run, last_trained_at, release_lock, renew_lock, start_run, try_acquire_lock
+from store.runs import (
+    TRAINING_LOCK,
+    finish_run,
+    last_trained_at,
+    owns_lock,
+    release_lock,
+    start_run,
+    try_acquire_lock,
+)
 from store.tables import ModelStatus, ModelVersion, RunStatus, TrainingRun
 from trainer.alternatives import score_alternatives
 from trainer.baseline import distil
 from trainer.candidate import train_candidate
 from trainer.config import TrainConfig
 from trainer.evaluation import score_everyone
-from trainer.gate import GateRules, decide
+from trainer.gate import Decision, GateRules, decide
+from trainer.lease import Heartbeat, LeaseLost
 from trainer.lora import TrainingFailed, TrainResult
 from trainer.replay import TrainingSet, select_training_set
 from trainer.snapshot import Snapshot, take_snapshot
@@ -73,19 +84,20 @@ def run_training(settings: Settings, sessions: SessionFactory, options: RunOptio
     owner = f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
     if not try_acquire_lock(sessions, name=TRAINING_LOCK, owner=owner, ttl=LOCK_TTL):
         raise TrainingBusy("a training run is already in progress")
-    heartbeat = _Heartbeat(sessions, owner)
+    heartbeat = Heartbeat(sessions, owner, ttl=LOCK_TTL)
     try:
         with transaction(sessions) as session:
             _fail_abandoned_runs(session)
             run_id = start_run(session, trigger=options.trigger).id
         assert run_id is not None
-        return _run(settings, sessions, options, run_id)
+        return _run(settings, sessions, options, run_id, heartbeat)
     finally:
         heartbeat.stop()
         release_lock(sessions, name=TRAINING_LOCK, owner=owner)
 
 
-def _run(settings: Settings, sessions: SessionFactory, options: RunOptions, run_id: int) -> RunReport:
+def _run(settings: Settings, sessions: SessionFactory, options: RunOptions, run_id: int,
+         heartbeat: Heartbeat) -> RunReport:
     started = datetime.now(UTC)
     distillation = _distil(settings, sessions, options)
     plan = _plan(settings, sessions, run_id)
@@ -96,10 +108,11 @@ def _run(settings: Settings, sessions: SessionFactory, options: RunOptions, run_
         candidate, result, calibration, trained_on = train_candidate(
             settings, snapshot=plan.snapshot, training_set=plan.training_set, warm_start=plan.warm_start,
             config=options.config, progress=options.progress, scratch=scratch, name=final.name)
+        heartbeat.check()
         publish(scratch, final, AdapterMeta(labels=plan.snapshot.labels, prompt=candidate.prompt,
                                             base_model=settings.base_model, hyperparameters=result.config.to_dict(),
                                             calibration=calibration))
-    except TrainingFailed as exc:
+    except (TrainingFailed, LeaseLost) as exc:
         discard(scratch)
         return _finish(sessions, run_id, RunStatus.FAILED, str(exc), plan.snapshot)
     except BaseException as exc:
@@ -118,38 +131,63 @@ def _run(settings: Settings, sessions: SessionFactory, options: RunOptions, run_
                     if options.alternatives != "none" else {})
     png = (write_confusion_png(scores.candidate.metrics["confusion"], final.parent / f"{final.name}.confusion.png",
                                title=f"candidate {final.name} on the holdout") if scores.candidate else None)
-    with transaction(sessions) as session:
-        registered = register_model(session, adapter_path=str(final), base_model=settings.base_model,
-                                    labels=plan.snapshot.labels, hyperparameters=result.config.to_dict(),
-                                    metrics=_summary(scores.candidate.metrics if scores.candidate else {}),
-                                    parent_id=plan.current.id if plan.current else None)
-        assert registered.id is not None
-        if decision.promote:
-            promote(session, model_id=registered.id, by=f"trainer ({options.trigger})")
-        else:
-            registered.status = ModelStatus.REJECTED
-        status = RunStatus.PROMOTED if decision.promote else RunStatus.NOT_PROMOTED
-        report = RunReport(
-            run_id=run_id, promoted=decision.promote, reason=decision.reason, status=status.value,
-            candidate=scores.candidate.score() if scores.candidate else None,
-            current=scores.current.score() if scores.current else None,
-            baseline=scores.baseline.score() if scores.baseline else None, baseline_note=scores.baseline_note,
-            model_id=registered.id, adapter=str(final), snapshot=plan.snapshot.digest, checks=decision.checks,
-            not_judged=decision.not_judged, bootstrap_macro_f1_difference=decision.intervals,
-            holdout_sources=plan.snapshot.sources("holdout"), train_sources=plan.snapshot.sources("train"),
-            known_mistakes=known_mistakes, alternatives=alternatives, baseline_cost=baseline_cost,
-            distillation=distillation,
-            training={**plan.training_set.describe(), "trained_on": trained_on, **_training_summary(result),
-                      "warm_start_model": plan.warm_start.id if plan.warm_start else None},
-            calibration=calibration.summary(), confusion_png=str(png) if png else None,
-            duration_s=round((datetime.now(UTC) - started).total_seconds(), 1))
-        session.flush()
-        after = active_model(session)
-        report = replace(report, routing=routing(session, active_id=after.id if after else None,
-                                                 pricing=Pricing.of(settings)))
-        finish_run(session, run_id=run_id, reason=decision.reason, report=report.to_json(), status=status,
-                   snapshot_hash=plan.snapshot.digest, candidate_id=registered.id)
-        return report
+    try:
+        with transaction(sessions) as session:
+            if not owns_lock(session, name=TRAINING_LOCK, owner=heartbeat.owner):
+                raise LeaseLost("lost the training lock before registering the candidate (another run may "
+                                "have taken it): nothing registered or promoted")
+            registered = register_model(session, adapter_path=str(final), base_model=settings.base_model,
+                                        labels=plan.snapshot.labels, hyperparameters=result.config.to_dict(),
+                                        metrics=_summary(scores.candidate.metrics if scores.candidate else {}),
+                                        parent_id=plan.current.id if plan.current else None)
+            assert registered.id is not None
+            promoted, reason = decision.promote, decision.reason
+            if promoted:
+                try:  # a compare-and-set: an admin's rollback or promotion during the run stands
+                    with session.begin_nested():
+                        promote(session, model_id=registered.id, by=f"trainer ({options.trigger})",
+                                if_active_is=plan.current.id if plan.current else None)
+                except ActiveModelMoved as exc:
+                    promoted, reason = False, f"{reason}; not promoted: {exc}"
+            if not promoted:
+                registered.status = ModelStatus.REJECTED
+            return _report(settings, session, run_id, plan, decision, promoted, reason, registered, final, started,
+                           scores=scores, result=result, calibration=calibration, trained_on=trained_on, png=png,
+                           alternatives=alternatives, baseline_cost=baseline_cost, known_mistakes=known_mistakes,
+                           distillation=distillation)
+    except LeaseLost as exc:
+        discard(final)
+        return _finish(sessions, run_id, RunStatus.FAILED, str(exc), plan.snapshot)
+
+
+def _report(settings: Settings, session: Any, run_id: int, plan: Plan, decision: Decision, promoted: bool,
+            reason: str, registered: ModelVersion, final: Path, started: datetime, *, scores: Any, result: TrainResult,
+            calibration: Calibration, trained_on: int, png: Path | None, alternatives: Any, baseline_cost: Any,
+            known_mistakes: Any, distillation: Distillation | None) -> RunReport:
+    """The run's report, written to the run in the caller's transaction."""
+    assert plan.training_set is not None
+    status = RunStatus.PROMOTED if promoted else RunStatus.NOT_PROMOTED
+    report = RunReport(
+        run_id=run_id, promoted=promoted, reason=reason, status=status.value,
+        candidate=scores.candidate.score() if scores.candidate else None,
+        current=scores.current.score() if scores.current else None,
+        baseline=scores.baseline.score() if scores.baseline else None, baseline_note=scores.baseline_note,
+        model_id=registered.id, adapter=str(final), snapshot=plan.snapshot.digest, checks=decision.checks,
+        not_judged=decision.not_judged, bootstrap_macro_f1_difference=decision.intervals,
+        holdout_sources=plan.snapshot.sources("holdout"), train_sources=plan.snapshot.sources("train"),
+        known_mistakes=known_mistakes, alternatives=alternatives, baseline_cost=baseline_cost,
+        distillation=distillation,
+        training={**plan.training_set.describe(), "trained_on": trained_on, **_training_summary(result),
+                  "warm_start_model": plan.warm_start.id if plan.warm_start else None},
+        calibration=calibration.summary(), confusion_png=str(png) if png else None,
+        duration_s=round((datetime.now(UTC) - started).total_seconds(), 1))
+    session.flush()
+    after = active_model(session)
+    report = replace(report, routing=routing(session, active_id=after.id if after else None,
+                                             pricing=Pricing.of(settings)))
+    finish_run(session, run_id=run_id, reason=reason, report=report.to_json(), status=status,
+               snapshot_hash=plan.snapshot.digest, candidate_id=registered.id)
+    return report
 
 
 def _distil(settings: Settings, sessions: SessionFactory, options: RunOptions) -> Distillation | None:
@@ -224,19 +262,3 @@ def _fail_abandoned_runs(session: Any) -> None:
 
     for run in session.exec(select(TrainingRun).where(TrainingRun.status == RunStatus.RUNNING)):
         finish_run(session, run_id=run.id, status=RunStatus.FAILED, reason="interrupted (process ended mid-run)")
-
-
-class _Heartbeat:
-    """Renews the training lock while a run is alive, so a killed run's lock expires on its own."""
-
-    def __init__(self, sessions: SessionFactory, owner: str) -> None:
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._beat, args=(sessions, owner), daemon=True)
-        self._thread.start()
-
-    def _beat(self, sessions: SessionFactory, owner: str) -> None:
-        while not self._stop.wait(LOCK_TTL.total_seconds() / 5):
-            renew_lock(sessions, name=TRAINING_LOCK, owner=owner, ttl=LOCK_TTL)
-
-    def stop(self) -> None:
-        self._stop.set()

@@ -1,0 +1,172 @@
+"""Faults around a training run: a lease that lapses, a database that is busy, an admin who moves the
+pointer mid-run. Each ends with every label kept and the active model the one it should be."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+
+import pytest
+from sqlalchemy.exc import OperationalError
+from sqlmodel import select
+
+from store import registry
+from store.db import transaction
+from store.examples import add_examples
+from store.registry import ActiveModelMoved, active_model, list_models, promote, register_model
+from store.runs import TRAINING_LOCK, release_lock, try_acquire_lock
+from store.tables import Lock, ModelStatus, ModelVersion, RunStatus, TrainingRun
+from tests.test_training import EXAMPLES, FAST
+from trainer import lease, pipeline
+from trainer.lease import Heartbeat, LeaseLost
+from trainer.pipeline import RunOptions, run_training
+
+
+def seeded(sessions) -> None:
+    with transaction(sessions) as session:
+        add_examples(session, examples=EXAMPLES)
+
+
+def during_training(monkeypatch, action) -> None:
+    """Runs `action()` right after the candidate is trained, before anything is published."""
+    real = pipeline.train_candidate
+
+    def train_then_act(*args, **kwargs):
+        trained = real(*args, **kwargs)
+        action()
+        return trained
+
+    monkeypatch.setattr(pipeline, "train_candidate", train_then_act)
+
+
+def options() -> RunOptions:
+    return RunOptions(config=FAST, progress=False, alternatives="none")
+
+
+def test_a_failed_renewal_does_not_stop_the_heartbeat(sessions, monkeypatch):
+    assert try_acquire_lock(sessions, name=TRAINING_LOCK, owner="me", ttl=timedelta(seconds=1))
+    calls = []
+    real = lease.renew_lock
+
+    def busy_once(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise OperationalError("UPDATE locks", {}, Exception("database is locked"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(lease, "renew_lock", busy_once)
+    heartbeat = Heartbeat(sessions, "me", ttl=timedelta(seconds=1))
+    try:
+        time.sleep(1.5)  # about seven beats: the first fails, the rest renew
+        heartbeat.check()
+        with sessions() as session:
+            lock = session.get(Lock, TRAINING_LOCK)
+            assert lock is not None and lock.owner == "me"
+        assert len(calls) >= 3
+    finally:
+        heartbeat.stop()
+        release_lock(sessions, name=TRAINING_LOCK, owner="me")
+
+
+def test_a_heartbeat_that_finds_its_lock_taken_says_the_lease_is_lost(sessions):
+    assert try_acquire_lock(sessions, name=TRAINING_LOCK, owner="me", ttl=timedelta(seconds=1))
+    heartbeat = Heartbeat(sessions, "me", ttl=timedelta(seconds=1))
+    try:
+        release_lock(sessions, name=TRAINING_LOCK, owner="me")
+        assert try_acquire_lock(sessions, name=TRAINING_LOCK, owner="someone else", ttl=timedelta(minutes=5))
+        time.sleep(0.6)
+        with pytest.raises(LeaseLost, match="lost the training lock"):
+            heartbeat.check()
+    finally:
+        heartbeat.stop()
+
+
+def test_a_run_whose_lock_was_taken_mid_run_registers_and_promotes_nothing(settings, sessions, monkeypatch):
+    seeded(sessions)
+
+    def another_run_takes_the_lock():
+        with transaction(sessions) as session:
+            session.exec(select(Lock)).one().owner = "another run"
+
+    during_training(monkeypatch, another_run_takes_the_lock)
+    report = run_training(settings, sessions, options())
+    assert report.status == RunStatus.FAILED.value and "lost the training lock" in report.reason
+    with sessions() as session:
+        assert list_models(session) == [] and active_model(session) is None
+        assert session.exec(select(Lock)).one().owner == "another run"  # its lock is left alone
+        assert session.exec(select(TrainingRun)).one().status == RunStatus.FAILED
+    assert [p for p in settings.adapters_dir.iterdir() if p.is_dir()] == []  # the candidate's folder is gone
+
+
+def test_a_promotion_made_during_a_run_is_not_undone_by_it(settings, sessions, monkeypatch, tmp_path):
+    seeded(sessions)
+    admins_choice = []
+
+    def an_admin_promotes_another_model():
+        with transaction(sessions) as session:
+            model = register_model(session, adapter_path=str(tmp_path / "imported"), base_model="b",
+                                   labels=["Billing"], hyperparameters={}, metrics={}, parent_id=None)
+            promote(session, model_id=model.id, by="admin")
+            admins_choice.append(model.id)
+
+    during_training(monkeypatch, an_admin_promotes_another_model)
+    report = run_training(settings, sessions, options())  # a first model: the gate would promote it
+    assert report.status == RunStatus.NOT_PROMOTED.value and not report.promoted
+    assert "first model" in report.reason and "the active model changed during the run" in report.reason
+    with sessions() as session:
+        assert active_model(session).id == admins_choice[0]
+        candidate = next(m for m in list_models(session) if m.id == report.model_id)
+        assert candidate.status == ModelStatus.REJECTED
+
+
+def test_two_pointer_moves_from_the_same_state_cannot_both_win(sessions, tmp_path):
+    with transaction(sessions) as session:
+        ids = [register_model(session, adapter_path=str(tmp_path / str(i)), base_model="b", labels=["x"],
+                              hyperparameters={}, metrics={}, parent_id=None).id for i in range(3)]
+        promote(session, model_id=ids[0])
+    with transaction(sessions) as session:
+        promote(session, model_id=ids[1], if_active_is=ids[0])
+    with transaction(sessions) as session, pytest.raises(ActiveModelMoved, match=f"model {ids[0]} when it began"):
+        promote(session, model_id=ids[2], if_active_is=ids[0])  # gated against the model before the first move
+    with transaction(sessions) as session, pytest.raises(ActiveModelMoved, match="nothing moved"):
+        # the store's own compare-and-set, as when another transaction moved the pointer after this one read it
+        registry._move_pointer(session, to=session.get(ModelVersion, ids[2]), retire_as=ModelStatus.RETIRED,
+                               by="late", expected=ids[0])
+    with sessions() as session:
+        assert active_model(session).id == ids[1]
+        assert [m.status for m in list_models(session)] == ["retired", "active", "candidate"]
+
+
+def test_a_migration_that_dies_half_way_leaves_no_trace_and_the_next_start_completes_it(tmp_path, monkeypatch):
+    from sqlalchemy import inspect, text
+
+    from store import migrations
+    from store.db import make_engine
+
+    def dies_after_its_first_table(conn):
+        conn.execute(text("CREATE TABLE half_done (id INTEGER PRIMARY KEY)"))
+        raise KeyboardInterrupt("killed between a table and its version row")
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'store.db'}")
+    monkeypatch.setattr(migrations, "MIGRATIONS", [*migrations.MIGRATIONS[:2], dies_after_its_first_table])
+    with pytest.raises(KeyboardInterrupt):
+        migrations.migrate(engine)
+    assert migrations.current_version(engine) == 2 and not inspect(engine).has_table("half_done")
+    monkeypatch.undo()
+    assert migrations.migrate(engine) == list(range(3, len(migrations.MIGRATIONS) + 1))
+
+
+def test_processes_starting_together_on_a_new_store_all_start(tmp_path):
+    import subprocess
+    import sys
+
+    url = f"sqlite:///{tmp_path / 'new.db'}"
+    code = ("import sys; from store.db import make_engine; from store.migrations import migrate, current_version; "
+            "e = make_engine(sys.argv[1]); migrate(e); print(current_version(e))")
+    starts = [subprocess.Popen([sys.executable, "-c", code, url], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True) for _ in range(4)]
+    results = [(p.wait(timeout=120), p.stdout.read().strip(), p.stderr.read()) for p in starts]
+    from store import migrations
+
+    assert all(rc == 0 for rc, _, _ in results), [err for _, _, err in results]
+    assert {out for _, out, _ in results} == {str(len(migrations.MIGRATIONS))}
