@@ -16,6 +16,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.deps import BotDeps
+from bot.reactions import CONFIRM
 from router.costs import Pricing
 from store.db import transaction
 from store.examples import StoreError, list_departments, upsert_department
@@ -118,7 +119,8 @@ def departments(deps: BotDeps, words: list[str], *, user: str | None, ack: Ack) 
             return
         try:
             with transaction(deps.sessions) as session:
-                dept = upsert_department(session, name=" ".join(name_words), emoji=emoji, channel=channel)
+                dept = upsert_department(session, name=" ".join(name_words), emoji=emoji, channel=channel,
+                                         reserved_emoji=(CONFIRM, deps.settings.out_of_scope_emoji))
         except StoreError as exc:
             ack(text=f"Not added: {exc}")
             return

@@ -67,6 +67,7 @@ def import_file(args: argparse.Namespace) -> int:
 
 
 def departments(args: argparse.Namespace) -> int:
+    from bot.reactions import CONFIRM
     from store.db import transaction
     from store.examples import department_split_counts, list_departments, upsert_department
     from store.tables import OUT_OF_SCOPE, Split
@@ -77,7 +78,8 @@ def departments(args: argparse.Namespace) -> int:
             raise _usage("departments add needs a NAME")
         with transaction(ctx.sessions) as session:
             dept = upsert_department(session, name=args.name, emoji=args.emoji, channel=args.channel,
-                                     description=args.description)
+                                     description=args.description,
+                                     reserved_emoji=(CONFIRM, ctx.settings.out_of_scope_emoji))
             payload = _department_dict(dept, 0, 0)
         emit(args.json, payload, f"department {dept.name}: emoji {dept.emoji or '-'}, channel {dept.channel or '-'}")
         return 0

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
+from store.names import BadName, check_department_name, check_emoji
 from store.split import AUDIT_HOLDOUT_FRACTION, HOLDOUT_FRACTION, assign_split, text_hash
 from store.tables import OUT_OF_SCOPE, OUT_OF_SCOPE_ABOUT, Department, Label, LabelSource, Prediction, Query, Split
-
-MAX_LABEL_CHARS = 100
 
 
 class StoreError(ValueError):
@@ -65,10 +64,6 @@ def out_of_scope_class(session: Session) -> Department:
     return found
 
 
-def is_reserved(name: str) -> bool:
-    return name.strip().casefold() == OUT_OF_SCOPE.casefold()
-
-
 def upsert_department(
     session: Session,
     *,
@@ -76,14 +71,16 @@ def upsert_department(
     emoji: str | None = None,
     channel: str | None = None,
     description: str | None = None,
+    reserved_emoji: Collection[str] = (),
 ) -> Department:
-    """Adds a department, or updates the emoji, channel and description given for an existing one."""
-    name = name.strip()
-    if not name or len(name) > MAX_LABEL_CHARS:
-        raise StoreError(f"department name must be 1 to {MAX_LABEL_CHARS} characters")
-    if is_reserved(name):
-        raise StoreError(f"'{OUT_OF_SCOPE}' is reserved for messages that belong to no department")
-    emoji = emoji.strip().strip(":") if emoji else None
+    """Adds a department, or updates the emoji, channel and description given for an existing one.
+    Every path that creates a department (import, `departments add`, the bot) comes through here, so
+    a name or emoji that would break Slack's messages is refused here, whatever the path."""
+    try:
+        name = check_department_name(name)
+        emoji = check_emoji(emoji, reserved=reserved_emoji) if emoji is not None else None
+    except BadName as exc:
+        raise StoreError(str(exc)) from None
     if emoji:
         owner = session.exec(select(Department).where(Department.emoji == emoji)).first()
         if owner and owner.name != name:
@@ -175,7 +172,8 @@ def add_examples(
     source: LabelSource = LabelSource.IMPORT,
     author: str | None = None,
 ) -> AddResult:
-    """Stores new (text, department) examples. A text already stored is skipped, whatever its label."""
+    """Stores new (text, department) examples. A text already labelled is skipped, whatever its label; a
+    text stored unlabelled (routed by the bot, never labelled) gets this label."""
     result = AddResult()
     examples_list = list(examples)
     counts = split_counts_by_department(session, source=source)
@@ -186,8 +184,8 @@ def add_examples(
     hashes = [(text, label, text_hash(text)) for text, label in examples_list]
     known = _stored_labels(session, {h for _, _, h in hashes})
     for text, label, digest in hashes:
-        earlier = seen.get(digest) or known.get(digest)
-        if earlier is not None:
+        earlier = seen[digest] if digest in seen else known.get(digest)
+        if earlier:
             result.duplicates += 1
             result.conflicting_duplicates += earlier != label
             continue
@@ -195,6 +193,12 @@ def add_examples(
         if label not in departments:
             departments[label] = upsert_department(session, name=label)
             result.new_departments.append(label)
+        if earlier == "":  # a message the bot routed and nobody labelled: history labels it now
+            stored = session.exec(select(Query).where(Query.text_hash == digest)).one()
+            label_query(session, query=stored, department=departments[label], source=source, author=author)
+            counts[(label, stored.split or Split.TRAIN)] += 1
+            result.added += 1
+            continue
         split = split_for_new_label(digest, label, source, counts)
         counts[(label, split)] += 1
         query = Query(text=text, text_hash=digest, split=split)

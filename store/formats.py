@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from store.names import MAX_LABEL_CHARS, BadName, check_department_name
 from store.tables import OUT_OF_SCOPE
 
 MAX_LINE_BYTES = 256 * 1024
 MAX_TEXT_CHARS = 20_000
-MAX_LABEL_CHARS = 100
 
 
 class UnreadableFile(ValueError):
@@ -81,7 +81,7 @@ def _is_single_json_document(content: str) -> bool:
         return False
     try:
         value = json.loads(content)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         return False
     return isinstance(value, dict) and not {"text", "messages", "prompt"} & value.keys()
 
@@ -91,6 +91,8 @@ def _parse_json_document(parsed: ParsedFile, content: str, path: Path) -> None:
         value = json.loads(content)
     except json.JSONDecodeError as exc:
         raise UnreadableFile(f"{path} is not valid JSON (line {exc.lineno}: {exc.msg})") from None
+    except RecursionError:
+        raise UnreadableFile(f"{path}: JSON nested too deeply") from None
     records = value if isinstance(value, list) else value.get("data") or value.get("records") or [value]
     if not isinstance(records, list):
         raise UnreadableFile(f"{path}: expected a JSON array of records")
@@ -109,6 +111,9 @@ def _parse_jsonl(parsed: ParsedFile, content: str, path: Path) -> None:
             record = json.loads(line)
         except json.JSONDecodeError as exc:
             parsed.rejected.append(Rejected(number, f"not JSON ({exc.msg})"))
+            continue
+        except RecursionError:
+            parsed.rejected.append(Rejected(number, "JSON nested too deeply"))
             continue
         _collect(parsed, number, record, what="line")
     if not parsed.examples and all(r.reason.startswith("not JSON") for r in parsed.rejected):
@@ -154,8 +159,10 @@ def _collect(parsed: ParsedFile, number: int, record: Any, *, what: str) -> None
             if label not in parsed.label_map:
                 raise _BadRecord(f"label {label!r} is not in the label map")
             label = _checked_label(parsed.label_map[label])
+        if label != OUT_OF_SCOPE:
+            check_department_name(label)
         parsed.examples.append((text, label))
-    except _BadRecord as exc:
+    except (_BadRecord, BadName) as exc:
         parsed.rejected.append(Rejected(number, str(exc)))
 
 
@@ -192,6 +199,8 @@ def _checked_text(text: Any) -> str:
     text = text.strip()
     if not text:
         raise _BadRecord("empty text")
+    if "\x00" in text:
+        raise _BadRecord("text contains a NUL character")
     if len(text) > MAX_TEXT_CHARS:
         raise _BadRecord(f"text is over {MAX_TEXT_CHARS} characters")
     return text

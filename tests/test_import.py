@@ -110,3 +110,54 @@ def test_cli_unreadable_file_changes_nothing_and_says_one_line(tmp_path, home):
     missing = run_cli("import", str(tmp_path / "nope.csv"), env=env)
     assert missing.returncode != 0 and len(missing.stderr.strip().splitlines()) == 1
     assert run_cli("export", env=env).stdout == before
+
+
+def test_history_labels_a_message_the_bot_routed_but_nobody_labelled(sessions):
+    from store.db import transaction
+    from store.examples import add_examples, labelled_examples
+    from store.slack import query_for_text
+
+    with transaction(sessions) as session:
+        add_examples(session, examples=[("refund my order", "Refunds")])
+        query_for_text(session, text="Where is my parcel?", channel="C1", ts="1.0", user="U1", event_id="Ev1")
+    with transaction(sessions) as session:
+        result = add_examples(session, examples=[("where is my  parcel?", "Shipping"), ("refund my order", "Billing")])
+    assert (result.added, result.duplicates, result.conflicting_duplicates) == (1, 1, 1)
+    with sessions() as session:
+        labelled = {e.text: e.label for e in labelled_examples(session)}
+    assert labelled == {"refund my order": "Refunds", "Where is my parcel?": "Shipping"}  # stored once, labelled
+
+
+@pytest.mark.parametrize("label", ["<!everyone>", "<@U123> help", "@channel billing", "#general", "Red\x1b[31m"])
+def test_a_label_slack_or_a_terminal_would_misread_is_rejected_with_its_line(tmp_path, label):
+    path = tmp_path / "history.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in [{"text": "my card is lost", "label": "Cards"},
+                                                        {"text": "ping everyone", "label": label}]))
+    parsed = read_labelled_file(path)
+    assert parsed.examples == [("my card is lost", "Cards")]
+    assert [r.line for r in parsed.rejected] == [2] and "department name" in parsed.rejected[0].reason
+
+
+@pytest.mark.parametrize(("emoji", "why"), [("::", "not a reaction name"), ("thumbsup::skin-tone-2", "skin tone"),
+                                            ("Money Bag", "not a reaction name"),
+                                            ("white_check_mark", "already means something")])
+def test_an_emoji_the_bot_could_not_tell_apart_is_refused_and_nothing_changes(sessions, emoji, why):
+    from store.db import transaction
+    from store.examples import StoreError, list_departments, upsert_department
+
+    with pytest.raises(StoreError, match=why), transaction(sessions) as session:
+        upsert_department(session, name="Cards", emoji=emoji, reserved_emoji=("white_check_mark",))
+    with transaction(sessions) as session:
+        assert list_departments(session) == []
+        assert upsert_department(session, name="Cards", emoji=":moneybag:").emoji == "moneybag"
+
+
+def test_a_deeply_nested_line_or_a_nul_is_rejected_alone(tmp_path):
+    path = tmp_path / "history.jsonl"
+    good = json.dumps({"text": "my card is lost", "label": "Cards"})
+    nul = json.dumps({"text": "x" * 9000 + "\x00 hidden", "label": "Cards"})  # past the binary sniff's 8 KB
+    path.write_text("\n".join([good, "[" * 100_000 + "]" * 100_000, nul]))
+    parsed = read_labelled_file(path)
+    assert parsed.examples == [("my card is lost", "Cards")]
+    assert [(r.line, r.reason) for r in parsed.rejected] == [(2, "JSON nested too deeply"),
+                                                             (3, "text contains a NUL character")]
