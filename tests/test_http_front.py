@@ -1,0 +1,80 @@
+"""The HTTP front under hostile input: every malformed request gets a 4xx before Bolt reads it, idle
+connections are dropped, and connections past the cap are refused rather than given a thread each."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import time
+
+import pytest
+
+from bot.server import MAX_BODY_BYTES, HttpServer, wsgi_app
+from tests.bot_harness import SECRET
+from tests.slack_fake import sign
+from tests.test_bot import bot, scripted_bot, slack  # noqa: F401  (fixtures)
+
+
+def raw_post(bot, body: bytes, headers: dict[str, str]) -> tuple[int, str]:  # noqa: F811
+    connection = http.client.HTTPConnection("127.0.0.1", bot.server.port, timeout=10)
+    connection.request("POST", "/slack/events", body=body, headers=headers)
+    answer = connection.getresponse()
+    return answer.status, answer.read().decode()
+
+
+def signed(body: str) -> dict[str, str]:
+    return {"Content-Type": "application/json", **sign(SECRET, body)}
+
+
+@pytest.mark.parametrize(("body", "headers", "status", "reason"), [
+    (b"\xff\xfe not utf-8", {"Content-Type": "application/json"}, 400, "not UTF-8"),
+    (("[" * 50_000 + "]" * 50_000).encode(), {"Content-Type": "application/json"}, 400, "nested too deeply"),
+    (b"{}", {"Content-Type": "application/json", "X-Slack-Request-Timestamp": "soon",
+             "X-Slack-Signature": "v0=00"}, 400, "Timestamp is not a number"),
+])
+def test_malformed_requests_get_a_4xx_not_a_traceback(bot, body, headers, status, reason, caplog):  # noqa: F811
+    answer_status, answer = raw_post(bot, body, headers)
+    assert answer_status == status and reason in answer
+    assert "Traceback" not in caplog.text
+
+
+def test_a_body_over_the_limit_is_refused_unread_and_never_logged(bot, caplog):  # noqa: F811
+    with socket.create_connection(("127.0.0.1", bot.server.port), timeout=10) as raw:
+        raw.sendall(b"POST /slack/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                    + f"Content-Length: {30 * 1024 * 1024}\r\n\r\n".encode() + b"A" * 4096)
+        answer = raw.recv(4096).decode()
+    assert answer.startswith("HTTP/1.0 413") or answer.startswith("HTTP/1.1 413")
+    assert "AAAA" not in caplog.text and f"body over {MAX_BODY_BYTES} bytes" in caplog.text
+
+
+def test_a_signed_event_still_reaches_bolt(bot):  # noqa: F811
+    body = json.dumps({"type": "url_verification", "challenge": "abc"})
+    assert raw_post(bot, body.encode(), signed(body)) == (200, '{"challenge": "abc"}')
+
+
+def test_idle_connections_are_dropped_and_connections_past_the_cap_refused(monkeypatch):
+    monkeypatch.setattr("bot.server._QuietHandler.timeout", 0.5)
+    server = HttpServer(None, lambda: {"status": "ok"}, host="127.0.0.1", port=0, max_connections=3).start()
+    try:
+        idle = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(3)]
+        time.sleep(0.1)
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as extra:
+            assert extra.recv(100).startswith(b"HTTP/1.1 503")  # no thread for a fourth
+        time.sleep(1.0)  # the idle three time out and free their slots
+        for sock in idle:
+            sock.settimeout(5)
+            assert sock.recv(100) == b""  # closed by the server
+            sock.close()
+        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+        connection.request("GET", "/healthz")
+        assert connection.getresponse().status == 200
+    finally:
+        server.stop()
+
+
+def test_the_wsgi_app_without_bolt_answers_health_and_404():
+    app = wsgi_app(None, lambda: {"status": "ok"})
+    seen = []
+    body = b"".join(app({"PATH_INFO": "/slack/events", "REQUEST_METHOD": "POST"}, lambda s, h: seen.append(s)))
+    assert seen == ["404 Not Found"] and body == b"Not Found"
