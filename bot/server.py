@@ -97,8 +97,10 @@ def wsgi_app(slack: App | None, health: Health) -> Callable[..., Iterable[bytes]
 
     def application(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         if environ.get("PATH_INFO") == "/healthz" and environ.get("REQUEST_METHOD") == "GET":
-            body = json.dumps(health(), default=str).encode()
-            start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+            state = health()
+            body = json.dumps(state, default=str).encode()
+            status = "200 OK" if state.get("status", "ok") == "ok" else "503 Service Unavailable"
+            start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
             return [body]
         if bolt is not None and environ.get("PATH_INFO") == "/slack/events":
             refused = _refusal(environ)

@@ -53,7 +53,7 @@ def serve(args: argparse.Namespace) -> int:
     app = build_app(deps, client=client, signing_secret=None if socket_mode else secret)
 
     def health() -> dict[str, Any]:
-        return {"status": "ok", "mode": "socket" if socket_mode else "http", "active_model": router.model_id}
+        return {**router.health(), "mode": "socket" if socket_mode else "http"}
 
     server = HttpServer(None if socket_mode else app, health, port=args.port).start()
     socket = start_socket_mode(app, settings.slack_app_token.get_secret_value()) if socket_mode else None  # type: ignore[union-attr]

@@ -57,14 +57,40 @@ def new_adapter_dir(adapters_dir: Path, *, name: str) -> tuple[Path, Path]:
 
 
 def publish(scratch: Path, final: Path, meta: AdapterMeta) -> Path:
+    """Moves the finished scratch folder to its final name, every byte on disk first: a power cut
+    leaves either no folder or a complete one, never a registered name over empty files."""
     (scratch / META_FILE).write_text(json.dumps(meta.to_dict(), indent=2))
     check_adapter_dir(scratch)
+    for file in scratch.rglob("*"):
+        if file.is_file():
+            _fsync(file)
+    _fsync(scratch)
     os.replace(scratch, final)
+    _fsync(final.parent)
     return final
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def discard(scratch: Path) -> None:
     shutil.rmtree(scratch, ignore_errors=True)
+
+
+def sweep_scratch(adapters_dir: Path) -> list[Path]:
+    """Removes scratch folders a crashed run left (`new_adapter_dir`'s dot-prefixed ones). Call it
+    only while holding the training lock: then no live run is writing into one."""
+    if not adapters_dir.is_dir():
+        return []
+    leftovers = [p for p in adapters_dir.iterdir() if p.is_dir() and p.name.startswith(".")]
+    for folder in leftovers:
+        discard(folder)
+    return leftovers
 
 
 def check_adapter_dir(path: Path) -> AdapterMeta:

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,8 +32,17 @@ ActiveAdapter = tuple[int, str, str]  # model id, adapter folder, base model nam
 ActiveLookup = Callable[[], ActiveAdapter | None]
 
 
+CLASSIFY_TIMEOUT_S = 30.0  # a caller waits this long for the model thread, then gets ModelTimeout
+STALLED_AFTER_S = 30.0  # one request on the model thread this long: /healthz says degraded
+MAX_BACKLOG = 64  # requests waiting for the model thread past which /healthz says degraded
+
+
 class NoActiveModel(RuntimeError):
     """Nothing is promoted yet: train a first model."""
+
+
+class ModelTimeout(RuntimeError):
+    """The model thread did not answer in time (it hangs, or the backlog is too long)."""
 
 
 class ActiveModelRouter:
@@ -58,6 +69,10 @@ class ActiveModelRouter:
         self._router: LoraRouter | None = None
         self._model_id: int | None = None
         self._stop = threading.Event()
+        self._pending = 0
+        self._pending_lock = threading.Lock()
+        self._running_since: float | None = None
+        self.timeout_s = CLASSIFY_TIMEOUT_S
         self._thread: threading.Thread | None = None
         self.swaps = 0
 
@@ -82,7 +97,7 @@ class ActiveModelRouter:
         except AdapterError as exc:
             log.error("cannot load model %s: %s; keeping model %s", model_id, exc, self._model_id)
             return False
-        self._model_thread.submit(self._locked_swap, model_id, deltas, meta, (bank, head)).result()
+        self._submit(self._locked_swap, model_id, deltas, meta, (bank, head)).result()
         log.info("now serving model %s", model_id)
         return True
 
@@ -106,7 +121,43 @@ class ActiveModelRouter:
         return self.classify_batch([text])[0]
 
     def classify_batch(self, texts: Sequence[str], *, batch_size: int = 32) -> list[Classification]:
-        return self._model_thread.submit(self._locked_classify, texts, batch_size).result()
+        future = self._submit(self._locked_classify, texts, batch_size)
+        try:
+            return future.result(timeout=self.timeout_s)
+        except FutureTimeout:
+            future.cancel()
+            raise ModelTimeout(f"the model did not answer within {self.timeout_s:.0f} s "
+                               f"({self._pending} requests waiting)") from None
+
+    def _submit(self, work: Callable[..., Any], *args: Any) -> Future[Any]:
+        """Queues `work` on the model thread, counted while it waits and timed while it runs."""
+        def timed() -> Any:
+            self._running_since = time.monotonic()
+            try:
+                return work(*args)
+            finally:
+                self._running_since = None
+                self._count(-1)
+
+        self._count(+1)
+        future = self._model_thread.submit(timed)
+        future.add_done_callback(lambda f: self._count(-1) if f.cancelled() else None)
+        return future
+
+    def _count(self, change: int) -> None:
+        with self._pending_lock:
+            self._pending += change
+
+    def health(self) -> dict[str, Any]:
+        """"ok", or "degraded" with the reasons: the model thread stuck on one request, or a backlog."""
+        reasons = []
+        running = self._running_since
+        if running is not None and time.monotonic() - running > STALLED_AFTER_S:
+            reasons.append(f"the model thread has been on one request for {time.monotonic() - running:.0f} s")
+        if self._pending > MAX_BACKLOG:
+            reasons.append(f"{self._pending} requests wait for the model")
+        return {"status": "degraded" if reasons else "ok", "reasons": reasons, "backlog": self._pending,
+                "active_model": self._model_id}
 
     def _locked_classify(self, texts: Sequence[str], batch_size: int) -> list[Classification]:
         with self._lock:

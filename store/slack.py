@@ -26,6 +26,7 @@ from store.tables import (
 )
 
 CLAIM_EXPIRES = timedelta(minutes=2)
+KEEP_FINISHED = timedelta(days=1)  # Slack retries an event for about an hour at most
 
 
 def claim_event(sessions: SessionFactory, *, event_id: str) -> bool:
@@ -48,9 +49,12 @@ def claim_event(sessions: SessionFactory, *, event_id: str) -> bool:
 
 
 def finish_event(sessions: SessionFactory, *, event_id: str) -> None:
+    """Marks the event handled, and forgets events handled longer ago than Slack could still retry them."""
+    now = utcnow()
     with transaction(sessions) as session:
         session.exec(update(SlackEvent).where(col(SlackEvent.event_id) == event_id)  # type: ignore[call-overload]
-                     .values(done_at=utcnow()))
+                     .values(done_at=now))
+        session.exec(delete(SlackEvent).where(col(SlackEvent.done_at) < now - KEEP_FINISHED))  # type: ignore[call-overload]
 
 
 def release_event(sessions: SessionFactory, *, event_id: str) -> None:

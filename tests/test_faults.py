@@ -170,3 +170,47 @@ def test_processes_starting_together_on_a_new_store_all_start(tmp_path):
 
     assert all(rc == 0 for rc, _, _ in results), [err for _, _, err in results]
     assert {out for _, out, _ in results} == {str(len(migrations.MIGRATIONS))}
+
+
+def test_the_next_run_removes_the_scratch_folder_a_crashed_run_left(settings, sessions):
+    from router.adapters import new_adapter_dir
+
+    scratch, _ = new_adapter_dir(settings.adapters_dir, name="run0001-crashed")
+    (scratch / "adapter_model.safetensors").write_bytes(b"half written")
+    report = run_training(settings, sessions, options())  # nothing to train on: skipped, but after the sweep
+    assert report.status == RunStatus.SKIPPED.value
+    assert list(settings.adapters_dir.iterdir()) == []
+
+
+def test_event_claims_are_forgotten_once_slack_can_no_longer_retry_them(sessions):
+    from datetime import UTC, datetime
+
+    from store.slack import KEEP_FINISHED, claim_event, finish_event
+    from store.tables import SlackEvent
+
+    with transaction(sessions) as session:
+        session.add(SlackEvent(event_id="Ev-old", claimed_at=datetime(2026, 1, 1, tzinfo=UTC),
+                               done_at=datetime.now(UTC) - KEEP_FINISHED - timedelta(minutes=1)))
+    assert claim_event(sessions, event_id="Ev-new")
+    finish_event(sessions, event_id="Ev-new")
+    with sessions() as session:
+        assert [e.event_id for e in session.exec(select(SlackEvent))] == ["Ev-new"]
+    assert not claim_event(sessions, event_id="Ev-new")  # a recent one is still a duplicate
+
+
+def test_a_stuck_model_thread_times_callers_out_and_health_says_degraded_until_it_recovers(monkeypatch):
+    from router import serving
+
+    router = serving.ActiveModelRouter(base=None, tokenizer=None, base_model_name="tiny", lookup=lambda: None)
+    monkeypatch.setattr(router, "_locked_classify", lambda texts, batch_size: time.sleep(1.0) or [])
+    monkeypatch.setattr(serving, "STALLED_AFTER_S", 0.2)
+    router.timeout_s = 0.3
+    try:
+        with pytest.raises(serving.ModelTimeout, match="did not answer within"):
+            router.classify("where is my parcel?")
+        health = router.health()
+        assert health["status"] == "degraded" and "on one request" in health["reasons"][0]
+        time.sleep(1.0)
+        assert router.health() == {"status": "ok", "reasons": [], "backlog": 0, "active_model": None}
+    finally:
+        router.stop()

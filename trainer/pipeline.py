@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from router.adapters import AdapterMeta, discard, new_adapter_dir, publish
+from router.adapters import AdapterMeta, discard, new_adapter_dir, publish, sweep_scratch
 from router.calibration import Calibration
 from router.costs import Pricing
 from router.fewshot import BaselineUnavailable, baseline_configured, make_openai_client
@@ -86,6 +86,8 @@ def run_training(settings: Settings, sessions: SessionFactory, options: RunOptio
         raise TrainingBusy("a training run is already in progress")
     heartbeat = Heartbeat(sessions, owner, ttl=LOCK_TTL)
     try:
+        for leftover in sweep_scratch(settings.adapters_dir):
+            log.warning("removed %s, a scratch folder left by a run that crashed", leftover)
         with transaction(sessions) as session:
             _fail_abandoned_runs(session)
             run_id = start_run(session, trigger=options.trigger).id
