@@ -21,7 +21,14 @@ from bot.deps import BotDeps
 from bot.routing import forward
 from store.db import transaction
 from store.examples import get_department, label_query, list_departments, out_of_scope_class
-from store.slack import department_for_emoji, find_message, standing_label, withdraw_label
+from store.slack import (
+    department_for_emoji,
+    find_message,
+    note_early_removal,
+    removed_before_added,
+    standing_label,
+    withdraw_label,
+)
 from store.tables import OUT_OF_SCOPE, Department, LabelSource, Prediction, Query, SlackMessage
 
 log = logging.getLogger(__name__)
@@ -67,6 +74,12 @@ def reaction_added(deps: BotDeps, client: WebClient, event: dict[str, Any]) -> N
     with transaction(deps.sessions) as session:
         target = _target(deps, session, event)
         if target is None:
+            return
+        if removed_before_added(session, query_id=target.message.query_id, author=agent,
+                                department_id=target.department.id,  # type: ignore[arg-type]
+                                added_ts=str(event.get("event_ts", ""))):
+            log.info("agent %s's %s on query %s was removed before it was handled: no label",
+                     agent, target.department.name, target.message.query_id)
             return
         text, departments = _label(session, target, agent)
     _show_label(client, target, agent, text, departments)
@@ -140,6 +153,9 @@ def reaction_removed(deps: BotDeps, client: WebClient, event: dict[str, Any]) ->
         withdrawn = withdraw_label(session, query_id=message.query_id, author=agent,
                                    department_id=department.id, source=target.source)  # type: ignore[arg-type]
         if withdrawn is None:
+            note_early_removal(session, query_id=message.query_id, author=agent,
+                               department_id=department.id,  # type: ignore[arg-type]
+                               removed_ts=str(event.get("event_ts", "")))
             return
         standing = standing_label(session, query_id=message.query_id)
         prediction = session.get(Prediction, message.prediction_id)

@@ -68,8 +68,14 @@ def _m005_out_of_scope(conn: Connection) -> None:
     _add_columns(conn, "predictions", {"out_of_scope": "FLOAT"})
 
 
+def _m006_early_removals(conn: Connection) -> None:
+    """Reaction removals that arrived before their additions."""
+    tables.EarlyRemoval.__table__.create(conn)  # type: ignore[attr-defined]
+
+
 MIGRATIONS: list[Callable[[Connection], None]] = [
-    _m001_initial, _m002_baseline_predictions, _m003_slack, _m004_trustworthy_holdout, _m005_out_of_scope]
+    _m001_initial, _m002_baseline_predictions, _m003_slack, _m004_trustworthy_holdout, _m005_out_of_scope,
+    _m006_early_removals]
 
 
 def current_version(engine: Engine) -> int:

@@ -15,6 +15,7 @@ from store.split import text_hash
 from store.tables import (
     BaselinePrediction,
     Department,
+    EarlyRemoval,
     Label,
     LabelSource,
     Prediction,
@@ -133,6 +134,32 @@ def withdraw_label(session: Session, *, query_id: int, author: str, department_i
         session.add(label)
         session.flush()
     return label
+
+
+def note_early_removal(session: Session, *, query_id: int, author: str, department_id: int, removed_ts: str) -> None:
+    """A removal found no label to withdraw: its addition has not been handled yet."""
+    session.add(EarlyRemoval(query_id=query_id, author=author, department_id=department_id, removed_ts=removed_ts))
+    session.flush()
+
+
+def removed_before_added(session: Session, *, query_id: int, author: str, department_id: int, added_ts: str) -> bool:
+    """True when a removal of this reaction, newer than this addition (`added_ts`), was handled first;
+    the note is used up either way, so a later re-adding counts."""
+    notes = list(session.exec(select(EarlyRemoval).where(
+        EarlyRemoval.query_id == query_id, EarlyRemoval.author == author,
+        EarlyRemoval.department_id == department_id)))
+    newer = any(_ts(n.removed_ts) > _ts(added_ts) for n in notes)
+    for note in notes:
+        session.delete(note)
+    session.flush()
+    return newer
+
+
+def _ts(event_ts: str) -> float:
+    try:
+        return float(event_ts)
+    except ValueError:
+        return 0.0
 
 
 @dataclass(frozen=True)

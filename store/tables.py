@@ -214,6 +214,19 @@ class SlackMessage(SQLModel, table=True):
     audit_requested: bool = Field(default=False)
 
 
+class EarlyRemoval(SQLModel, table=True):
+    """A reaction removal handled before the reaction it removes (Slack's events can arrive out of
+    order): the matching addition, when it comes with an earlier `event_ts`, is then ignored."""
+
+    __tablename__ = "early_removals"
+    id: int | None = Field(default=None, primary_key=True)
+    query_id: int = Field(foreign_key="queries.id", index=True)
+    author: str
+    department_id: int = Field(foreign_key="departments.id")
+    removed_ts: str  # the removal's Slack event_ts
+    created_at: datetime = Field(default_factory=utcnow)
+
+
 class SlackEvent(SQLModel, table=True):
     """One claim per Slack event id, so a redelivered event is handled once (and still handled if
     the first delivery died before finishing)."""

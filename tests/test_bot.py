@@ -234,6 +234,20 @@ def test_removing_the_reaction_withdraws_the_label_and_restores_the_reply(bot, s
     assert label.withdrawn_at is not None
 
 
+def test_a_removal_handled_before_its_addition_leaves_no_label_and_a_later_one_counts(bot, slack, sessions):
+    route(bot, "charged twice", ts="7.5")
+    bot.event({**reaction("reaction_removed", "package", user=AGENT, ts="7.5"), "event_ts": "1700000002.000100"})
+    time.sleep(0.3)  # the removal is handled first
+    bot.event({**reaction("reaction_added", "package", user=AGENT, ts="7.5"), "event_ts": "1700000001.000100"})
+    route(bot, "another question", ts="7.6")  # handled after both
+    time.sleep(0.2)
+    assert labels(sessions) == [] and slack.calls_to("chat.update") == []
+    bot.event({**reaction("reaction_added", "package", user=AGENT, ts="7.5"), "event_ts": "1700000003.000100"})
+    slack.wait_for("chat.update")
+    [label] = labels(sessions)
+    assert (label.author, label.withdrawn_at) == (AGENT, None)
+
+
 def test_two_agents_disagree_the_latest_stands_and_both_are_kept(bot, slack, sessions):
     route(bot, "charged twice", ts="8.0")
     bot.event(reaction("reaction_added", "package", user=AGENT, ts="8.0"))
