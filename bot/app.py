@@ -18,7 +18,8 @@ from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler, R
 from bot import blocks, commands, reactions, routing
 from bot.deps import BotDeps
 from bot.home import HomeTab
-from store.slack import claim_event, finish_event, release_event
+from store.outbox import defer_event
+from store.slack import claim_event, finish_event
 
 log = logging.getLogger(__name__)
 
@@ -29,22 +30,33 @@ def make_client(token: str | None, base_url: str) -> WebClient:
         RateLimitErrorRetryHandler(max_retry_count=3), ConnectionErrorRetryHandler(max_retry_count=3)])
 
 
+def event_handlers(deps: BotDeps) -> dict[str, Callable[[dict[str, Any], WebClient, str], None]]:
+    """Each event type's handler, for the listeners and the outbox worker (bot/outbox.py) alike."""
+    return {
+        "message": lambda e, c, event_id: routing.route_message(deps, c, e, event_id=event_id or None),
+        "reaction_added": lambda e, c, _: reactions.reaction_added(deps, c, e),
+        "reaction_removed": lambda e, c, _: reactions.reaction_removed(deps, c, e),
+    }
+
+
 def build_app(deps: BotDeps, *, client: WebClient, signing_secret: str | None) -> App:
     app = App(client=client, signing_secret=signing_secret or "", process_before_response=False,
               request_verification_enabled=signing_secret is not None)
     home = HomeTab(deps)
 
-    def once(handler: Callable[[dict[str, Any], WebClient], None]) -> Callable[..., None]:
+    handlers = event_handlers(deps)
+
+    def once(handler: Callable[[dict[str, Any], WebClient, str], None]) -> Callable[..., None]:
         def listener(body: dict[str, Any], event: dict[str, Any], client: WebClient) -> None:
-            event_id = body.get("event_id")
-            if event_id and not claim_event(deps.sessions, event_id=event_id):
+            event_id = body.get("event_id") or ""
+            if event_id and not claim_event(deps.sessions, event_id=event_id, payload=event):
                 log.info("event %s already handled or in hand: ignoring this delivery", event_id)
                 return
             try:
-                handler(event, client)
-            except Exception:
-                if event_id:
-                    release_event(deps.sessions, event_id=event_id)
+                handler(event, client, event_id)
+            except Exception as exc:
+                if event_id:  # Slack had its 200 and will not retry: the outbox will
+                    defer_event(deps.sessions, event_id=event_id, error=f"{type(exc).__name__}: {exc}")
                 raise
             if event_id:
                 finish_event(deps.sessions, event_id=event_id)
@@ -54,10 +66,10 @@ def build_app(deps: BotDeps, *, client: WebClient, signing_secret: str | None) -
     def on_message(body: dict[str, Any], event: dict[str, Any], client: WebClient) -> None:
         if not routing.is_customer_message(deps, event):
             return
-        once(lambda e, c: routing.route_message(deps, c, e, event_id=body.get("event_id")))(body, event, client)
+        once(handlers["message"])(body, event, client)
 
-    app.event("reaction_added")(once(lambda e, c: reactions.reaction_added(deps, c, e)))
-    app.event("reaction_removed")(once(lambda e, c: reactions.reaction_removed(deps, c, e)))
+    app.event("reaction_added")(once(handlers["reaction_added"]))
+    app.event("reaction_removed")(once(handlers["reaction_removed"]))
 
     def on_audit(ack: Callable[..., None], body: dict[str, Any], action: dict[str, Any], client: WebClient) -> None:
         ack()

@@ -19,8 +19,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def serve(args: argparse.Namespace) -> int:
-    from bot.app import build_app, make_client
+    from bot.app import build_app, event_handlers, make_client
     from bot.deps import BotDeps
+    from bot.outbox import OutboxWorker
     from bot.server import HttpServer, start_socket_mode
     from router.baseline_router import BaselineRouter, ColdStartRouter
     from router.fewshot import baseline_configured, make_openai_client
@@ -56,6 +57,7 @@ def serve(args: argparse.Namespace) -> int:
         return {**router.health(), "mode": "socket" if socket_mode else "http"}
 
     server = HttpServer(None if socket_mode else app, health, port=args.port).start()
+    outbox = OutboxWorker(ctx.sessions, client, event_handlers(deps)).start()
     socket = start_socket_mode(app, settings.slack_app_token.get_secret_value()) if socket_mode else None  # type: ignore[union-attr]
     scheduler = None if args.no_schedule else start_schedule(ctx, run_now)
     log.info("serving model %s over %s; /healthz on port %d",
@@ -64,6 +66,7 @@ def serve(args: argparse.Namespace) -> int:
     try:
         wait_for_sigterm()
     finally:
+        outbox.stop()
         if scheduler is not None:
             scheduler.shutdown(wait=False)
         if socket is not None:

@@ -73,9 +73,16 @@ def _m006_early_removals(conn: Connection) -> None:
     tables.EarlyRemoval.__table__.create(conn)  # type: ignore[attr-defined]
 
 
+def _m007_outbox(conn: Connection) -> None:
+    """Events whose handling failed after Slack's acknowledgement are kept and retried by the bot."""
+    _add_columns(conn, "slack_events", {"payload": "JSON", "attempts": "INTEGER NOT NULL DEFAULT 0",
+                                        "retry_at": "TIMESTAMP", "last_error": "VARCHAR",
+                                        "gave_up_at": "TIMESTAMP"})
+
+
 MIGRATIONS: list[Callable[[Connection], None]] = [
     _m001_initial, _m002_baseline_predictions, _m003_slack, _m004_trustworthy_holdout, _m005_out_of_scope,
-    _m006_early_removals]
+    _m006_early_removals, _m007_outbox]
 
 
 def current_version(engine: Engine) -> int:

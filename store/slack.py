@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import delete, func, or_, update
 from sqlalchemy.exc import IntegrityError
@@ -30,12 +31,12 @@ CLAIM_EXPIRES = timedelta(minutes=2)
 KEEP_FINISHED = timedelta(days=1)  # Slack retries an event for about an hour at most
 
 
-def claim_event(sessions: SessionFactory, *, event_id: str) -> bool:
+def claim_event(sessions: SessionFactory, *, event_id: str, payload: dict[str, Any] | None = None) -> bool:
     """True if this process should handle the event now.
 
     False when it was handled already, or when another delivery claimed it moments ago and is
     still working. A claim that never finished (the process died) expires, so Slack's later
-    retry is handled after all.
+    retry is handled after all. `payload` (the event) is kept for the outbox (store/outbox.py).
     """
     now = utcnow()
     try:
@@ -43,7 +44,7 @@ def claim_event(sessions: SessionFactory, *, event_id: str) -> bool:
             session.exec(delete(SlackEvent).where(  # type: ignore[call-overload]
                 col(SlackEvent.event_id) == event_id, col(SlackEvent.done_at).is_(None),
                 col(SlackEvent.claimed_at) < now - CLAIM_EXPIRES))
-            session.add(SlackEvent(event_id=event_id, claimed_at=now))
+            session.add(SlackEvent(event_id=event_id, claimed_at=now, payload=payload))
     except IntegrityError:
         return False
     return True
@@ -56,12 +57,6 @@ def finish_event(sessions: SessionFactory, *, event_id: str) -> None:
         session.exec(update(SlackEvent).where(col(SlackEvent.event_id) == event_id)  # type: ignore[call-overload]
                      .values(done_at=now))
         session.exec(delete(SlackEvent).where(col(SlackEvent.done_at) < now - KEEP_FINISHED))  # type: ignore[call-overload]
-
-
-def release_event(sessions: SessionFactory, *, event_id: str) -> None:
-    """Handling failed: drop the claim so Slack's retry of this event is handled."""
-    with transaction(sessions) as session:
-        session.exec(delete(SlackEvent).where(col(SlackEvent.event_id) == event_id))  # type: ignore[call-overload]
 
 
 def query_for_text(session: Session, *, text: str, channel: str, ts: str, user: str | None,

@@ -235,6 +235,12 @@ class SlackEvent(SQLModel, table=True):
     event_id: str = Field(primary_key=True)
     claimed_at: datetime = Field(default_factory=utcnow)
     done_at: datetime | None = None
+    # the outbox (store/outbox.py): what to retry when handling fails after Slack's acknowledgement
+    payload: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    attempts: int = Field(default=0)
+    retry_at: datetime | None = None
+    last_error: str | None = None
+    gave_up_at: datetime | None = None
 
 
 class Lock(SQLModel, table=True):
