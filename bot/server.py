@@ -29,8 +29,8 @@ Health = Callable[[], dict[str, Any]]
 
 
 MAX_BODY_BYTES = 1024 * 1024  # Slack's payloads are a few kB; a view submission at most tens
-READ_TIMEOUT_S = 10.0
-MAX_CONNECTIONS = 64
+READ_TIMEOUT_S = 5.0
+MAX_CONNECTIONS = 256  # a thread each: about 8 MB of address space, little memory
 _BUSY = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
 
 

@@ -48,6 +48,11 @@ def owns_lock(session: Session, *, name: str, owner: str) -> bool:
     return lock is not None and lock.owner == owner and lock.expires_at >= utcnow()
 
 
+def lock_owner(session: Session, *, name: str) -> str | None:
+    lock = session.get(Lock, name)
+    return lock.owner if lock is not None else None
+
+
 def lock_held(session: Session, *, name: str) -> bool:
     lock = session.get(Lock, name)
     return lock is not None and lock.expires_at >= utcnow()

@@ -46,6 +46,7 @@ class Call:
     token: str | None
     at: float
     status: int = 200  # 429 for a scripted rate limit
+    ok: bool = True  # False for a scripted failure
 
 
 def parse_body(content_type: str, raw: bytes) -> dict[str, Any]:
@@ -154,7 +155,8 @@ class FakeSlack:
         with self._cond:
             retry_after = self._limits[method].pop(0) if self._limits.get(method) else None
             error = self._failures[method].pop(0) if self._failures.get(method) else None
-        self._record(Call(method, body, token, time.time(), 200 if retry_after is None else 429))
+        self._record(Call(method, body, token, time.time(), 200 if retry_after is None else 429,
+                          ok=retry_after is None and error is None))
         if retry_after is not None:
             return 429, {"ok": False, "error": "ratelimited"}, {"Retry-After": str(retry_after)}
         if error is None and token is None and not method.startswith("oauth."):

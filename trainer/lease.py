@@ -3,14 +3,45 @@
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 import time
 from datetime import timedelta
 
 from store.db import SessionFactory
-from store.runs import TRAINING_LOCK, renew_lock
+from store.runs import TRAINING_LOCK, lock_owner, release_lock, renew_lock
 
 log = logging.getLogger(__name__)
+
+
+def owner_name() -> str:
+    """Who holds the lease: this host, process and thread."""
+    return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
+
+
+def release_if_holder_died(sessions: SessionFactory) -> bool:
+    """Frees the training lock when its holder was a process on this host that no longer runs (killed,
+    say, with kill -9), instead of making every run wait out its lease. True if it freed it."""
+    with sessions() as session:
+        owner = lock_owner(session, name=TRAINING_LOCK)
+    host, _, rest = (owner or "").partition(":")
+    pid = rest.partition(":")[0]
+    if not owner or host != socket.gethostname() or not pid.isdigit() or _alive(int(pid)):
+        return False
+    log.warning("the training lock was held by process %s, which has died: freeing it", pid)
+    release_lock(sessions, name=TRAINING_LOCK, owner=owner)
+    return True
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class LeaseLost(RuntimeError):

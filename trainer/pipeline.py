@@ -8,9 +8,6 @@ and registered only at the end, and promotion is one transaction.
 from __future__ import annotations
 
 import logging
-import os
-import socket
-import threading
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -43,7 +40,7 @@ from trainer.candidate import train_candidate
 from trainer.config import TrainConfig
 from trainer.evaluation import score_everyone
 from trainer.gate import Decision, GateRules, decide
-from trainer.lease import Heartbeat, LeaseLost
+from trainer.lease import Heartbeat, LeaseLost, owner_name, release_if_holder_died
 from trainer.lora import TrainingFailed, TrainResult
 from trainer.replay import TrainingSet, select_training_set
 from trainer.snapshot import Snapshot, take_snapshot
@@ -81,8 +78,10 @@ class Plan:
 def run_training(settings: Settings, sessions: SessionFactory, options: RunOptions | None = None) -> RunReport:
     """Runs one retraining under the cross-process lock and returns the run's report."""
     options = options or RunOptions()
-    owner = f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
-    if not try_acquire_lock(sessions, name=TRAINING_LOCK, owner=owner, ttl=LOCK_TTL):
+    owner = owner_name()
+    if not (try_acquire_lock(sessions, name=TRAINING_LOCK, owner=owner, ttl=LOCK_TTL)
+            or (release_if_holder_died(sessions)
+                and try_acquire_lock(sessions, name=TRAINING_LOCK, owner=owner, ttl=LOCK_TTL))):
         raise TrainingBusy("a training run is already in progress")
     heartbeat = Heartbeat(sessions, owner, ttl=LOCK_TTL)
     try:
