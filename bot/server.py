@@ -37,6 +37,7 @@ _BUSY = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: c
 class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
     daemon_threads = True
     max_connections = MAX_CONNECTIONS
+    request_queue_size = 128  # the listen backlog: the default 5 resets connections under a burst
 
     def server_activate(self) -> None:
         super().server_activate()
