@@ -13,6 +13,7 @@ AUDIT_RIGHT, AUDIT_DEPARTMENT, AUDIT_NONE = "audit_right", "audit_department", "
 OUT_OF_SCOPE_WORDING = "This does not look like a question for any department"
 AUDIT_BLOCK = "audit:"  # the actions block's id: this prefix, then the SlackMessage's id in the store
 MAX_OPTIONS, OPTION_CHARS = 100, 75  # Slack's limits for a static_select and an option's text
+HELP_CHARS = 1500  # the emoji list's share of a context text (Slack's limit for one is 2,000 characters)
 
 
 def _section(text: str) -> dict[str, Any]:
@@ -24,8 +25,16 @@ def _context(text: str) -> dict[str, Any]:
 
 
 def reroute_help(departments: Sequence[Department]) -> str:
-    """How an agent reroutes: every department's emoji, and the check mark that confirms."""
-    choices = " · ".join(f":{d.emoji}: {d.name}" if d.emoji else f"{d.name} (no emoji yet)" for d in departments)
+    """How an agent reroutes: the departments' emoji (as many as fit `HELP_CHARS`, then how many more),
+    and the check mark that confirms. Slack refuses a whole message whose text object is too long."""
+    shown: list[str] = []
+    for d in departments:
+        choice = f":{d.emoji}: {d.name}" if d.emoji else f"{d.name} (no emoji yet)"
+        if sum(len(c) + 3 for c in shown) + len(choice) > HELP_CHARS:
+            break
+        shown.append(choice)
+    more = len(departments) - len(shown)
+    choices = " · ".join(shown) + (f" · and {more} more (the app's Home tab lists them all)" if more else "")
     return (f"Wrong department? Agents react with the right one's emoji: {choices}. "
             ":white_check_mark: confirms the route.")
 

@@ -350,3 +350,17 @@ def test_only_the_contracts_variable_names_are_read(monkeypatch):
     settings = Settings()
     assert settings.home == Path(".switchboard").resolve() and settings.base_model == "smollm2-135m"
     assert settings.agents == frozenset()
+
+
+def test_a_help_line_with_many_departments_stays_within_slacks_limit():
+    from bot.blocks import reroute_help, routed
+    from store.tables import Department
+
+    many = [Department(name=f"Department number {i} with a long name", emoji=f"emoji_number_{i}") for i in range(60)]
+    text = reroute_help(many)
+    assert len(text) < 2000 and ":emoji_number_0:" in text and "more (the app's Home tab lists them all)" in text
+    shown = text.count(":emoji_number_")
+    assert f"and {60 - shown} more" in text
+    assert all(len(e["text"]) <= 2000 for block in routed("X", 0.9, many, "1") if block["type"] == "context"
+               for e in block["elements"])
+    assert "more" not in reroute_help(many[:3])  # a few: every one listed
