@@ -101,3 +101,14 @@ def test_a_store_whose_first_migration_was_killed_opens_on_the_next_command(home
     env = {"SWITCHBOARD_HOME": str(home), "SWITCHBOARD_BASE_MODEL": str(tiny_model_dir)}
     assert killed_at("store.migrations", "_add_columns", "after", "status", env=env) == -9  # in migration 4
     assert status(env)["examples"]["train"] == 0
+
+
+def test_a_first_run_killed_while_promoting_leaves_no_model_and_the_next_one_promotes(env):
+    before = status(env)
+    assert killed_at("trainer.pipeline", "promote", "before", "train", "--epochs", "1", "--alternatives", "none",
+                     env=env) == -9
+    after = status(env)
+    assert after["active_model"] is None and after["examples"] == before["examples"]
+    report = train(env)
+    assert report["status"] == "promoted"
+    check_adapter_dir(Path(status(env)["active_model"]["adapter"]))
