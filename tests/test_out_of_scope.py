@@ -197,7 +197,7 @@ def test_a_store_from_before_the_reserved_class_keeps_its_departments(tmp_path, 
         conn.execute(text("ALTER TABLE departments DROP COLUMN out_of_scope"))
         conn.execute(text("ALTER TABLE predictions DROP COLUMN out_of_scope"))
         conn.execute(text("INSERT INTO departments (name, created_at) VALUES ('Billing', CURRENT_TIMESTAMP)"))
-    assert migrations.migrate(engine) == [5]
+    assert migrations.migrate(engine) == list(range(5, len(migrations.MIGRATIONS) + 1))
     sessions = session_factory(engine)
     with transaction(sessions) as session:
         add_examples(session, examples=[("hi", OUT_OF_SCOPE), ("invoice", "Billing")])
