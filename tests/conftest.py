@@ -1,10 +1,12 @@
-"""Shared fixtures: a clean environment, a temporary SQLite store, and a tiny real Llama."""
+"""Shared fixtures: a clean environment, a temporary store (SQLite, or PostgreSQL with --store=postgres),
+and a tiny real Llama."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -32,16 +34,46 @@ def home(tmp_path: Path) -> Path:
     return tmp_path / "home"
 
 
-@pytest.fixture
-def settings(home: Path, tiny_model_dir: Path) -> Settings:
-    return Settings(SWITCHBOARD_HOME=home, SWITCHBOARD_BASE_MODEL=str(tiny_model_dir))
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--store", choices=["sqlite", "postgres"], default="sqlite",
+                     help="the store the tests' `sessions` and `settings` use; postgres needs TEST_POSTGRES_URL, "
+                          "a server's URL (scripts/postgres.sh start prints one)")
 
 
 @pytest.fixture
-def sessions(home: Path) -> SessionFactory:
-    engine = make_engine(f"sqlite:///{home / 'switchboard.db'}")
+def database_url(request: pytest.FixtureRequest, home: Path) -> Iterator[str]:
+    """A new, empty store for each test: a SQLite file, or a fresh database on the test PostgreSQL server."""
+    if request.config.getoption("--store") == "sqlite":
+        yield f"sqlite:///{home / 'switchboard.db'}"
+        return
+    from uuid import uuid4
+
+    from sqlalchemy import create_engine, text
+
+    server = os.environ.get("TEST_POSTGRES_URL")
+    if not server:
+        pytest.fail("--store=postgres needs TEST_POSTGRES_URL (scripts/postgres.sh start prints one)")
+    name = f"switchboard_test_{uuid4().hex[:12]}"
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    yield server.rsplit("/", 1)[0] + f"/{name}"
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture
+def settings(home: Path, tiny_model_dir: Path, database_url: str) -> Settings:
+    return Settings(SWITCHBOARD_HOME=home, SWITCHBOARD_BASE_MODEL=str(tiny_model_dir), DATABASE_URL=database_url)
+
+
+@pytest.fixture
+def sessions(database_url: str) -> Iterator[SessionFactory]:
+    engine = make_engine(database_url)
     migrate(engine)
-    return session_factory(engine)
+    yield session_factory(engine)
+    engine.dispose()
 
 
 def tiny_corpus() -> list[str]:

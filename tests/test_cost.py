@@ -160,9 +160,9 @@ def test_usd_keeps_two_significant_digits_below_a_cent():
                                                                          "unknown")
 
 
-def test_switchboard_cost_with_and_without_a_baseline(sessions, home, tmp_path):
+def test_switchboard_cost_with_and_without_a_baseline(sessions, home, tmp_path, database_url):
     seed(sessions)
-    env = {"SWITCHBOARD_HOME": str(home), "SWITCHBOARD_HOST_USD_PER_HOUR": "0.5"}
+    env = {"SWITCHBOARD_HOME": str(home), "SWITCHBOARD_HOST_USD_PER_HOUR": "0.5", "DATABASE_URL": database_url}
     chart = tmp_path / "cost.png"
     done = run_cli("cost", "--json", "--png", str(chart), env=env | {"OPENAI_API_KEY": "sk-test"})
     assert done.returncode == 0, done.stderr
@@ -252,7 +252,7 @@ def test_the_home_tab_says_who_routes_and_shows_the_cost_chart(sessions, home):
 
 
 
-def test_baseline_reset_forgets_the_kept_shots(sessions, home):
+def test_baseline_reset_forgets_the_kept_shots(sessions, home, database_url):
     from store.db import transaction
     from store.examples import add_examples
     from store.shots import ensure_shots
@@ -261,6 +261,6 @@ def test_baseline_reset_forgets_the_kept_shots(sessions, home):
     with transaction(sessions) as session:
         add_examples(session, examples=[(f"charge {i}", "Billing") for i in range(6)])
         assert len(ensure_shots(session, departments=["Billing"])) == 3
-    done = run_cli("baseline", "reset", "--json", env={"SWITCHBOARD_HOME": str(home)})
+    done = run_cli("baseline", "reset", "--json", env={"SWITCHBOARD_HOME": str(home), "DATABASE_URL": database_url})
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == {"shots_removed": 3}

@@ -187,7 +187,7 @@ def test_help_is_fast_because_nothing_heavy_is_imported():
     assert out.strip() == "[]"
 
 
-def test_labels_untouched_when_promote_target_is_missing(sessions, settings, home):
+def test_labels_untouched_when_promote_target_is_missing(sessions, settings, home, database_url):
     seed(sessions)
     with sessions() as session:
         before = len(labelled_examples(session))
@@ -195,7 +195,7 @@ def test_labels_untouched_when_promote_target_is_missing(sessions, settings, hom
         from store.registry import register_model
         ghost = register_model(session, adapter_path=str(home / "gone"), base_model="b", labels=["x"],
                                hyperparameters={}, metrics={}, parent_id=None).id
-    result = run_cli("models", "promote", str(ghost), env={"SWITCHBOARD_HOME": str(home)})
+    result = run_cli("models", "promote", str(ghost), env={"SWITCHBOARD_HOME": str(home), "DATABASE_URL": database_url})
     assert result.returncode == 2 and "missing" in result.stderr
     with sessions() as session:
         assert active_model(session) is None and len(labelled_examples(session)) == before

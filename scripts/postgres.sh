@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# A throwaway PostgreSQL server for the tests: `start` prints its URL, `stop DIR` ends it.
+# Debian's postgresql package (installed if missing); run as the postgres user, since the server
+# refuses root; listens on 127.0.0.1 only, data and socket in a temporary folder.
+set -euo pipefail
+case "${1:-}" in
+start)
+    bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1 || true)
+    if [ -z "$bin" ]; then
+        (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql) >&2
+        bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+    fi
+    dir=$(mktemp -d /tmp/switchboard-pg.XXXXXX)
+    chown postgres "$dir"
+    port=${PGPORT_FOR_TESTS:-55432}
+    su postgres -c "$bin/initdb -D $dir/data -A trust -U postgres" >&2
+    su postgres -c "$bin/pg_ctl -D $dir/data -l $dir/log -w -o '-h 127.0.0.1 -p $port -k $dir' start" >&2
+    echo "$dir postgresql+psycopg://postgres@127.0.0.1:$port/postgres"
+    ;;
+stop)
+    bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+    su postgres -c "$bin/pg_ctl -D $2/data -m fast -w stop" >&2 || true
+    rm -rf "$2"
+    ;;
+*)
+    echo "usage: scripts/postgres.sh start | stop DIR" >&2
+    exit 2
+    ;;
+esac
