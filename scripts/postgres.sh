@@ -13,13 +13,13 @@ start)
     dir=$(mktemp -d /tmp/switchboard-pg.XXXXXX)
     chown postgres "$dir"
     port=${PGPORT_FOR_TESTS:-55432}
-    su postgres -c "$bin/initdb -D $dir/data -A trust -U postgres" >&2
-    su postgres -c "$bin/pg_ctl -D $dir/data -l $dir/log -w -o '-h 127.0.0.1 -p $port -k $dir' start" >&2
+    su postgres -c "cd / && $bin/initdb -D $dir/data -A trust -U postgres" >&2
+    su postgres -c "cd / && $bin/pg_ctl -D $dir/data -l $dir/log -w -o '-h 127.0.0.1 -p $port -k $dir' start" >&2
     echo "$dir postgresql+psycopg://postgres@127.0.0.1:$port/postgres"
     ;;
 stop)
     bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
-    su postgres -c "$bin/pg_ctl -D $2/data -m fast -w stop" >&2 || true
+    su postgres -c "cd / && $bin/pg_ctl -D $2/data -m fast -w stop" >&2 || true
     rm -rf "$2"
     ;;
 *)
