@@ -172,6 +172,38 @@ def test_processes_starting_together_on_a_new_store_all_start(tmp_path):
     assert {out for _, out, _ in results} == {str(len(migrations.MIGRATIONS))}
 
 
+def test_connections_opening_a_new_store_at_one_instant_all_get_wal(tmp_path):
+    """Switching a new file to WAL from several connections at once can deadlock; SQLite then
+    says "database is locked" without waiting. This failed in CI before the engine retried."""
+    import sqlite3
+    import threading
+
+    from store.db import BUSY_TIMEOUT_MS, configure_sqlite_connection
+
+    failures: list[str] = []
+    for attempt in range(100):
+        path = tmp_path / f"new{attempt}.db"
+        together = threading.Barrier(6)
+
+        def connect(path=path, together=together) -> None:
+            conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
+            together.wait()
+            try:
+                configure_sqlite_connection(conn, None)
+                assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+            except sqlite3.OperationalError as error:
+                failures.append(str(error))
+            finally:
+                conn.close()
+
+        threads = [threading.Thread(target=connect) for _ in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert failures == []
+
+
 def test_the_next_run_removes_the_scratch_folder_a_crashed_run_left(settings, sessions):
     from router.adapters import new_adapter_dir
 
