@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -49,6 +49,10 @@ class Settings(BaseSettings):
     triage_channel: str | None = Field(None, validation_alias=_env("SWITCHBOARD_TRIAGE_CHANNEL"))
     out_of_scope_emoji: str = Field("no_entry_sign", min_length=1,
                                     validation_alias=_env("SWITCHBOARD_OUT_OF_SCOPE_EMOJI"))
+
+    inference_url: str | None = Field(None, validation_alias=_env("SWITCHBOARD_INFERENCE_URL"))
+    alert_channel: str | None = Field(None, validation_alias=_env("SWITCHBOARD_ALERT_CHANNEL"))
+    log_format: Literal["text", "json"] = Field("text", validation_alias=_env("SWITCHBOARD_LOG_FORMAT"))
 
     admins: Annotated[frozenset[str], NoDecode] = Field(
         frozenset(), validation_alias=_env("SWITCHBOARD_ADMINS")
