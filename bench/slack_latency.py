@@ -90,7 +90,7 @@ def start_bot(home: Path, slack: FakeSlack) -> tuple[subprocess.Popen[str], int,
     env |= {"SWITCHBOARD_HOME": str(home), "SLACK_BOT_TOKEN": "xoxb-bench", "SLACK_SIGNING_SECRET": SECRET,
             "SLACK_API_URL": slack.base_url, "PYTHONPATH": str(ROOT)}
     started = time.perf_counter()
-    bot = subprocess.Popen([sys.executable, "-m", "cli.main", "serve", "--http", "--port", str(port), "--no-schedule"],
+    bot = subprocess.Popen([sys.executable, "-m", "cli.main", "serve", "--http", "--port", str(port)],
                            env=env, cwd=home, stderr=subprocess.DEVNULL, text=True)
     while True:
         try:

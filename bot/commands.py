@@ -1,19 +1,17 @@
 """`/switchboard status | retrain | rollback | departments [add NAME :emoji: #channel]`.
 
-Every answer goes back in the acknowledgement itself (well inside Slack's 3 seconds); a retrain
-is acknowledged at once, runs in a background thread and posts its report when it ends.
+Every answer goes back in the acknowledgement itself (well inside Slack's 3 seconds). A retrain is
+only recorded here: the trainer service (trainer/service.py) runs it and posts the report.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-import threading
 from collections.abc import Callable
 from typing import Any
 
 from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError
 
 from bot.deps import BotDeps
 from bot.reactions import CONFIRM
@@ -22,6 +20,7 @@ from store.db import transaction
 from store.examples import StoreError, list_departments, upsert_department
 from store.overview import status, status_lines
 from store.runs import TRAINING_LOCK, lock_held
+from store.training_requests import request_training, trainer_running
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +44,7 @@ def handle(deps: BotDeps, client: WebClient, command: dict[str, Any], ack: Ack) 
         with deps.sessions() as session:
             ack(text="\n".join(status_lines(status(session, pricing=Pricing.of(deps.settings)))))
     elif action == "retrain":
-        start_retrain(deps, client, channel=command.get("channel_id"), user=user, ack=ack)
+        start_retrain(deps, channel=command.get("channel_id"), user=user, ack=ack)
     elif action == "rollback":
         rollback(deps, user=user, ack=ack)
     elif action == "departments":
@@ -54,41 +53,23 @@ def handle(deps: BotDeps, client: WebClient, command: dict[str, Any], ack: Ack) 
         ack(text=f"Unknown command `{action}`. {USAGE}")
 
 
-def start_retrain(deps: BotDeps, client: WebClient, *, channel: str | None, user: str | None, ack: Ack) -> None:
-    with deps.sessions() as session:
+def start_retrain(deps: BotDeps, *, channel: str | None, user: str | None, ack: Ack) -> None:
+    """Records the request for the trainer service; the report comes to this channel when it ends."""
+    with transaction(deps.sessions) as session:
         busy = lock_held(session, name=TRAINING_LOCK)
+        if not busy:
+            request, created = request_training(session, by=user or "unknown", channel=channel)
+        alive = trainer_running(session)
     if busy:
         ack(text="A retraining run is already in progress; `/switchboard status` shows when it ends.")
-        return
-    ack(text="Retraining started. I'll post the report here when it finishes.")
-    threading.Thread(target=_retrain, args=(deps, client, channel, user), name="slack-retrain", daemon=True).start()
-
-
-def _retrain(deps: BotDeps, client: WebClient, channel: str | None, user: str | None) -> None:
-    from trainer.pipeline import TrainingBusy
-    from trainer.report_text import report_lines
-
-    try:
-        report = deps.run_now("slack")
-        text = "\n".join(report_lines(report))
-    except TrainingBusy:
-        text = "Another retraining run started first; nothing was started twice."
-    except Exception as exc:
-        log.exception("retrain from Slack failed")
-        text = f"The retraining run failed ({type(exc).__name__}: {str(exc)[:200]}); the active model is unchanged."
-    _post(client, channel, user, f"<@{user}> asked for a retrain:\n```{text}```")
-
-
-def _post(client: WebClient, channel: str | None, user: str | None, text: str) -> None:
-    """To the channel the command came from; to the admin directly when the bot is not in it."""
-    for target in (channel, user):
-        if not target:
-            continue
-        try:
-            client.chat_postMessage(channel=target, text=text)
-            return
-        except SlackApiError as exc:
-            log.warning("could not post the report to %s: %s", target, exc.response.get("error"))
+    elif not created:
+        ack(text=f"A retrain asked for by <@{request.requested_by}> is already waiting; its report comes "
+                 f"to {'<#' + request.channel + '>' if request.channel else 'them'}. Nothing was started twice.")
+    elif not alive:
+        ack(text="Retraining requested, but no trainer service is running: it starts when one does "
+                 "(`switchboard trainer`, or `switchboard serve --with-trainer`).")
+    else:
+        ack(text="Retraining requested: the trainer starts it within seconds and I'll post the report here.")
 
 
 def rollback(deps: BotDeps, *, user: str | None, ack: Ack) -> None:

@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from router.classifier import Classification
 from router.settings import Settings
 from store.db import SessionFactory
-from store.run_report import RunReport
-
-RunNow = Callable[[str], RunReport]
 
 
 class ServingRouter(Protocol):
@@ -29,7 +25,6 @@ class BotDeps:
     settings: Settings
     sessions: SessionFactory
     router: ServingRouter
-    run_now: RunNow  # one retraining run, the same function `switchboard train` calls
     audit_rng: random.Random = field(default_factory=random.Random)  # which messages are audited; seed it in tests
 
     def is_agent(self, user: str | None) -> bool:

@@ -1,4 +1,5 @@
-"""`switchboard serve`: the Slack bot, its hot-swapping model and the retraining schedule, in one process."""
+"""`switchboard serve`: the Slack bot and its hot-swapping model. It never trains (nor imports the
+training libraries) unless started with `--with-trainer`; `switchboard trainer` is the training service."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import argparse
 import logging
 from typing import Any
 
-from cli.commands_schedule import make_run_now, start_schedule, wait_for_sigterm
+from cli.commands_trainer import start_trainer_service, wait_for_sigterm
 from cli.context import UserError, open_context
 
 
@@ -14,7 +15,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("serve", help="run the Slack bot (Socket Mode when SLACK_APP_TOKEN is set, else HTTP)")
     p.add_argument("--http", action="store_true", help="serve HTTP at /slack/events even if SLACK_APP_TOKEN is set")
     p.add_argument("--port", type=int, default=3000, help="HTTP port for /slack/events and /healthz (default 3000)")
-    p.add_argument("--no-schedule", action="store_true", help="do not retrain on the schedule in this process")
+    p.add_argument("--with-trainer", action="store_true",
+                   help="also run the training service in this process (one-box mode; else run `switchboard trainer`)")
     p.set_defaults(handler=serve)
 
 
@@ -47,8 +49,7 @@ def serve(args: argparse.Namespace) -> int:
     router.start()
     baseline = (BaselineRouter(make_openai_client(settings), ctx.sessions, model=settings.baseline_model)
                 if baseline_configured(settings) else None)
-    run_now = make_run_now(ctx)
-    deps = BotDeps(settings=settings, sessions=ctx.sessions, router=ColdStartRouter(router, baseline), run_now=run_now)
+    deps = BotDeps(settings=settings, sessions=ctx.sessions, router=ColdStartRouter(router, baseline))
     client = make_client(settings.slack_bot_token.get_secret_value(), settings.slack_api_url)
     secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None
     app = build_app(deps, client=client, signing_secret=None if socket_mode else secret)
@@ -59,7 +60,7 @@ def serve(args: argparse.Namespace) -> int:
     server = HttpServer(None if socket_mode else app, health, port=args.port).start()
     outbox = OutboxWorker(ctx.sessions, client, event_handlers(deps)).start()
     socket = start_socket_mode(app, settings.slack_app_token.get_secret_value()) if socket_mode else None  # type: ignore[union-attr]
-    scheduler = None if args.no_schedule else start_schedule(ctx, run_now)
+    trainer = start_trainer_service(ctx) if args.with_trainer else None
     log.info("serving model %s over %s; /healthz on port %d",
              router.model_id or (f"none yet: the baseline {settings.baseline_model} routes" if baseline else "none"),
              "Socket Mode" if socket_mode else f"HTTP at :{server.port}/slack/events", server.port)
@@ -67,8 +68,8 @@ def serve(args: argparse.Namespace) -> int:
         wait_for_sigterm()
     finally:
         outbox.stop()
-        if scheduler is not None:
-            scheduler.shutdown(wait=False)
+        if trainer is not None:
+            trainer.stop()
         if socket is not None:
             socket.close()
         server.stop()

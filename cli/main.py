@@ -17,8 +17,8 @@ from cli import (
     commands_data,
     commands_eval,
     commands_model,
-    commands_schedule,
     commands_serve,
+    commands_trainer,
 )
 from cli.context import UserError
 
@@ -35,8 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands_baseline.register(sub)
     commands_model.register(sub)
     commands_eval.register(sub)
-    commands_schedule.register(sub)
     commands_serve.register(sub)
+    commands_trainer.register(sub)
     return parser
 
 

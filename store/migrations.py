@@ -80,9 +80,14 @@ def _m007_outbox(conn: Connection) -> None:
                                         "gave_up_at": "TIMESTAMP"})
 
 
+def _m008_training_requests(conn: Connection) -> None:
+    """Admins' retrain requests, which the trainer service takes instead of the bot training."""
+    tables.TrainingRequest.__table__.create(conn)  # type: ignore[attr-defined]
+
+
 MIGRATIONS: list[Callable[[Connection], None]] = [
     _m001_initial, _m002_baseline_predictions, _m003_slack, _m004_trustworthy_holdout, _m005_out_of_scope,
-    _m006_early_removals, _m007_outbox]
+    _m006_early_removals, _m007_outbox, _m008_training_requests]
 
 
 def current_version(engine: Engine) -> int:

@@ -252,6 +252,21 @@ class Lock(SQLModel, table=True):
     expires_at: datetime
 
 
+class TrainingRequest(SQLModel, table=True):
+    """An admin's `/switchboard retrain`, waiting for the trainer service (store/training_requests.py)."""
+
+    __tablename__ = "training_requests"
+    id: int | None = Field(default=None, primary_key=True)
+    requested_by: str
+    channel: str | None = None
+    requested_at: datetime = Field(default_factory=utcnow)
+    started_at: datetime | None = None
+    started_by: str | None = None  # the trainer service that took it
+    finished_at: datetime | None = None
+    run_id: int | None = None
+    outcome: str | None = None  # the report's text, or why no run happened
+
+
 class SchemaVersion(SQLModel, table=True):
     __tablename__ = "schema_version"
     version: int = Field(primary_key=True)

@@ -73,7 +73,7 @@ def scripted_bot(home, sessions, slack, *, audit_rng: random.Random | None = Non
         register_model(session, adapter_path="scripted", base_model="scripted", labels=[d[0] for d in DEPARTMENTS],
                        hyperparameters={}, metrics={}, parent_id=None)
     deps = BotDeps(settings=settings, sessions=sessions, router=ScriptedRouter(),
-                   run_now=lambda trigger: pytest.fail("no retrain expected"), audit_rng=audit_rng or random.Random())
+                   audit_rng=audit_rng or random.Random())
     return BotServer(deps, slack)
 
 
@@ -313,6 +313,24 @@ def test_admins_list_and_add_departments(bot, sessions):
     assert "*Sales Leads*: :dollar:, <#CSALES>" in listing and "*Refunds*: :money_with_wings:, no channel" in listing
     taken = bot.command("departments add Other :dollar:", user=ADMIN).said
     assert "Not added" in taken and "already belongs to Sales Leads" in taken
+
+
+def test_retrain_is_recorded_once_for_the_trainer_service_and_says_whether_one_runs(bot, sessions):
+    from datetime import timedelta
+
+    from store.tables import TrainingRequest
+    from store.training_requests import answer_request, note_trainer_alive
+
+    first = bot.command("retrain", user=ADMIN, channel="CADMIN").said
+    assert "no trainer service is running" in first and "switchboard trainer" in first
+    second = bot.command("retrain", user=ADMIN).said
+    assert f"asked for by <@{ADMIN}> is already waiting" in second and "<#CADMIN>" in second
+    with sessions() as session:
+        [request] = session.exec(select(TrainingRequest)).all()
+    assert request.requested_by == ADMIN and request.channel == "CADMIN" and request.started_at is None
+    answer_request(sessions, request.id, run_id=None, outcome="done")
+    note_trainer_alive(sessions, worker="t1", ttl=timedelta(seconds=30))
+    assert "the trainer starts it within seconds" in bot.command("retrain", user=ADMIN).said
 
 
 def test_rollback_without_history_is_refused_politely(bot):

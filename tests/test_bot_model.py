@@ -27,6 +27,7 @@ from tests.test_training import EXAMPLES
 from trainer.gate import GateRules
 from trainer.pipeline import RunOptions, run_training
 from trainer.promotion import promote_checked
+from trainer.service import TrainerService
 
 ADMIN = "UADMIN"
 
@@ -58,8 +59,13 @@ def live(settings, sessions, tiny_model_dir) -> Iterator[BotServer]:
                                                            rules=GateRules()))
 
     with FakeSlack() as slack:
-        server = BotServer(BotDeps(settings=settings, sessions=sessions, router=router, run_now=run_now), slack)
+        client = make_client("xoxb-test", slack.base_url)
+        trainer = TrainerService(sessions, run_now, poll_seconds=0.2,
+                                 post=lambda channel, user, text: client.chat_postMessage(channel=channel, text=text))
+        server = BotServer(BotDeps(settings=settings, sessions=sessions, router=router), slack)
+        trainer.start()
         yield server
+        trainer.stop()
         server.close()
     router.stop()
 
@@ -77,7 +83,7 @@ def test_retrain_and_rollback_from_slack_reach_the_running_bot(live, sessions):
     assert "no model is trained yet" in text_of(before)
 
     started = live.command("retrain", user=ADMIN)
-    assert started.seconds < 3 and "Retraining started" in started.said
+    assert started.seconds < 3 and "the trainer starts it within seconds" in started.said
     report = report_posted(slack, 1)
     assert "run 1: PROMOTED" in report and "candidate" in report
     first = wait_until(lambda: live.get("/healthz").json()["active_model"])
@@ -125,8 +131,7 @@ def test_retrain_is_refused_politely_while_a_run_holds_the_lock(live, sessions):
 
 def test_socket_mode_starts_acks_envelopes_and_routes(home, sessions):
     settings = Settings(SWITCHBOARD_HOME=home, SWITCHBOARD_ADMINS=ADMIN)
-    deps = BotDeps(settings=settings, sessions=sessions, router=ScriptedRouter(),
-                   run_now=lambda trigger: pytest.fail("no retrain expected"))
+    deps = BotDeps(settings=settings, sessions=sessions, router=ScriptedRouter())
     with transaction(sessions) as session:
         upsert_department(session, name="Billing", emoji="moneybag")
         register_model(session, adapter_path="scripted", base_model="scripted", labels=["Billing"],
@@ -148,6 +153,22 @@ def test_socket_mode_starts_acks_envelopes_and_routes(home, sessions):
             assert "active model" in slack.wait_for_ack(command_envelope)["payload"]["text"]
         finally:
             handler.close()
+
+
+SERVE_AND_REPORT_MODULES = """
+import json, os, signal, sys, threading, time
+from pathlib import Path
+from cli.main import main
+
+def report_then_stop(routed, loaded):
+    while not Path(routed).exists():
+        time.sleep(0.1)
+    Path(loaded).write_text(json.dumps(sorted({"transformers", "peft", "trl"} & set(sys.modules))))
+    os.kill(os.getpid(), signal.SIGTERM)
+
+threading.Thread(target=report_then_stop, args=sys.argv[1:3], daemon=True).start()
+sys.exit(main(sys.argv[3:]))
+"""
 
 
 @pytest.mark.slow
@@ -175,8 +196,9 @@ def test_switchboard_serve_runs_the_bot_over_http(home, tiny_model_dir, tmp_path
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
         full_env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIXES)} | env
-        process = subprocess.Popen([sys.executable, "-m", "cli.main", "serve", "--port", str(port), "--no-schedule"],
-                                   env=full_env, stderr=subprocess.PIPE, text=True)
+        routed, loaded = tmp_path / "routed", tmp_path / "modules.json"
+        process = subprocess.Popen([sys.executable, "-c", SERVE_AND_REPORT_MODULES, str(routed), str(loaded),
+                                    "serve", "--port", str(port)], env=full_env, stderr=subprocess.PIPE, text=True)
         try:
             health = wait_until(lambda: _get_json(f"http://127.0.0.1:{port}/healthz"), timeout=120)
             assert health == {"status": "ok", "reasons": [], "backlog": 0, "mode": "http", "active_model": 1}
@@ -187,10 +209,14 @@ def test_switchboard_serve_runs_the_bot_over_http(home, tiny_model_dir, tmp_path
                 assert answer.status == 200
             reply = slack.wait_for("chat.postMessage", timeout=60)[0]
             assert reply.body["thread_ts"] == "6.0" and reply.token == "xoxb-secret-token"
-        finally:
-            process.send_signal(signal.SIGTERM)
+            routed.touch()  # the process records what it imported, then stops itself with SIGTERM
             _, stderr = process.communicate(timeout=60)
+        finally:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                process.communicate(timeout=60)
     assert process.returncode == 0, stderr
+    assert json.loads(loaded.read_text()) == [], "the bot must not load the training libraries"
     assert "xoxb-secret-token" not in stderr and SECRET not in stderr
 
 

@@ -177,8 +177,7 @@ def test_in_cold_start_the_bot_routes_with_the_baseline_and_keeps_what_each_mess
     with FakeSlack() as slack, FakeOpenAI(answers) as fake:
         settings = Settings(SWITCHBOARD_HOME=home, SWITCHBOARD_AUDIT_RATE="0")
         router = ColdStartRouter(NoModelYet(), BaselineRouter(client_for(fake), sessions, model="gpt-4o"))
-        bot = BotServer(BotDeps(settings=settings, sessions=sessions, router=router,
-                                run_now=lambda trigger: pytest.fail("no retrain expected")), slack)
+        bot = BotServer(BotDeps(settings=settings, sessions=sessions, router=router), slack)
         try:
             routed = route(bot, "my parcel is late", ts="1700000100.000100")
             unsure = route(bot, "a refund or a new one?", ts="1700000100.000200")

@@ -228,7 +228,7 @@ def _width(png: bytes) -> int:
 def test_the_home_tab_says_who_routes_and_shows_the_cost_chart(sessions, home):
     model_id = seed(sessions)
     settings = Settings(SWITCHBOARD_HOME=home, OPENAI_API_KEY="sk-test")
-    tab = HomeTab(BotDeps(settings=settings, sessions=sessions, router=None, run_now=None))  # type: ignore[arg-type]
+    tab = HomeTab(BotDeps(settings=settings, sessions=sessions, router=None))  # type: ignore[arg-type]
     slack = StubSlack()
     slack.refuse = 1  # Slack has not finished processing the upload
     tab.publish(slack, "U1")  # type: ignore[arg-type]

@@ -247,7 +247,7 @@ def test_a_router_keeps_serving_when_the_promoted_adapter_is_unusable(settings, 
 
 
 @pytest.mark.slow
-def test_switchboard_schedule_retrains_once_enough_labels_wait_and_stops_cleanly(home, tiny_model_dir, tmp_path):
+def test_switchboard_trainer_retrains_on_labels_and_on_request_and_stops_cleanly(home, tiny_model_dir, tmp_path):
     import json
     import os
     import signal
@@ -262,7 +262,8 @@ def test_switchboard_schedule_retrains_once_enough_labels_wait_and_stops_cleanly
     data.write_text("\n".join(json.dumps({"text": t, "label": lab}) for t, lab in EXAMPLES))
     assert run_cli("import", str(data), env=env).returncode == 0
     full_env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIXES)} | env
-    process = subprocess.Popen([sys.executable, "-m", "cli.main", "schedule", "--check-seconds", "0.5"],
+    process = subprocess.Popen([sys.executable, "-m", "cli.main", "trainer", "--check-seconds", "0.5",
+                                "--poll-seconds", "0.5"],
                                env=full_env, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 300
@@ -273,8 +274,25 @@ def test_switchboard_schedule_retrains_once_enough_labels_wait_and_stops_cleanly
                 break
             time.sleep(1)
         assert status["last_run"]["promoted"] is True and status["active_model"] is not None
+
+        from store.db import make_engine, session_factory
+        from store.training_requests import request_training, trainer_running
+
+        store = session_factory(make_engine(f"sqlite:///{home / 'switchboard.db'}"))
+        with transaction(store) as session:
+            assert trainer_running(session)
+            request, created = request_training(session, by="UADMIN", channel="CADMIN")
+        assert created
+        while time.monotonic() < deadline:
+            with store() as session:
+                answered = session.get(type(request), request.id)
+            if answered is not None and answered.finished_at is not None:
+                break
+            time.sleep(0.5)
+        assert answered.run_id == status["last_run"]["run_id"] + 1
+        assert answered.outcome.startswith(f"run {answered.run_id}:")
     finally:
         process.send_signal(signal.SIGTERM)
         _, stderr = process.communicate(timeout=60)
     assert process.returncode == 0, stderr
-    assert "label-threshold retrain finished" in stderr
+    assert "label-threshold retrain finished" in stderr and "no SLACK_BOT_TOKEN: not posting the report" in stderr
