@@ -109,7 +109,8 @@ def export(args: argparse.Namespace) -> int:
     with ctx.sessions() as session:
         for e in labelled_examples(session):
             sys.stdout.write(json.dumps({"text": e.text, "label": e.label, "source": e.source.value,
-                                         "split": e.split.value}) + "\n")
+                                         "split": e.split.value, "author": e.author,
+                                         "created_at": e.labelled_at.isoformat()}) + "\n")
     return 0
 
 

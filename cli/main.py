@@ -16,6 +16,7 @@ from cli import (
     commands_cost,
     commands_data,
     commands_eval,
+    commands_labels,
     commands_model,
     commands_serve,
     commands_trainer,
@@ -34,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands_cost.register(sub)
     commands_baseline.register(sub)
     commands_model.register(sub)
+    commands_labels.register(sub)
     commands_eval.register(sub)
     commands_serve.register(sub)
     commands_trainer.register(sub)

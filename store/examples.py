@@ -27,6 +27,7 @@ class Example:
     split: Split
     source: LabelSource
     labelled_at: datetime
+    author: str | None = None
 
 
 @dataclass
@@ -117,7 +118,8 @@ def labelled_examples(session: Session, *, split: Split | None = None) -> list[E
     if split is not None:
         stmt = stmt.where(Query.split == split)
     return [
-        Example(q.id, q.text, d.name, Split(q.split), LabelSource(lab.source), lab.created_at)  # type: ignore[arg-type]
+        Example(q.id, q.text, d.name, Split(q.split), LabelSource(lab.source), lab.created_at,  # type: ignore[arg-type]
+                lab.author)
         for q, lab, d in session.exec(stmt)
     ]
 
