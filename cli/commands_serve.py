@@ -9,6 +9,7 @@ from typing import Any
 
 from cli.commands_trainer import start_trainer_service, wait_for_sigterm
 from cli.context import UserError, open_context
+from cli.logs import configure_logging
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -30,9 +31,9 @@ def serve(args: argparse.Namespace) -> int:
     from router.serving import ActiveModelRouter, registry_lookup
     from router.serving_model import load_serving_model
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    log = logging.getLogger("switchboard")
     ctx = open_context()
+    configure_logging(ctx.settings)
+    log = logging.getLogger("switchboard")
     settings = ctx.settings
     socket_mode = settings.slack_app_token is not None and not args.http
     if settings.slack_bot_token is None:

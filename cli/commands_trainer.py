@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from cli.context import Context, open_context
+from cli.logs import configure_logging
 
 if TYPE_CHECKING:
     from store.run_report import RunReport
@@ -81,8 +82,9 @@ def wait_for_sigterm() -> None:
 
 
 def trainer(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    service = start_trainer_service(open_context(), check_seconds=args.check_seconds, poll_seconds=args.poll_seconds)
+    ctx = open_context()
+    configure_logging(ctx.settings)
+    service = start_trainer_service(ctx, check_seconds=args.check_seconds, poll_seconds=args.poll_seconds)
     try:
         wait_for_sigterm()
     finally:

@@ -187,7 +187,7 @@ def test_switchboard_serve_runs_the_bot_over_http(home, tiny_model_dir, tmp_path
     with FakeSlack() as slack:
         env = {"SWITCHBOARD_HOME": str(home), "SWITCHBOARD_BASE_MODEL": str(tiny_model_dir),
                "SLACK_BOT_TOKEN": "xoxb-secret-token", "SLACK_SIGNING_SECRET": SECRET,
-               "SLACK_API_URL": slack.base_url}
+               "SLACK_API_URL": slack.base_url, "SWITCHBOARD_LOG_FORMAT": "json"}
         data = tmp_path / "d.jsonl"
         data.write_text("\n".join(json.dumps({"text": t, "label": lab}) for t, lab in EXAMPLES))
         assert run_cli("import", str(data), env=env).returncode == 0
@@ -218,6 +218,8 @@ def test_switchboard_serve_runs_the_bot_over_http(home, tiny_model_dir, tmp_path
     assert process.returncode == 0, stderr
     assert json.loads(loaded.read_text()) == [], "the bot must not load the training libraries"
     assert "xoxb-secret-token" not in stderr and SECRET not in stderr
+    logged = [json.loads(line) for line in stderr.splitlines() if line.strip()]
+    assert any(line["logger"] == "switchboard" and "serving model 1" in line["message"] for line in logged)
 
 
 def _get_json(url: str) -> dict | None:
