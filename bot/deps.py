@@ -6,6 +6,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from bot.metrics import BotMetrics
 from router.classifier import Classification
 from router.settings import Settings
 from store.db import SessionFactory
@@ -26,6 +27,7 @@ class BotDeps:
     sessions: SessionFactory
     router: ServingRouter
     audit_rng: random.Random = field(default_factory=random.Random)  # which messages are audited; seed it in tests
+    metrics: BotMetrics = field(default_factory=BotMetrics)  # what `/metrics` shows; each BotDeps its own registry
 
     def is_agent(self, user: str | None) -> bool:
         return user is not None and user in self.settings.agents

@@ -17,11 +17,14 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.deps import BotDeps
+from bot.drift import alarm_text
 from router.cost_chart import coarse, plot_projection
 from router.costs import DAILY_GROWTH, CostSummary, Pricing, Projection
 from store.costs import cost_measures, usd
+from store.drift import recent_alerts
 from store.examples import list_departments
 from store.overview import labels_per_department, promotion_history, recent_runs, routing_text, status
+from store.tables import Alert
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +44,10 @@ class HomeTab:
             labels = labels_per_department(session)
             runs = recent_runs(session)
             departments = list_departments(session)
+            alerts = recent_alerts(session)
         drawn = coarse(costs)  # the year's figures as the chart shows them
-        top = [_header("Switchboard"), *_model_blocks(summary, history), _text(_cost_lines(costs, drawn.projection))]
+        top = [_header("Switchboard"), *_alert_blocks(alerts), *_model_blocks(summary, history),
+               _text(_cost_lines(costs, drawn.projection))]
         rest = [_header("Labels per department"), _text(_label_lines(labels)),
                 _header("Last runs"), _text(_run_lines(runs)),
                 _header("Departments"), _text(_department_lines(departments))]
@@ -142,6 +147,11 @@ def _cost_lines(costs: CostSummary, projection: Projection) -> str:
     if projection.note:
         lines.append(projection.note[0].upper() + projection.note[1:] + ".")
     return "\n".join(lines)
+
+
+def _alert_blocks(alerts: list[Alert]) -> list[dict[str, Any]]:
+    """The latest drift alarms, first on the tab: each is raised once and stays until newer ones push it out."""
+    return [_text(f"{alarm_text(a)} _(raised {a.raised_at:%Y-%m-%d %H:%M} UTC)_") for a in alerts[:3]]
 
 
 def _header(text: str) -> dict[str, Any]:

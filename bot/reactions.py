@@ -18,6 +18,7 @@ from sqlmodel import Session
 
 from bot import blocks
 from bot.deps import BotDeps
+from bot.drift import check_drift
 from bot.routing import forward
 from store.db import transaction
 from store.examples import get_department, label_query, list_departments, out_of_scope_class
@@ -83,6 +84,20 @@ def reaction_added(deps: BotDeps, client: WebClient, event: dict[str, Any]) -> N
             return
         text, departments = _label(session, target, agent)
     _show_label(client, target, agent, text, departments)
+    _after_correction(deps, client, target)
+
+
+def _after_correction(deps: BotDeps, client: WebClient, target: Target) -> None:
+    """A label that names another department than the one the message was routed to is a correction:
+    counted in /metrics, and the routed-to department checked for drift."""
+    routed_to = target.message.routed_to
+    if routed_to is None or target.department.name == routed_to:
+        return
+    deps.metrics.corrections.labels(department=routed_to).inc()
+    try:
+        check_drift(deps, client, routed_to)
+    except Exception:  # the label is stored; a failed check is retried by the next correction
+        log.exception("the drift check for %s failed", routed_to)
 
 
 def audit_answered(deps: BotDeps, client: WebClient, body: dict[str, Any], action: dict[str, Any]) -> None:
@@ -110,6 +125,7 @@ def audit_answered(deps: BotDeps, client: WebClient, body: dict[str, Any], actio
         target = Target(message, department, LabelSource.AUDIT, confirms=department.name == message.routed_to)
         text, departments = _label(session, target, agent)
     _show_label(client, target, agent, text, departments)
+    _after_correction(deps, client, target)
 
 
 def _by_block(session: Session, action: dict[str, Any], channel: str, reply_ts: str) -> SlackMessage | None:

@@ -71,6 +71,7 @@ def route_message(deps: BotDeps, client: WebClient, event: dict[str, Any], *, ev
     triage = result is None or sent_to_triage(result, threshold=deps.settings.confidence_threshold,
                                               margin=deps.settings.confidence_margin)
     routed_to = None if triage or result is None else result.department
+    _count(deps, result, routed_to)
     with deps.sessions() as session:
         audit = earlier.audit_requested if earlier else _audit(deps, session, result.department if result else None)
     message = earlier or record_route(deps.sessions, text=text, channel=channel, ts=ts, user=user, event_id=event_id,
@@ -100,6 +101,15 @@ def route_message(deps: BotDeps, client: WebClient, event: dict[str, Any], *, ev
         forward(client, forward_to, department=routed_to or "triage", user=user, channel=channel, ts=ts, text=text,
                 confidence=result.confidence if result and not triage else None)
     log.info("routed %s/%s to %s (model %s)", channel, ts, routed_to or "triage", result and result.model)
+
+
+def _count(deps: BotDeps, result: Classification | None, routed_to: str | None) -> None:
+    if result is not None:
+        deps.metrics.latency.observe(result.latency_ms / 1000)
+    outcome = "out_of_scope" if result is not None and result.none_of_these else "routed" if routed_to else "triaged"
+    deps.metrics.messages.labels(outcome=outcome).inc()
+    if routed_to:
+        deps.metrics.routed.labels(department=routed_to).inc()
 
 
 def _audit(deps: BotDeps, session: Session, guess: str | None) -> bool:

@@ -26,6 +26,8 @@ from slack_bolt.adapter.wsgi import SlackRequestHandler
 log = logging.getLogger(__name__)
 
 Health = Callable[[], dict[str, Any]]
+Metrics = Callable[[], bytes]  # the Prometheus exposition, for GET /metrics
+METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 MAX_BODY_BYTES = 1024 * 1024  # Slack's payloads are a few kB; a view submission at most tens
@@ -93,10 +95,14 @@ def _refusal(environ: dict[str, Any]) -> tuple[str, str] | None:
     return None
 
 
-def wsgi_app(slack: App | None, health: Health) -> Callable[..., Iterable[bytes]]:
+def wsgi_app(slack: App | None, health: Health, metrics: Metrics | None = None) -> Callable[..., Iterable[bytes]]:
     bolt = SlackRequestHandler(slack) if slack is not None else None
 
     def application(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if metrics is not None and environ.get("PATH_INFO") == "/metrics" and environ.get("REQUEST_METHOD") == "GET":
+            body = metrics()
+            start_response("200 OK", [("Content-Type", METRICS_CONTENT_TYPE), ("Content-Length", str(len(body)))])
+            return [body]
         if environ.get("PATH_INFO") == "/healthz" and environ.get("REQUEST_METHOD") == "GET":
             state = health()
             body = json.dumps(state, default=str).encode()
@@ -121,9 +127,9 @@ class HttpServer:
     """Runs in a background thread; `port` is the bound port (pass 0 for a free one)."""
 
     def __init__(self, slack: App | None, health: Health, *, host: str = "0.0.0.0", port: int = 3000,
-                 max_connections: int = MAX_CONNECTIONS) -> None:
+                 max_connections: int = MAX_CONNECTIONS, metrics: Metrics | None = None) -> None:
         server_class = type("_Capped", (_ThreadingWSGIServer,), {"max_connections": max_connections})
-        self._server: WSGIServer = make_server(host, port, wsgi_app(slack, health), server_class=server_class,
+        self._server: WSGIServer = make_server(host, port, wsgi_app(slack, health, metrics), server_class=server_class,
                                    handler_class=_QuietHandler)
         self.port: int = self._server.server_port
         self._thread = threading.Thread(target=self._server.serve_forever, name="switchboard-http", daemon=True)

@@ -24,6 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 def serve(args: argparse.Namespace) -> int:
     from bot.app import build_app, event_handlers, make_client
     from bot.deps import BotDeps
+    from bot.metrics import BotMetrics
     from bot.outbox import OutboxWorker
     from bot.server import HttpServer, start_socket_mode
     from router.baseline_router import BaselineRouter, ColdStartRouter
@@ -50,7 +51,8 @@ def serve(args: argparse.Namespace) -> int:
     router.start()
     baseline = (BaselineRouter(make_openai_client(settings), ctx.sessions, model=settings.baseline_model)
                 if baseline_configured(settings) else None)
-    deps = BotDeps(settings=settings, sessions=ctx.sessions, router=ColdStartRouter(router, baseline))
+    metrics = BotMetrics().watch(health=router.health, sessions=ctx.sessions)
+    deps = BotDeps(settings=settings, sessions=ctx.sessions, router=ColdStartRouter(router, baseline), metrics=metrics)
     client = make_client(settings.slack_bot_token.get_secret_value(), settings.slack_api_url)
     secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None
     app = build_app(deps, client=client, signing_secret=None if socket_mode else secret)
@@ -58,7 +60,7 @@ def serve(args: argparse.Namespace) -> int:
     def health() -> dict[str, Any]:
         return {**router.health(), "mode": "socket" if socket_mode else "http"}
 
-    server = HttpServer(None if socket_mode else app, health, port=args.port).start()
+    server = HttpServer(None if socket_mode else app, health, port=args.port, metrics=metrics.exposition).start()
     outbox = OutboxWorker(ctx.sessions, client, event_handlers(deps)).start()
     socket = start_socket_mode(app, settings.slack_app_token.get_secret_value()) if socket_mode else None  # type: ignore[union-attr]
     trainer = start_trainer_service(ctx) if args.with_trainer else None

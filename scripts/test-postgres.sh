@@ -9,4 +9,4 @@ TEST_POSTGRES_URL=$url .venv/bin/python -m pytest -q --store=postgres -m "not sl
     tests/test_split.py tests/test_import.py tests/test_holdout.py tests/test_gate.py tests/test_pipeline.py \
     tests/test_faults.py tests/test_loop.py tests/test_cold_start.py tests/test_cost.py tests/test_baseline.py \
     tests/test_out_of_scope.py tests/test_bot.py tests/test_out_of_scope_bot.py tests/test_audits.py \
-    tests/test_outbox.py tests/test_bot_model.py tests/test_trainer_service.py tests/test_replicas.py "$@"
+    tests/test_outbox.py tests/test_bot_model.py tests/test_trainer_service.py tests/test_replicas.py tests/test_metrics_drift.py tests/test_label_history.py "$@"

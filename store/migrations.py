@@ -85,9 +85,14 @@ def _m008_training_requests(conn: Connection) -> None:
     tables.TrainingRequest.__table__.create(conn)  # type: ignore[attr-defined]
 
 
+def _m009_alerts(conn: Connection) -> None:
+    """Drift alarms, raised once per department and model."""
+    tables.Alert.__table__.create(conn)  # type: ignore[attr-defined]
+
+
 MIGRATIONS: list[Callable[[Connection], None]] = [
     _m001_initial, _m002_baseline_predictions, _m003_slack, _m004_trustworthy_holdout, _m005_out_of_scope,
-    _m006_early_removals, _m007_outbox, _m008_training_requests]
+    _m006_early_removals, _m007_outbox, _m008_training_requests, _m009_alerts]
 
 
 def current_version(engine: Engine) -> int:

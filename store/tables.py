@@ -267,6 +267,19 @@ class TrainingRequest(SQLModel, table=True):
     outcome: str | None = None  # the report's text, or why no run happened
 
 
+class Alert(SQLModel, table=True):
+    """A drift alarm: raised once per department and model (store/drift.py)."""
+
+    __tablename__ = "alerts"
+    __table_args__ = (UniqueConstraint("kind", "department", "model_id", name="uq_alert"),)
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str
+    department: str
+    model_id: int
+    raised_at: datetime = Field(default_factory=utcnow)
+    details: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+
+
 class SchemaVersion(SQLModel, table=True):
     __tablename__ = "schema_version"
     version: int = Field(primary_key=True)

@@ -40,7 +40,8 @@ class BotServer:
     def __init__(self, deps: BotDeps, slack: FakeSlack, *, secret: str = SECRET) -> None:
         self.deps, self.slack, self.secret = deps, slack, secret
         self.app = build_app(deps, client=make_client("xoxb-test", slack.base_url), signing_secret=secret)
-        self.server = HttpServer(self.app, self.health, host="127.0.0.1", port=0).start()
+        metrics = deps.metrics.watch(health=self.health, sessions=deps.sessions)
+        self.server = HttpServer(self.app, self.health, host="127.0.0.1", port=0, metrics=metrics.exposition).start()
         self.url = f"http://127.0.0.1:{self.server.port}"
         self._events = 0
 

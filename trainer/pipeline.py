@@ -244,7 +244,17 @@ def _training_summary(result: TrainResult) -> dict[str, Any]:
 
 
 def _summary(metrics: dict[str, Any]) -> dict[str, Any]:
-    return {k: metrics[k] for k in ("macro_f1", "weighted_f1", "accuracy", "n", "ece") if k in metrics}
+    """What the registry keeps of the holdout metrics; each department's precision and how many holdout
+    messages it was given are what the bot's drift alarm compares live corrections with."""
+    kept = ("macro_f1", "weighted_f1", "accuracy", "n", "ece")
+    summary: dict[str, Any] = {k: metrics[k] for k in kept if k in metrics}
+    confusion = metrics.get("confusion")
+    if confusion:
+        predicted = [sum(column) for column in zip(*confusion["matrix"], strict=True)]
+        summary["per_department"] = {
+            label: {"precision": round(metrics["per_class"][label]["precision"], 4), "predicted": count}
+            for label, count in zip(confusion["labels"], predicted, strict=True)}
+    return summary
 
 
 def _finish(sessions: SessionFactory, run_id: int, status: RunStatus, reason: str,
