@@ -16,6 +16,7 @@ from slack_sdk import WebClient
 from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler, RateLimitErrorRetryHandler
 
 from bot import blocks, commands, reactions, routing
+from bot.apology import apologise_for_command, apologise_for_event
 from bot.deps import BotDeps
 from bot.home import HomeTab
 from store.outbox import defer_event
@@ -55,8 +56,10 @@ def build_app(deps: BotDeps, *, client: WebClient, signing_secret: str | None) -
             try:
                 handler(event, client, event_id)
             except Exception as exc:
-                if event_id:  # Slack had its 200 and will not retry: the outbox will
-                    defer_event(deps.sessions, event_id=event_id, error=f"{type(exc).__name__}: {exc}")
+                # Slack had its 200 and will not retry: the outbox will, and the user hears it now
+                will_retry = bool(event_id) and defer_event(deps.sessions, event_id=event_id,
+                                                            error=f"{type(exc).__name__}: {exc}")
+                apologise_for_event(client, event, exc, will_retry=will_retry)
                 raise
             if event_id:
                 finish_event(deps.sessions, event_id=event_id)
@@ -89,8 +92,10 @@ def build_app(deps: BotDeps, *, client: WebClient, signing_secret: str | None) -
         commands.handle(deps, client, command, ack)
 
     @app.error
-    def on_error(error: Exception, body: dict[str, Any]) -> None:
+    def on_error(error: Exception, body: dict[str, Any], client: WebClient) -> None:
         what = body.get("event", {}).get("type") or body.get("command") or body.get("type")
         log.error("handling %s failed: %s", what, error, exc_info=error)
+        if body.get("command"):
+            apologise_for_command(client, body, error)
 
     return app

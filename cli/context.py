@@ -7,12 +7,14 @@ import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from core.errors import SwitchboardError
+
 if TYPE_CHECKING:
     from router.settings import Settings
     from store.db import SessionFactory
 
 
-class UserError(Exception):
+class UserError(SwitchboardError):
     """A mistake the user can fix; shown as one line."""
 
 

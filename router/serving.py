@@ -18,6 +18,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from core.errors import SwitchboardError
 from router.adapters import AdapterError, AdapterMeta, check_adapter_dir, read_bank
 from router.classifier import Classification, LoraRouter
 from router.head import read_head
@@ -37,11 +38,11 @@ STALLED_AFTER_S = 30.0  # one request on the model thread this long: /healthz sa
 MAX_BACKLOG = 64  # requests waiting for the model thread past which /healthz says degraded
 
 
-class NoActiveModel(RuntimeError):
+class NoActiveModel(SwitchboardError):
     """Nothing is promoted yet: train a first model."""
 
 
-class ModelTimeout(RuntimeError):
+class ModelTimeout(SwitchboardError):
     """The model thread did not answer in time (it hangs, or the backlog is too long)."""
 
 

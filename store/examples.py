@@ -10,12 +10,13 @@ from datetime import datetime
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
+from core.errors import SwitchboardError
 from store.names import BadName, check_department_name, check_emoji
 from store.split import AUDIT_HOLDOUT_FRACTION, HOLDOUT_FRACTION, assign_split, text_hash
 from store.tables import OUT_OF_SCOPE, OUT_OF_SCOPE_ABOUT, Department, Label, LabelSource, Prediction, Query, Split
 
 
-class StoreError(ValueError):
+class StoreError(SwitchboardError, ValueError):
     """A request the store refuses; the message is fit to show a user."""
 
 

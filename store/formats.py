@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from core.errors import SwitchboardError
 from store.names import MAX_LABEL_CHARS, BadName, check_department_name
 from store.tables import OUT_OF_SCOPE
 
@@ -21,7 +22,7 @@ MAX_LINE_BYTES = 256 * 1024
 MAX_TEXT_CHARS = 20_000
 
 
-class UnreadableFile(ValueError):
+class UnreadableFile(SwitchboardError, ValueError):
     """The file as a whole is not a labelled data set; the message is one line for the user."""
 
 

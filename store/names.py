@@ -11,12 +11,13 @@ import re
 import unicodedata
 from collections.abc import Collection
 
+from core.errors import SwitchboardError
 from store.tables import OUT_OF_SCOPE
 
 MAX_LABEL_CHARS = 100
 
 
-class BadName(ValueError):
+class BadName(SwitchboardError, ValueError):
     """A department name or emoji that is refused; the message says why, in one line."""
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from sqlmodel import select
 
+from bot.app import event_handlers
 from bot.deps import BotDeps
 from router.classifier import Classification
 from router.settings import Settings
@@ -331,6 +332,38 @@ def test_retrain_is_recorded_once_for_the_trainer_service_and_says_whether_one_r
     answer_request(sessions, request.id, run_id=None, outcome="done")
     note_trainer_alive(sessions, worker="t1", ttl=timedelta(seconds=30))
     assert "the trainer starts it within seconds" in bot.command("retrain", user=ADMIN).said
+
+
+def test_a_failure_is_told_to_the_customer_in_words_meant_for_them_and_the_reply_follows(home, sessions, slack):
+    from router.serving import ModelTimeout
+
+    class StalledOnce(ScriptedRouter):
+        def classify(self, text: str) -> Classification:
+            if not self.seen:
+                self.seen.append(text)
+                raise ModelTimeout("the model did not answer within 30 s")
+            return super().classify(text)
+
+    server = scripted_bot(home, sessions, slack)
+    stalled = BotServer(BotDeps(settings=server.deps.settings, sessions=sessions, router=StalledOnce()), slack)
+    server.close()
+    try:
+        assert stalled.event(message("where is my parcel", ts="40.0"), event_id="EvSTALL").status == 200
+        [apology] = slack.wait_for("chat.postMessage")
+        assert apology.body["thread_ts"] == "40.0" and apology.body["text"] == (
+            "Sorry, I could not route this message just now (the model did not answer within 30 s). "
+            "I'll try again in a minute.")
+        from bot.outbox import OutboxWorker
+        from store.outbox import due_events
+
+        with transaction(sessions) as session:
+            session.get(SlackEvent, "EvSTALL").retry_at = utcnow()
+        assert [e.event_id for e in due_events(sessions)] == ["EvSTALL"]
+        OutboxWorker(sessions, stalled.app.client, event_handlers(stalled.deps)).run_due()
+        reply = slack.wait_for("chat.postMessage", 2)[1].body
+        assert reply["thread_ts"] == "40.0" and "Shipping" in text_of(reply)
+    finally:
+        stalled.close()
 
 
 def test_rollback_without_history_is_refused_politely(bot):

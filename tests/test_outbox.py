@@ -47,13 +47,16 @@ def test_a_reply_that_failed_after_the_acknowledgement_is_sent_once_by_the_outbo
     event = stored(sessions, "EvFAIL")
     assert event.attempts == 1 and event.retry_at is not None and "internal_error" in event.last_error
     assert worker(bot).run_due() == 0  # not due yet
+    apology = slack.wait_for("chat.postMessage", 2)[1].body  # the customer is told at once, in the thread
+    assert apology["thread_ts"] == "20.0" and apology["text"].startswith("Sorry, I could not route this message")
+    assert "something went wrong on our side" in apology["text"] and "try again in a minute" in apology["text"]
     make_due(sessions, "EvFAIL")
     assert worker(bot).run_due() == 1
-    assert attempts_to_reply(slack) == ["20.0", "20.0"]  # the one that failed, then the outbox's
+    assert attempts_to_reply(slack) == ["20.0"] * 3  # the one that failed, the apology, then the outbox's
     assert stored(sessions, "EvFAIL").done_at is not None
     bot.event(message("charged twice", ts="20.0"), event_id="EvFAIL", headers={"X-Slack-Retry-Num": "1"})
     assert worker(bot).run_due() == 0
-    assert attempts_to_reply(slack) == ["20.0", "20.0"]  # answered once: nothing more
+    assert attempts_to_reply(slack) == ["20.0"] * 3  # answered once: nothing more
 
 
 def test_events_left_in_hand_by_a_dead_process_are_answered_after_their_claim_expires(bot, slack, sessions):  # noqa: F811

@@ -9,6 +9,7 @@ import threading
 import time
 from datetime import timedelta
 
+from core.errors import SwitchboardError
 from store.db import SessionFactory
 from store.runs import TRAINING_LOCK, lock_owner, release_lock, renew_lock
 
@@ -44,7 +45,7 @@ def _alive(pid: int) -> bool:
     return True
 
 
-class LeaseLost(RuntimeError):
+class LeaseLost(SwitchboardError):
     """This run no longer holds the training lock: another may be training, so this one must not publish."""
 
 

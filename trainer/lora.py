@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from core.errors import SwitchboardError
 from router.prompt import PromptFormat, label_ids, prompt_ids
 from trainer.config import TrainConfig
 
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 
-class TrainingFailed(RuntimeError):
+class TrainingFailed(SwitchboardError):
     """Training produced nothing usable; the message is the reason shown to the user."""
 
 

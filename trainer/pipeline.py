@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from core.errors import SwitchboardError
 from router.adapters import AdapterMeta, discard, new_adapter_dir, publish, sweep_scratch
 from router.calibration import Calibration
 from router.costs import Pricing
@@ -49,7 +50,7 @@ LOCK_TTL = timedelta(minutes=5)
 log = logging.getLogger(__name__)
 
 
-class TrainingBusy(RuntimeError):
+class TrainingBusy(SwitchboardError):
     """Another run holds the training lock."""
 
 
