@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.audits import should_audit
-from bot.routing import record_route
+from bot.routing import verdict_of
 from router.baseline_router import BaselineRouter, ColdStartRouter
 from router.classifier import Classification
 from router.fewshot import make_openai_client
@@ -28,6 +28,7 @@ from store.db import SessionFactory, make_engine, session_factory, transaction
 from store.examples import add_examples, get_department, label_query, labelled_examples
 from store.migrations import migrate
 from store.registry import active_model
+from store.routed import record_routed_message
 from store.run_report import RunReport
 from store.slack import holdout_counts
 from store.tables import Label, LabelSource, Query, Split
@@ -92,8 +93,9 @@ class SimulatedDeployment:
         routed_to = None if triage else result.department
         with self.sessions() as session:
             audit = should_audit(self.rng, result.department, holdout_counts(session), self.settings.audit_rate)
-        message = record_route(self.sessions, text=text, channel="CSUPPORT", ts=f"{self._streamed}.000000",
-                               user="UCUSTOMER", event_id=None, result=result, routed_to=routed_to, audit=audit)
+        message = record_routed_message(self.sessions, text=text, channel="CSUPPORT", ts=f"{self._streamed}.000000",
+                                        user="UCUSTOMER", event_id=None, verdict=verdict_of(result),
+                                        routed_to=routed_to, audit=audit, cache_answer=True)
         outcome = "triage" if triage else "right" if routed_to == truth else "misrouted"
         self._seen[f"{'baseline' if result.usage else 'model'}:{outcome}"] += 1
         if audit:

@@ -67,7 +67,7 @@ def build_app(deps: BotDeps, *, client: WebClient, signing_secret: str | None) -
 
     @app.event("message")
     def on_message(body: dict[str, Any], event: dict[str, Any], client: WebClient) -> None:
-        if not routing.is_customer_message(deps, event):
+        if not routing.is_customer_message(event):
             return
         once(handlers["message"])(body, event, client)
 

@@ -21,16 +21,19 @@ from bot.deps import BotDeps
 from bot.drift import check_drift
 from bot.routing import forward
 from store.db import transaction
-from store.examples import get_department, label_query, list_departments, out_of_scope_class
+from store.examples import get_department, list_departments, out_of_scope_class
 from store.slack import (
     department_for_emoji,
     find_message,
+    label_message,
+    message_in_channel,
     note_early_removal,
+    prediction_of,
     removed_before_added,
     standing_label,
     withdraw_label,
 )
-from store.tables import OUT_OF_SCOPE, Department, LabelSource, Prediction, Query, SlackMessage
+from store.tables import OUT_OF_SCOPE, Department, LabelSource, SlackMessage
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +62,7 @@ def _target(deps: BotDeps, session: Session, event: dict[str, Any]) -> Target | 
     emoji = (event.get("reaction") or "").split("::")[0]
     confirms = emoji == CONFIRM
     if confirms:
-        prediction = session.get(Prediction, message.prediction_id)
+        prediction = prediction_of(session, message)
         department = get_department(session, name=prediction.department) if prediction else None
     elif emoji == deps.settings.out_of_scope_emoji:
         department = out_of_scope_class(session)
@@ -131,21 +134,15 @@ def audit_answered(deps: BotDeps, client: WebClient, body: dict[str, Any], actio
 def _by_block(session: Session, action: dict[str, Any], channel: str, reply_ts: str) -> SlackMessage | None:
     """The message named in the audit block's id, its reply's ts recorded now if it was lost."""
     message_id = blocks.audited_message_id(action.get("block_id"))
-    message = session.get(SlackMessage, message_id) if message_id is not None else None
-    if message is None or message.channel != channel:
+    if message_id is None:
         return None
-    if message.reply_ts is None:
-        message.reply_ts = reply_ts
-        session.add(message)
-    return message
+    return message_in_channel(session, message_id=message_id, channel=channel, reply_ts=reply_ts)
 
 
 def _label(session: Session, target: Target, agent: str) -> tuple[str, list[Department]]:
     """Stores the label (superseding the one in force); returns the query's text and the departments."""
-    query = session.get(Query, target.message.query_id)
-    assert query is not None
-    label_query(session, query=query, department=target.department, source=target.source, author=agent)
-    return query.text, list_departments(session)
+    text = label_message(session, target.message, department=target.department, source=target.source, author=agent)
+    return text, list_departments(session)
 
 
 def _show_label(client: WebClient, target: Target, agent: str, text: str, departments: list[Department]) -> None:
@@ -174,7 +171,7 @@ def reaction_removed(deps: BotDeps, client: WebClient, event: dict[str, Any]) ->
                                removed_ts=str(event.get("event_ts", "")))
             return
         standing = standing_label(session, query_id=message.query_id)
-        prediction = session.get(Prediction, message.prediction_id)
+        prediction = prediction_of(session, message)
         departments = list_departments(session)
     log.info("agent %s withdrew label %s from query %s", agent, department.name, message.query_id)
     if standing is not None and standing.author and standing.source in (

@@ -9,7 +9,6 @@ from typing import Any
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
-from sqlmodel import Session
 
 from bot import blocks
 from bot.audits import should_audit
@@ -18,10 +17,7 @@ from router.classifier import Classification
 from router.fewshot import INVALID
 from router.outcomes import sent_to_triage
 from router.serving import NoActiveModel
-from store.db import SessionFactory, transaction
-from store.examples import get_department, list_departments
-from store.slack import cache_baseline_answer, find_message, holdout_counts, query_for_text, record_message
-from store.tables import Prediction, SlackMessage
+from store.routed import RoutingContext, Verdict, note_reply, record_routed_message, routing_context
 
 log = logging.getLogger(__name__)
 
@@ -29,20 +25,19 @@ MAX_MODEL_CHARS = 2000  # the prompt keeps 96 tokens anyway; this only bounds to
 _SHORTCODE = re.compile(r":[a-z0-9_+'\-]+:(:skin-tone-\d:)?", re.IGNORECASE)
 
 
-def is_customer_message(deps: BotDeps, event: dict[str, Any]) -> bool:
-    """A new top-level message a person typed in a support channel: nothing else is routed.
+def is_customer_message(event: dict[str, Any]) -> bool:
+    """A new top-level message a person typed: nothing else is routed.
 
     Any subtype (edits, deletions, joins, bot posts, file shares' bookkeeping), thread replies,
-    direct messages, text that is empty or only emoji, and messages in the channels the bot
-    forwards to are ignored; the store is read for the last only when the rest pass.
+    direct messages and text that is empty or only emoji are ignored here, without reading the
+    store; messages in the channels the bot forwards to are ignored once `route_message` has read
+    the departments.
     """
     if event.get("subtype") or event.get("bot_id") or not event.get("user"):
         return False
     if event.get("thread_ts") and event.get("thread_ts") != event.get("ts"):
         return False
-    if event.get("channel_type") in ("im", "mpim") or not has_words(event.get("text") or ""):
-        return False
-    return event.get("channel") not in destinations(deps)
+    return event.get("channel_type") not in ("im", "mpim") and has_words(event.get("text") or "")
 
 
 def has_words(text: str) -> bool:
@@ -52,16 +47,14 @@ def has_words(text: str) -> bool:
                for ch in rest)
 
 
-def destinations(deps: BotDeps) -> set[str]:
-    with deps.sessions() as session:
-        channels = {d.channel for d in list_departments(session) if d.channel}
-    return channels | ({deps.settings.triage_channel} if deps.settings.triage_channel else set())
-
-
 def route_message(deps: BotDeps, client: WebClient, event: dict[str, Any], *, event_id: str | None) -> None:
+    """One read of the store before the model, one write after it, then the reply (and its ts)."""
     channel, ts, user, text = event["channel"], event["ts"], event.get("user"), event["text"]
     with deps.sessions() as session:
-        earlier = find_message(session, channel=channel, ts=ts)
+        context = routing_context(session, channel=channel, ts=ts)
+    if channel in context.destinations(deps.settings.triage_channel):
+        return  # a department's or the triage channel: the bot posts there, it does not route
+    earlier = context.earlier
     if earlier is not None and earlier.reply_ts:
         return  # answered already (the same message under another event id)
     try:
@@ -72,13 +65,12 @@ def route_message(deps: BotDeps, client: WebClient, event: dict[str, Any], *, ev
                                               margin=deps.settings.confidence_margin)
     routed_to = None if triage or result is None else result.department
     _count(deps, result, routed_to)
-    with deps.sessions() as session:
-        audit = earlier.audit_requested if earlier else _audit(deps, session, result.department if result else None)
-    message = earlier or record_route(deps.sessions, text=text, channel=channel, ts=ts, user=user, event_id=event_id,
-                                      result=result, routed_to=routed_to, audit=audit)
-    with deps.sessions() as session:
-        departments = list_departments(session)
-        target = get_department(session, name=routed_to) if routed_to else None
+    audit = earlier.audit_requested if earlier else _audit(deps, context, result.department if result else None)
+    message = earlier or record_routed_message(
+        deps.sessions, text=text, channel=channel, ts=ts, user=user, event_id=event_id,
+        verdict=verdict_of(result) if result else None, routed_to=routed_to, audit=audit,
+        cache_answer=result is not None and result.department != INVALID)
+    departments, target = context.departments, context.department(routed_to)
     if result is None:
         body = blocks.triage({}, departments, None)
     elif result.none_of_these:
@@ -93,9 +85,7 @@ def route_message(deps: BotDeps, client: WebClient, event: dict[str, Any], *, ev
         body += blocks.audit_request(message.id, departments, right=routed_to)
     reply = client.chat_postMessage(channel=channel, thread_ts=ts, blocks=body,
                                     text=f"Routed to {routed_to}" if routed_to else "Needs triage")
-    with transaction(deps.sessions) as session:
-        message.reply_ts = reply["ts"]
-        session.add(message)
+    note_reply(deps.sessions, message, reply["ts"])
     forward_to = target.channel if target else deps.settings.triage_channel if triage else None
     if forward_to:
         forward(client, forward_to, department=routed_to or "triage", user=user, channel=channel, ts=ts, text=text,
@@ -112,10 +102,10 @@ def _count(deps: BotDeps, result: Classification | None, routed_to: str | None) 
         deps.metrics.routed.labels(department=routed_to).inc()
 
 
-def _audit(deps: BotDeps, session: Session, guess: str | None) -> bool:
+def _audit(deps: BotDeps, context: RoutingContext, guess: str | None) -> bool:
     """Whether agents are asked to audit this message, `guess` being the department it went or most likely goes to."""
     rate = deps.settings.audit_rate
-    return rate > 0 and should_audit(deps.audit_rng, guess, holdout_counts(session), rate)
+    return rate > 0 and should_audit(deps.audit_rng, guess, context.holdout, rate)
 
 
 def forward(client: WebClient, to_channel: str, *, department: str, user: str | None, channel: str, ts: str,
@@ -130,35 +120,14 @@ def forward(client: WebClient, to_channel: str, *, department: str, user: str | 
         log.warning("could not post to %s's channel %s: %s", department, to_channel, exc.response.get("error"))
 
 
-def record_route(sessions: SessionFactory, *, text: str, channel: str, ts: str, user: str | None,
-                 event_id: str | None, result: Classification | None, routed_to: str | None,
-                 audit: bool) -> SlackMessage:
-    """Stores a routed (or triaged) message, its prediction and what the answer cost, in one transaction.
-
-    A baseline's answer also goes into its cache, so distillation and the gate never pay for it again.
-    """
-    with transaction(sessions) as session:
-        query = query_for_text(session, text=text, channel=channel, ts=ts, user=user, event_id=event_id)
-        message = record_message(session, query=query, prediction=_prediction(result) if result else None,
-                                 channel=channel, ts=ts, user=user, event_id=event_id, routed_to=routed_to,
-                                 audit_requested=audit)
-        usage = result.usage if result else None
-        if result is not None and usage is not None and usage.prompt_version and result.department != INVALID:
-            assert query.id is not None
-            cache_baseline_answer(session, query_id=query.id, prompt_version=usage.prompt_version,
-                                  model=usage.model, department=result.answer,
-                                  prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens)
-    return message
-
-
-def _prediction(result: Classification) -> Prediction:
+def verdict_of(result: Classification) -> Verdict:
+    """The model's answer as the store keeps it."""
     model_id = int(result.model) if result.model and result.model.isdigit() else None
     usage = result.usage
-    return Prediction(query_id=0, model_version_id=model_id, department=result.answer,
-                      confidence=result.confidence, scores=result.scores, latency_ms=result.latency_ms,
-                      out_of_scope=result.out_of_scope,
-                      baseline_model=usage.model if usage else None,
-                      prompt_tokens=usage.prompt_tokens if usage else None,
-                      completion_tokens=usage.completion_tokens if usage else None,
-                      cost_usd=usage.cost_usd if usage else None)
-
+    return Verdict(department=result.answer, confidence=result.confidence, scores=result.scores,
+                   latency_ms=result.latency_ms, out_of_scope=result.out_of_scope, model_id=model_id,
+                   baseline_model=usage.model if usage else None,
+                   prompt_version=usage.prompt_version if usage else None,
+                   prompt_tokens=usage.prompt_tokens if usage else None,
+                   completion_tokens=usage.completion_tokens if usage else None,
+                   cost_usd=usage.cost_usd if usage else None)

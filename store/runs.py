@@ -10,7 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from store.db import SessionFactory, transaction
-from store.tables import Lock, RunStatus, TrainingRun, utcnow
+from store.tables import Lock, ModelVersion, RunStatus, TrainingRun, utcnow
 
 TRAINING_LOCK = "training"
 
@@ -104,3 +104,18 @@ def last_trained_at(session: Session) -> datetime | None:
         .order_by(col(TrainingRun.id).desc())
     ).first()
     return run.started_at if run else None
+
+
+def snapshot_time_of(session: Session, model: ModelVersion | None) -> datetime | None:
+    """When the data that trained `model` was snapshotted: labels after it are new to it."""
+    if model is None:
+        return None
+    run = session.exec(select(TrainingRun).where(TrainingRun.candidate_id == model.id)).first()
+    return run.started_at if run else model.created_at
+
+
+def fail_abandoned_runs(session: Session) -> None:
+    """Runs still marked running while the caller holds the training lock were killed mid-way: say so."""
+    for run in session.exec(select(TrainingRun).where(TrainingRun.status == RunStatus.RUNNING)):
+        assert run.id is not None
+        finish_run(session, run_id=run.id, status=RunStatus.FAILED, reason="interrupted (process ended mid-run)")

@@ -12,9 +12,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from store.db import SessionFactory, transaction
+from store.examples import label_query
 from store.split import text_hash
 from store.tables import (
-    BaselinePrediction,
     Department,
     EarlyRemoval,
     Label,
@@ -70,22 +70,6 @@ def query_for_text(session: Session, *, text: str, channel: str, ts: str, user: 
         session.add(query)
         session.flush()
     return query
-
-
-def record_message(session: Session, *, query: Query, prediction: Prediction | None, channel: str, ts: str,
-                   user: str | None, event_id: str | None, routed_to: str | None,
-                   audit_requested: bool = False) -> SlackMessage:
-    assert query.id is not None
-    if prediction is not None:
-        prediction.query_id = query.id
-        session.add(prediction)
-        session.flush()
-    message = SlackMessage(channel=channel, ts=ts, user=user, event_id=event_id, query_id=query.id,
-                           prediction_id=prediction.id if prediction else None, routed_to=routed_to,
-                           audit_requested=audit_requested)
-    session.add(message)
-    session.flush()
-    return message
 
 
 def find_message(session: Session, *, channel: str, ts: str) -> SlackMessage | None:
@@ -176,13 +160,26 @@ def standing_label(session: Session, *, query_id: int) -> StandingLabel | None:
     return StandingLabel(department.name, LabelSource(label.source), label.author)
 
 
-def cache_baseline_answer(session: Session, *, query_id: int, prompt_version: str, model: str, department: str,
-                          prompt_tokens: int, completion_tokens: int) -> None:
-    """Keeps the baseline's answer to a routed message (cold start) unless that prompt's answer is kept already."""
-    kept = session.exec(select(BaselinePrediction).where(
-        BaselinePrediction.query_id == query_id, BaselinePrediction.prompt_version == prompt_version,
-        BaselinePrediction.model == model)).first()
-    if kept is None:
-        session.add(BaselinePrediction(query_id=query_id, prompt_version=prompt_version, model=model,
-                                       department=department, prompt_tokens=prompt_tokens,
-                                       completion_tokens=completion_tokens))
+def prediction_of(session: Session, message: SlackMessage) -> Prediction | None:
+    """The verdict the message was routed by (None for one answered before any model)."""
+    return session.get(Prediction, message.prediction_id) if message.prediction_id is not None else None
+
+
+def message_in_channel(session: Session, *, message_id: int, channel: str, reply_ts: str) -> SlackMessage | None:
+    """The message with this id if it is in `channel`; its reply's ts recorded now if it was lost."""
+    message = session.get(SlackMessage, message_id)
+    if message is None or message.channel != channel:
+        return None
+    if message.reply_ts is None:
+        message.reply_ts = reply_ts
+        session.add(message)
+    return message
+
+
+def label_message(session: Session, message: SlackMessage, *, department: Department, source: LabelSource,
+                  author: str) -> str:
+    """Gives the message's query a new label in force; returns the query's text."""
+    query = session.get(Query, message.query_id)
+    assert query is not None
+    label_query(session, query=query, department=department, source=source, author=author)
+    return query.text

@@ -13,15 +13,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from sqlalchemy.exc import IntegrityError
-from sqlmodel import col, select
-
 from router.fewshot import INVALID, BaselineUnavailable, FewShotPrompt, Shot, ask, build_prompt, price_usd
+from store.baseline_cache import cache_answer, cached_answers, label_if_unlabelled, unlabelled_queries
 from store.db import SessionFactory, transaction
-from store.examples import Example, descriptions, get_department, label_query
+from store.examples import Example, descriptions
 from store.run_report import BaselineCost, Distillation
 from store.shots import ensure_shots
-from store.tables import BaselinePrediction, LabelSource, Query
 
 if TYPE_CHECKING:
     import openai
@@ -82,7 +79,8 @@ def score_baseline(
         raise ValueError("the baseline needs at least one department")
     prompt = fixed_prompt(sessions, departments)
     result = BaselineResult(predictions={}, model=model, prompt_version=prompt.version)
-    cache = cached_answers(sessions, model=model, version=prompt.version, query_ids=[e.query_id for e in holdout])
+    with sessions() as session:
+        cache = cached_answers(session, model=model, version=prompt.version, query_ids=[e.query_id for e in holdout])
     for example in holdout:
         if example.query_id in cache:
             result.predictions[example.query_id] = cache[example.query_id]
@@ -105,9 +103,8 @@ def distil(client: openai.OpenAI, sessions: SessionFactory, *, model: str, depar
     """
     prompt = fixed_prompt(sessions, departments)
     with sessions() as session:
-        pending = [(q.id, q.text) for q in session.exec(
-            select(Query).where(col(Query.split).is_(None)).order_by(col(Query.id)))]
-    cache = cached_answers(sessions, model=model, version=prompt.version, query_ids=[i for i, _ in pending if i])
+        pending = unlabelled_queries(session)
+        cache = cached_answers(session, model=model, version=prompt.version, query_ids=[i for i, _ in pending])
     result = BaselineResult(predictions={}, model=model, prompt_version=prompt.version)
     labelled = 0
     stopped = False
@@ -134,12 +131,7 @@ def _store_label(sessions: SessionFactory, query_id: int, department_name: str, 
     if department_name == INVALID:
         return 0
     with transaction(sessions) as session:
-        query = session.get(Query, query_id)
-        department = get_department(session, name=department_name)
-        if query is None or query.split is not None or department is None:
-            return 0
-        label_query(session, query=query, department=department, source=LabelSource.BASELINE, author=model)
-    return 1
+        return int(label_if_unlabelled(session, query_id=query_id, department_name=department_name, model=model))
 
 
 def _ask_and_cache(client: openai.OpenAI, sessions: SessionFactory, prompt: FewShotPrompt, query_id: int, text: str,
@@ -153,26 +145,6 @@ def _ask_and_cache(client: openai.OpenAI, sessions: SessionFactory, prompt: FewS
     if answer.department == INVALID:
         result.invalid += 1
     else:
-        cache_answer(sessions, BaselinePrediction(
-            query_id=query_id, prompt_version=prompt.version, model=model, department=answer.department,
-            prompt_tokens=answer.prompt_tokens, completion_tokens=answer.completion_tokens))
+        cache_answer(sessions, query_id=query_id, version=prompt.version, model=model, department=answer.department,
+                     prompt_tokens=answer.prompt_tokens, completion_tokens=answer.completion_tokens)
     return answer.department
-
-
-def cached_answers(sessions: SessionFactory, *, model: str, version: str, query_ids: list[int]) -> dict[int, str]:
-    found: dict[int, str] = {}
-    with sessions() as session:
-        for start in range(0, len(query_ids), 500):
-            rows = session.exec(select(BaselinePrediction).where(
-                BaselinePrediction.model == model, BaselinePrediction.prompt_version == version,
-                col(BaselinePrediction.query_id).in_(query_ids[start:start + 500])))
-            found.update({row.query_id: row.department for row in rows})
-    return found
-
-
-def cache_answer(sessions: SessionFactory, row: BaselinePrediction) -> None:
-    try:
-        with transaction(sessions) as session:
-            session.add(row)
-    except IntegrityError:
-        pass  # another process cached the same answer first

@@ -27,14 +27,16 @@ from store.registry import ActiveModelMoved, active_model, promote, register_mod
 from store.run_report import Distillation, RunReport
 from store.runs import (
     TRAINING_LOCK,
+    fail_abandoned_runs,
     finish_run,
     last_trained_at,
     owns_lock,
     release_lock,
+    snapshot_time_of,
     start_run,
     try_acquire_lock,
 )
-from store.tables import ModelStatus, ModelVersion, RunStatus, TrainingRun
+from store.tables import ModelStatus, ModelVersion, RunStatus
 from trainer.alternatives import score_alternatives
 from trainer.baseline import distil
 from trainer.candidate import train_candidate
@@ -89,7 +91,7 @@ def run_training(settings: Settings, sessions: SessionFactory, options: RunOptio
         for leftover in sweep_scratch(settings.adapters_dir):
             log.warning("removed %s, a scratch folder left by a run that crashed", leftover)
         with transaction(sessions) as session:
-            _fail_abandoned_runs(session)
+            fail_abandoned_runs(session)
             run_id = start_run(session, trigger=options.trigger).id
         assert run_id is not None
         return _run(settings, sessions, options, run_id, heartbeat)
@@ -216,7 +218,7 @@ def _plan(settings: Settings, sessions: SessionFactory, run_id: int) -> Plan:
         current = active_model(session)
         last_run_at = last_trained_at(session)
         new_labels = count_labels_since(session, last_run_at)
-        trained_until = _snapshot_time_of(session, current)
+        trained_until = snapshot_time_of(session, current)
     if not snapshot.train:
         return Plan(snapshot, current, skip_reason="no labelled training examples")
     if current is not None and last_run_at is not None and new_labels == 0:
@@ -226,16 +228,6 @@ def _plan(settings: Settings, sessions: SessionFactory, run_id: int) -> Plan:
         snapshot.train, trained_until=trained_until if warm_start else None,
         known_labels=warm_start.labels if warm_start else None, seed=run_id)
     return Plan(snapshot, current, warm_start, training_set)
-
-
-def _snapshot_time_of(session: Any, model: ModelVersion | None) -> datetime | None:
-    """When the data that trained `model` was snapshotted: labels after it are new to it."""
-    from sqlmodel import select
-
-    if model is None:
-        return None
-    run = session.exec(select(TrainingRun).where(TrainingRun.candidate_id == model.id)).first()
-    return run.started_at if run else model.created_at
 
 
 def _training_summary(result: TrainResult) -> dict[str, Any]:
@@ -266,11 +258,3 @@ def _finish(sessions: SessionFactory, run_id: int, status: RunStatus, reason: st
         finish_run(session, run_id=run_id, status=status, reason=reason, report=report.to_json(),
                    snapshot_hash=snapshot.digest)
     return report
-
-
-def _fail_abandoned_runs(session: Any) -> None:
-    """Runs still marked running while we hold the lock were killed mid-way: say so."""
-    from sqlmodel import select
-
-    for run in session.exec(select(TrainingRun).where(TrainingRun.status == RunStatus.RUNNING)):
-        finish_run(session, run_id=run.id, status=RunStatus.FAILED, reason="interrupted (process ended mid-run)")
