@@ -15,10 +15,12 @@ from slack_sdk import WebClient
 
 from bot.deps import BotDeps
 from bot.reactions import CONFIRM
+from router.adapters import AdapterError, check_adapter_path
 from router.costs import Pricing
 from store.db import transaction
 from store.examples import StoreError, list_departments, upsert_department
 from store.overview import status, status_lines
+from store.registry import rollback_checked
 from store.runs import TRAINING_LOCK, lock_held
 from store.training_requests import request_training, trainer_running
 
@@ -73,11 +75,8 @@ def start_retrain(deps: BotDeps, *, channel: str | None, user: str | None, ack: 
 
 
 def rollback(deps: BotDeps, *, user: str | None, ack: Ack) -> None:
-    from router.adapters import AdapterError
-    from trainer.promotion import rollback_checked
-
     try:
-        model = rollback_checked(deps.sessions, by=f"admin (slack {user})")
+        model = rollback_checked(deps.sessions, by=f"admin (slack {user})", check=check_adapter_path)
     except (StoreError, AdapterError) as exc:
         ack(text=f"Rollback refused: {exc}")
         return

@@ -92,18 +92,18 @@ def classify(args: argparse.Namespace) -> int:
 
 def models(args: argparse.Namespace) -> int:
     from cli.context import UserError
-    from store.registry import list_models
-    from trainer.promotion import promote_checked, rollback_checked
+    from router.adapters import check_adapter_path
+    from store.registry import list_models, promote_checked, rollback_checked
 
     ctx = open_context()
     if args.action == "promote":
         if args.id is None:
             raise UserError("models promote needs a model ID")
-        model = promote_checked(ctx.sessions, model_id=args.id, by="admin (cli)")
+        model = promote_checked(ctx.sessions, model_id=args.id, by="admin (cli)", check=check_adapter_path)
         emit(args.json, {"active_model": model.id}, f"model {model.id} is now active")
         return 0
     if args.action == "rollback":
-        model = rollback_checked(ctx.sessions, by="admin (cli)")
+        model = rollback_checked(ctx.sessions, by="admin (cli)", check=check_adapter_path)
         emit(args.json, {"active_model": model.id}, f"rolled back: model {model.id} is active again")
         return 0
     with ctx.sessions() as session:

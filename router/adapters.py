@@ -94,6 +94,11 @@ def sweep_scratch(adapters_dir: Path) -> list[Path]:
     return leftovers
 
 
+def check_adapter_path(path: str) -> AdapterMeta:
+    """`check_adapter_dir` for a path as the registry stores it."""
+    return check_adapter_dir(Path(path))
+
+
 def check_adapter_dir(path: Path) -> AdapterMeta:
     """Refuses a folder that is missing, incomplete or unreadable, before anything loads it."""
     if not path.is_dir():

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import update
 from sqlmodel import Session, col, select
 
+from store.db import SessionFactory, transaction
 from store.examples import StoreError
 from store.tables import ModelStatus, ModelVersion, Registry, utcnow
 
@@ -137,3 +139,21 @@ def set_status(session: Session, *, model_id: int, status: ModelStatus) -> None:
     model.status = status
     session.add(model)
     session.flush()
+
+
+AdapterCheck = Callable[[str], object]  # raises when the adapter folder at that path cannot be served
+
+
+def promote_checked(sessions: SessionFactory, *, model_id: int, by: str, check: AdapterCheck) -> ModelVersion:
+    """An admin's promotion: the adapter folder is checked in the same transaction, so a missing or
+    corrupt folder leaves the pointer where it was."""
+    with transaction(sessions) as session:
+        check(get_model(session, model_id=model_id).adapter_path)
+        return promote(session, model_id=model_id, by=by)
+
+
+def rollback_checked(sessions: SessionFactory, *, by: str, check: AdapterCheck) -> ModelVersion:
+    with transaction(sessions) as session:
+        model = rollback(session, by=by)
+        check(model.adapter_path)
+        return model

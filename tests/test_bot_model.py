@@ -12,12 +12,13 @@ import pytest
 from bot.app import build_app, make_client
 from bot.deps import BotDeps
 from bot.server import start_socket_mode
+from router.adapters import check_adapter_path
 from router.base_model import load_base_model
 from router.serving import ActiveModelRouter, registry_lookup
 from router.settings import Settings
 from store.db import transaction
 from store.examples import add_examples, upsert_department
-from store.registry import register_model
+from store.registry import promote_checked, register_model
 from store.runs import TRAINING_LOCK, release_lock, try_acquire_lock
 from tests.bot_harness import BotServer, message
 from tests.slack_fake import FakeSlack, command_payload, event_payload
@@ -26,7 +27,6 @@ from tests.test_loop import LOOP, MORE
 from tests.test_training import EXAMPLES
 from trainer.gate import GateRules
 from trainer.pipeline import RunOptions, run_training
-from trainer.promotion import promote_checked
 from trainer.service import TrainerService
 
 ADMIN = "UADMIN"
@@ -93,7 +93,8 @@ def test_retrain_and_rollback_from_slack_reach_the_running_bot(live, sessions):
         add_examples(session, examples=MORE)
     live.command("retrain", user=ADMIN)
     assert "run 2" in report_posted(slack, 2)
-    second = promote_checked(sessions, model_id=2, by="admin (cli)").id  # promoted or not, an admin can force it
+    # promoted or not, an admin can force it
+    second = promote_checked(sessions, model_id=2, by="admin (cli)", check=check_adapter_path).id
     wait_until(lambda: live.get("/healthz").json()["active_model"] == second)
     assert f"Model {second}" in text_of(route(live, "gamma question 4", ts="3.0"))
 
