@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from bot.audits import should_audit
+from bot.baseline_router import BaselineRouter, ColdStartRouter
 from bot.routing import verdict_of
-from router.baseline_router import BaselineRouter, ColdStartRouter
 from router.classifier import Classification
 from router.fewshot import make_openai_client
 from router.outcomes import sent_to_triage

@@ -18,8 +18,8 @@ from slack_sdk.errors import SlackApiError
 
 from bot.deps import BotDeps
 from bot.drift import alarm_text
-from router.cost_chart import coarse, plot_projection
-from router.costs import DAILY_GROWTH, CostSummary, Pricing, Projection
+from reports.cost_chart import coarse, plot_projection
+from reports.costs import DAILY_GROWTH, CostSummary, Pricing, Projection
 from store.costs import cost_measures, usd
 from store.drift import recent_alerts
 from store.examples import list_departments

@@ -17,8 +17,8 @@ def register(sub: Any) -> None:
 
 
 def cost(args: argparse.Namespace) -> int:
-    from router.cost_chart import projection_png
-    from router.costs import Pricing
+    from reports.cost_chart import projection_png
+    from reports.costs import Pricing
     from store.costs import cost_measures
 
     ctx = open_context()

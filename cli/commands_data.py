@@ -115,7 +115,7 @@ def export(args: argparse.Namespace) -> int:
 
 
 def status(args: argparse.Namespace) -> int:
-    from router.costs import Pricing
+    from reports.costs import Pricing
     from store.overview import status, status_lines
 
     ctx = open_context()

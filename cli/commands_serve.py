@@ -23,14 +23,15 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 def serve(args: argparse.Namespace) -> int:
     from bot.app import build_app, event_handlers, make_client
+    from bot.baseline_router import BaselineRouter, ColdStartRouter
     from bot.deps import BotDeps
     from bot.metrics import BotMetrics
     from bot.outbox import OutboxWorker
     from bot.server import HttpServer, start_socket_mode
-    from router.baseline_router import BaselineRouter, ColdStartRouter
     from router.fewshot import baseline_configured, make_openai_client
-    from router.serving import ActiveModelRouter, registry_lookup
+    from router.serving import ActiveModelRouter
     from router.serving_model import load_serving_model
+    from store.registry import registry_lookup
 
     ctx = open_context()
     configure_logging(ctx.settings)

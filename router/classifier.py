@@ -9,12 +9,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from core.vocabulary import OUT_OF_SCOPE
 from router.adapters import check_adapter_dir, read_bank
 from router.calibration import UNFAMILIAR_QUANTILE, Calibration, doubts, knn_distances, with_temperature
 from router.head import LabelHead, averaged, read_head
 from router.prompt import PromptFormat, label_ids, prefix_ids, prompt_ids
 from router.scoring import LabelScores, LabelTrie, score_labels_detailed, shared_prefix
-from store.tables import OUT_OF_SCOPE
 
 if TYPE_CHECKING:
     import torch

@@ -196,17 +196,3 @@ class ActiveModelRouter:
         if self._thread is not None:
             self._thread.join(timeout=5)
         self._model_thread.shutdown(wait=True)
-
-
-def registry_lookup(sessions: Callable[[], Any]) -> ActiveLookup:
-    """Reads the active pointer with a short session each time: cheap enough to poll every second."""
-    from store.registry import active_model
-
-    def lookup() -> ActiveAdapter | None:
-        with sessions() as session:
-            model = active_model(session)
-            if model is None or model.id is None:
-                return None
-            return model.id, model.adapter_path, model.base_model
-
-    return lookup

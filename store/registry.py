@@ -157,3 +157,20 @@ def rollback_checked(sessions: SessionFactory, *, by: str, check: AdapterCheck) 
         model = rollback(session, by=by)
         check(model.adapter_path)
         return model
+
+
+ActiveAdapter = tuple[int, str, str]  # model id, adapter folder, base model name
+
+
+def registry_lookup(sessions: SessionFactory) -> Callable[[], ActiveAdapter | None]:
+    """Reads the active pointer with a short session each time: cheap enough for a serving process
+    to poll every second or two (router/serving.py)."""
+
+    def lookup() -> ActiveAdapter | None:
+        with sessions() as session:
+            model = active_model(session)
+            if model is None or model.id is None:
+                return None
+            return model.id, model.adapter_path, model.base_model
+
+    return lookup

@@ -9,6 +9,10 @@ from typing import Any
 from sqlalchemy import JSON, Column, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
+from core.vocabulary import OUT_OF_SCOPE, OUT_OF_SCOPE_ABOUT
+
+__all__ = ["OUT_OF_SCOPE", "OUT_OF_SCOPE_ABOUT"]  # re-exported: the store's callers name the class from here
+
 
 def utcnow() -> datetime:
     """Every timestamp is aware UTC."""
@@ -54,13 +58,6 @@ class RunStatus(StrEnum):
     NOT_PROMOTED = "not_promoted"
     SKIPPED = "skipped"
     FAILED = "failed"
-
-
-OUT_OF_SCOPE = "None of these"
-"""The reserved class of messages that belong to no department: stored as a label like any other,
-learned as a class, scored by the gate, but never listed, routed to or offered as a department."""
-OUT_OF_SCOPE_ABOUT = ("the message is for no department: a greeting, thanks, spam, a question about something "
-                      "this team does not handle, or instructions aimed at the assistant itself")
 
 
 class Department(SQLModel, table=True):

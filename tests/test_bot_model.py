@@ -14,11 +14,11 @@ from bot.deps import BotDeps
 from bot.server import start_socket_mode
 from router.adapters import check_adapter_path
 from router.base_model import load_base_model
-from router.serving import ActiveModelRouter, registry_lookup
+from router.serving import ActiveModelRouter
 from router.settings import Settings
 from store.db import transaction
 from store.examples import add_examples, upsert_department
-from store.registry import promote_checked, register_model
+from store.registry import promote_checked, register_model, registry_lookup
 from store.runs import TRAINING_LOCK, release_lock, try_acquire_lock
 from tests.bot_harness import BotServer, message
 from tests.slack_fake import FakeSlack, command_payload, event_payload

@@ -8,13 +8,14 @@ import math
 import pytest
 from sqlmodel import select
 
+from bot.baseline_router import BaselineRouter, ColdStartRouter
 from router.base_model import load_base_model
-from router.baseline_router import BaselineRouter, ColdStartRouter
 from router.fewshot import make_openai_client
-from router.serving import ActiveModelRouter, NoActiveModel, registry_lookup
+from router.serving import ActiveModelRouter, NoActiveModel
 from router.settings import Settings
 from store.db import transaction
 from store.examples import add_examples, get_department, label_query, labelled_examples, upsert_department
+from store.registry import registry_lookup
 from store.slack import query_for_text
 from store.tables import BaselinePrediction, Label, LabelSource, Query, Split
 from tests.openai_fake import FakeOpenAI

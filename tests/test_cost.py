@@ -15,7 +15,7 @@ from slack_sdk.errors import SlackApiError
 
 from bot.deps import BotDeps
 from bot.home import HomeTab
-from router.costs import DAYS, Pricing, project
+from reports.costs import DAYS, Pricing, project
 from router.settings import Settings
 from store.costs import cost_measures, usd
 from store.db import transaction

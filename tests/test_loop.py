@@ -10,11 +10,11 @@ import pytest
 from sqlmodel import select
 
 from router.base_model import load_base_model
-from router.serving import ActiveModelRouter, registry_lookup
+from router.serving import ActiveModelRouter
 from router.settings import Settings
 from store.db import transaction
 from store.examples import add_examples
-from store.registry import active_model, promote
+from store.registry import active_model, promote, registry_lookup
 from store.run_report import RunReport
 from store.runs import TRAINING_LOCK, release_lock, try_acquire_lock
 from store.tables import BaselinePrediction

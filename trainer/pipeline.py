@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import SwitchboardError
+from reports.costs import Pricing
 from router.adapters import AdapterMeta, discard, new_adapter_dir, publish, sweep_scratch
 from router.calibration import Calibration
-from router.costs import Pricing
 from router.fewshot import BaselineUnavailable, baseline_configured, make_openai_client
 from router.metrics import write_confusion_png
 from router.settings import Settings

@@ -7,7 +7,7 @@ import math
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from router.costs import DAILY_GROWTH, DAYS, CostSummary, project
+from reports.costs import DAILY_GROWTH, DAYS, CostSummary, project
 from store.costs import usd
 
 if TYPE_CHECKING:

@@ -1,0 +1,9 @@
+"""Words every package shares."""
+
+from __future__ import annotations
+
+OUT_OF_SCOPE = "None of these"
+"""The reserved class of messages that belong to no department: stored as a label like any other,
+learned as a class, scored by the gate, but never listed, routed to or offered as a department."""
+OUT_OF_SCOPE_ABOUT = ("the message is for no department: a greeting, thanks, spam, a question about something "
+                      "this team does not handle, or instructions aimed at the assistant itself")
