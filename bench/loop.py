@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import quality
 from loop_world import SimulatedDeployment, open_store, sabotaged_run
 
-from router.settings import Settings
+from core.settings import Settings
 from tests.openai_fake import FakeOpenAI
 
 RESULTS = Path(__file__).resolve().parent / "results"

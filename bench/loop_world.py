@@ -19,11 +19,11 @@ from typing import Any
 from bot.audits import should_audit
 from bot.baseline_router import BaselineRouter, ColdStartRouter
 from bot.routing import verdict_of
+from core.settings import Settings
 from router.classifier import Classification
 from router.fewshot import make_openai_client
 from router.outcomes import sent_to_triage
 from router.serving import NoActiveModel
-from router.settings import Settings
 from store.db import SessionFactory, make_engine, session_factory, transaction
 from store.examples import add_examples, get_department, label_query, labelled_examples
 from store.migrations import migrate

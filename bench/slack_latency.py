@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.speed_phases import time_single_queries  # noqa: E402
-from router.settings import Settings  # noqa: E402
+from core.settings import Settings  # noqa: E402
 from store.db import make_engine, session_factory, transaction  # noqa: E402
 from store.examples import add_examples  # noqa: E402
 from store.migrations import migrate  # noqa: E402

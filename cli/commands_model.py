@@ -38,7 +38,7 @@ def run_options(settings: Any, *, trigger: str, progress: bool, config: Any = No
     from trainer.gate import GateRules
     from trainer.pipeline import RunOptions
 
-    rules = GateRules(max_department_drop=settings.gate_max_department_drop, confidence=settings.gate_confidence)
+    rules = GateRules.of(settings)
     return RunOptions(config=config or TrainConfig(), rules=rules, trigger=trigger, progress=progress,
                       alternatives=alternatives)
 

@@ -69,8 +69,7 @@ def start_trainer_service(ctx: Context, *, check_seconds: float = 60.0, poll_sec
     from trainer.schedule import ScheduleConfig
     from trainer.service import TrainerService
 
-    config = ScheduleConfig(cron=ctx.settings.retrain_cron, label_threshold=ctx.settings.retrain_after_labels,
-                            check_seconds=check_seconds)
+    config = ScheduleConfig.of(ctx.settings, check_seconds=check_seconds)
     return TrainerService(ctx.sessions, make_run_now(ctx), post=slack_poster(ctx), schedule=config,
                           poll_seconds=poll_seconds).start()
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from core.errors import SwitchboardError
 
 if TYPE_CHECKING:
-    from router.settings import Settings
+    from core.settings import Settings
     from store.db import SessionFactory
 
 
@@ -25,7 +25,7 @@ class Context:
 
 
 def open_context() -> Context:
-    from router.settings import Settings
+    from core.settings import Settings
     from store.db import make_engine, session_factory
     from store.migrations import migrate
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from router.fewshot import baseline_configured, price_usd
 
 if TYPE_CHECKING:
-    from router.settings import Settings
+    from core.settings import Settings
     from store.costs import BaselineUsage, CostMeasures
 
 DAYS = 365

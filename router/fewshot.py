@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from core.errors import SwitchboardError
-from router.settings import Settings
+from core.settings import Settings
 
 if TYPE_CHECKING:
     import openai

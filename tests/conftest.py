@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from router.settings import Settings
+from core.settings import Settings
 from store.db import SessionFactory, make_engine, session_factory
 from store.migrations import migrate
 

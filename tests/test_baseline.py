@@ -8,8 +8,8 @@ import re
 import pytest
 from sqlmodel import select
 
+from core.settings import Settings
 from router.fewshot import INVALID, BaselineUnavailable, baseline_configured, make_openai_client
-from router.settings import Settings
 from store.db import transaction
 from store.examples import add_examples, labelled_examples, upsert_department
 from store.shots import reset_shots

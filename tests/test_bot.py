@@ -17,8 +17,8 @@ from sqlmodel import select
 
 from bot.app import event_handlers
 from bot.deps import BotDeps
+from core.settings import Settings
 from router.classifier import Classification
-from router.settings import Settings
 from store.db import transaction
 from store.examples import upsert_department
 from store.registry import register_model

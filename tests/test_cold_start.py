@@ -9,10 +9,10 @@ import pytest
 from sqlmodel import select
 
 from bot.baseline_router import BaselineRouter, ColdStartRouter
+from core.settings import Settings
 from router.base_model import load_base_model
 from router.fewshot import make_openai_client
 from router.serving import ActiveModelRouter, NoActiveModel
-from router.settings import Settings
 from store.db import transaction
 from store.examples import add_examples, get_department, label_query, labelled_examples, upsert_department
 from store.registry import registry_lookup

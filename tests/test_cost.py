@@ -15,8 +15,8 @@ from slack_sdk.errors import SlackApiError
 
 from bot.deps import BotDeps
 from bot.home import HomeTab
+from core.settings import Settings
 from reports.costs import DAYS, Pricing, project
-from router.settings import Settings
 from store.costs import cost_measures, usd
 from store.db import transaction
 from store.overview import status, status_lines

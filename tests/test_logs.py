@@ -7,7 +7,7 @@ import json
 import logging
 
 from cli.logs import REDACTED, configure_logging
-from router.settings import Settings
+from core.settings import Settings
 
 TOKEN, SIGNING = "xoxb-1111-2222-abcdef", "8f14e45fceea167a5a36dedd4bea2543"
 KEY, PASSWORD = "sk-proj-0123456789abcdefXYZ", "pg-Pa55word"

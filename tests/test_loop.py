@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from sqlmodel import select
 
+from core.settings import Settings
 from router.base_model import load_base_model
 from router.serving import ActiveModelRouter
-from router.settings import Settings
 from store.db import transaction
 from store.examples import add_examples
 from store.registry import active_model, promote, registry_lookup

@@ -11,12 +11,12 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from core.settings import Settings
 from router.adapters import check_adapter_dir, read_bank
 from router.classifier import LoraRouter, Router
 from router.fewshot import baseline_configured, make_openai_client
 from router.head import read_head
 from router.metrics import classification_metrics
-from router.settings import Settings
 from store.db import SessionFactory
 from store.run_report import BaselineCost, KnownMistakes
 from store.tables import OUT_OF_SCOPE, ModelVersion

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from statistics import NormalDist
 from typing import Any
 
+from core.settings import Settings, default_of
 from store.run_report import ModelScore
 from trainer.bootstrap import paired_bootstrap
 
@@ -40,8 +41,12 @@ NOT_CONFIGURED = "baseline: not configured"
 
 @dataclass(frozen=True)
 class GateRules:
-    max_department_drop: float = 0.05
-    confidence: float = 0.90
+    max_department_drop: float = default_of("gate_max_department_drop")
+    confidence: float = default_of("gate_confidence")
+
+    @classmethod
+    def of(cls, settings: Settings) -> GateRules:
+        return cls(max_department_drop=settings.gate_max_department_drop, confidence=settings.gate_confidence)
 
     @property
     def department_min_examples(self) -> int:

@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import SwitchboardError
+from core.settings import Settings
 from reports.costs import Pricing
 from router.adapters import AdapterMeta, discard, new_adapter_dir, publish, sweep_scratch
 from router.calibration import Calibration
 from router.fewshot import BaselineUnavailable, baseline_configured, make_openai_client
 from router.metrics import write_confusion_png
-from router.settings import Settings
 from store.db import SessionFactory, transaction
 from store.examples import count_labels_since
 from store.overview import routing

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from core.settings import Settings, default_of
 from store.db import SessionFactory
 from store.examples import count_labels_since
 from store.run_report import RunReport
@@ -25,9 +26,14 @@ RunNow = Callable[[str], RunReport]
 
 @dataclass(frozen=True)
 class ScheduleConfig:
-    cron: str = "0 2 * * *"  # 02:00 UTC every night
-    label_threshold: int = 200
+    cron: str = default_of("retrain_cron")
+    label_threshold: int = default_of("retrain_after_labels")
     check_seconds: float = 60.0
+
+    @classmethod
+    def of(cls, settings: Settings, *, check_seconds: float = 60.0) -> ScheduleConfig:
+        return cls(cron=settings.retrain_cron, label_threshold=settings.retrain_after_labels,
+                   check_seconds=check_seconds)
 
 
 def pending_labels(sessions: SessionFactory) -> int:
