@@ -16,6 +16,7 @@ from cli import (
     commands_cost,
     commands_data,
     commands_eval,
+    commands_export,
     commands_labels,
     commands_model,
     commands_serve,
@@ -36,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands_model.register(sub)
     commands_labels.register(sub)
     commands_eval.register(sub)
+    commands_export.register(sub)
     commands_serve.register(sub)
     commands_trainer.register(sub)
     return parser
