@@ -55,7 +55,7 @@ class BaselineRouter:
         usage = Usage(self._model, answer.prompt_tokens, answer.completion_tokens,
                       price_usd(self._model, answer.prompt_tokens, answer.completion_tokens), prompt.version)
         return Classification(department=department, confidence=confidence, scores=scores,
-                              model=f"baseline {self._model}", latency_ms=latency_ms, usage=usage,
+                              model_name=f"baseline {self._model}", latency_ms=latency_ms, usage=usage,
                               out_of_scope=none, none_of_these=answer.department == OUT_OF_SCOPE)
 
 

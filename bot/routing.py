@@ -74,12 +74,12 @@ def route_message(deps: BotDeps, client: WebClient, event: dict[str, Any], *, ev
     if result is None:
         body = blocks.triage({}, departments, None)
     elif result.none_of_these:
-        body = blocks.out_of_scope(result.out_of_scope, departments, result.model,
+        body = blocks.out_of_scope(result.out_of_scope, departments, _model_shown(result),
                                    emoji=deps.settings.out_of_scope_emoji)
     elif triage:
-        body = blocks.triage(result.scores, departments, result.model)
+        body = blocks.triage(result.scores, departments, _model_shown(result))
     else:
-        body = blocks.routed(result.department, result.confidence, departments, result.model)
+        body = blocks.routed(result.department, result.confidence, departments, _model_shown(result))
     if message.audit_requested:
         assert message.id is not None
         body += blocks.audit_request(message.id, departments, right=routed_to)
@@ -90,7 +90,12 @@ def route_message(deps: BotDeps, client: WebClient, event: dict[str, Any], *, ev
     if forward_to:
         forward(client, forward_to, department=routed_to or "triage", user=user, channel=channel, ts=ts, text=text,
                 confidence=result.confidence if result and not triage else None)
-    log.info("routed %s/%s to %s (model %s)", channel, ts, routed_to or "triage", result and result.model)
+    log.info("routed %s/%s to %s (model %s)", channel, ts, routed_to or "triage", result and result.model_name)
+
+
+def _model_shown(result: Classification) -> str:
+    """How the reply names the model: "Model 3" for a registered one, "Model baseline gpt-4o" for the baseline."""
+    return str(result.model_id) if result.model_id is not None else result.model_name
 
 
 def _count(deps: BotDeps, result: Classification | None, routed_to: str | None) -> None:
@@ -122,10 +127,9 @@ def forward(client: WebClient, to_channel: str, *, department: str, user: str | 
 
 def verdict_of(result: Classification) -> Verdict:
     """The model's answer as the store keeps it."""
-    model_id = int(result.model) if result.model and result.model.isdigit() else None
     usage = result.usage
     return Verdict(department=result.answer, confidence=result.confidence, scores=result.scores,
-                   latency_ms=result.latency_ms, out_of_scope=result.out_of_scope, model_id=model_id,
+                   latency_ms=result.latency_ms, out_of_scope=result.out_of_scope, model_id=result.model_id,
                    baseline_model=usage.model if usage else None,
                    prompt_version=usage.prompt_version if usage else None,
                    prompt_tokens=usage.prompt_tokens if usage else None,

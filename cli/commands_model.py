@@ -74,7 +74,7 @@ def router_for(ctx: Context, model_id: int | None) -> Any:
     if model is None:
         raise UserError("no active model yet: run `switchboard train` first")
     return model, load_router(ctx.settings, adapter_dir=Path(model.adapter_path), name=f"model {model.id}",
-                              base_model=model.base_model)
+                              model_id=model.id, base_model=model.base_model)
 
 
 def classify(args: argparse.Namespace) -> int:

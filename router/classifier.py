@@ -41,11 +41,12 @@ class Classification:
     department: str
     confidence: float
     scores: dict[str, float]
-    model: str | None
+    model_name: str  # what people read: "model 3", "baseline gpt-4o", "candidate"
     latency_ms: float
     usage: Usage | None = None
     out_of_scope: float = 0.0
     none_of_these: bool = False  # the router's verdict: the message belongs to no department
+    model_id: int | None = None  # the registry's id of the model that answered; None for the baseline
 
     @property
     def answer(self) -> str:
@@ -54,8 +55,8 @@ class Classification:
 
     def to_dict(self) -> dict[str, Any]:
         return {"department": self.department, "confidence": self.confidence, "scores": self.scores,
-                "out_of_scope": round(self.out_of_scope, 4), "none_of_these": self.none_of_these, "model": self.model,
-                "latency_ms": round(self.latency_ms, 2)}
+                "out_of_scope": round(self.out_of_scope, 4), "none_of_these": self.none_of_these,
+                "model": self.model_name, "model_id": self.model_id, "latency_ms": round(self.latency_ms, 2)}
 
 
 class Router(Protocol):
@@ -76,7 +77,8 @@ class LoraRouter:
         tokenizer: PreTrainedTokenizerBase,
         labels: Sequence[str],
         prompt: PromptFormat,
-        name: str | None,
+        name: str,
+        model_id: int | None = None,
         cache_prefix: bool = False,
         calibration: Calibration | None = None,
         bank: torch.Tensor | None = None,
@@ -96,12 +98,14 @@ class LoraRouter:
         self._model = model
         self._prompt = prompt
         self._name = name
+        self._model_id = model_id
         self._trie = LabelTrie({label: label_ids(tokenizer, prompt, label) for label in labels})
         self._prefix = shared_prefix(model, prefix_ids(tokenizer, prompt)) if cache_prefix else None
 
     @classmethod
     def from_adapter(
-        cls, *, base: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, adapter_dir: Path, name: str
+        cls, *, base: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, adapter_dir: Path, name: str,
+        model_id: int | None = None,
     ) -> LoraRouter:
         """The adapter merged into `base` (which this router then owns): one matmul per layer, not three."""
         from router.lora_merge import read_lora, release_checkpoint
@@ -113,7 +117,7 @@ class LoraRouter:
         release_checkpoint(base, deltas)
         base.eval()
         return cls(model=base, tokenizer=tokenizer, labels=meta.labels, prompt=meta.prompt, name=name,
-                   cache_prefix=True, calibration=meta.calibration, bank=bank, head=head)
+                   model_id=model_id, cache_prefix=True, calibration=meta.calibration, bank=bank, head=head)
 
     @property
     def labels(self) -> list[str]:
@@ -136,7 +140,7 @@ class LoraRouter:
         return self._prompt
 
     @property
-    def name(self) -> str | None:
+    def name(self) -> str:
         return self._name
 
     def classify(self, text: str) -> Classification:
@@ -176,7 +180,7 @@ class LoraRouter:
             results.append(Classification(
                 department=labels[best], confidence=float(row[best]),
                 scores={labels[j]: float(row[j]) for j in departments},
-                model=self._name, latency_ms=latency_ms, out_of_scope=float(none),
+                model_name=self._name, model_id=self._model_id, latency_ms=latency_ms, out_of_scope=float(none),
                 none_of_these=none > row[best] if learned else none >= UNFAMILIAR_QUANTILE,
             ))
         return results

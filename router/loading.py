@@ -11,7 +11,8 @@ from router.serving_model import load_serving_model
 
 
 def load_router(settings: Settings, *, adapter_dir: Path, name: str, base_model: str | None = None,
-                options: LoadOptions | None = None) -> LoraRouter:
+                options: LoadOptions | None = None, model_id: int | None = None) -> LoraRouter:
     base, tokenizer = load_serving_model(base_model or settings.base_model, cache_dir=settings.cache_dir,
                                          options=options or LoadOptions())
-    return LoraRouter.from_adapter(base=base, tokenizer=tokenizer, adapter_dir=adapter_dir, name=name)
+    return LoraRouter.from_adapter(base=base, tokenizer=tokenizer, adapter_dir=adapter_dir, name=name,
+                                   model_id=model_id)

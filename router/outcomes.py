@@ -37,7 +37,7 @@ def from_probabilities(labels: Sequence[str], rows: Any, *, model: str) -> list[
         best = max(departments, key=lambda j: row[j])
         none = float(row[none_at]) if none_at is not None else 0.0
         out.append(Classification(department=labels[best], confidence=float(row[best]),
-                                  scores={labels[j]: float(row[j]) for j in departments}, model=model,
+                                  scores={labels[j]: float(row[j]) for j in departments}, model_name=model,
                                   latency_ms=0.0, out_of_scope=none, none_of_these=none > row[best]))
     return out
 

@@ -113,8 +113,9 @@ class ActiveModelRouter:
                 release_checkpoint(self._base, deltas)
             self._deltas = deltas
             self._router = LoraRouter(model=self._base, tokenizer=self._tokenizer, labels=meta.labels,
-                                      prompt=meta.prompt, name=str(model_id), cache_prefix=True,
-                                      calibration=meta.calibration, bank=extras[0], head=extras[1])
+                                      prompt=meta.prompt, name=f"model {model_id}", model_id=model_id,
+                                      cache_prefix=True, calibration=meta.calibration, bank=extras[0],
+                                      head=extras[1])
             self._model_id = model_id
             self.swaps += 1
 

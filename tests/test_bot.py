@@ -54,8 +54,8 @@ class ScriptedRouter:
             scores = {"Billing": 0.92, "Shipping": 0.04, "Refunds": 0.04}
         best = max(scores, key=scores.__getitem__)
         none = "HACKED" in text
-        return Classification(best, scores[best], scores, str(self.model_id), 1.0, out_of_scope=0.97 if none else 0.1,
-                              none_of_these=none)
+        return Classification(best, scores[best], scores, f"model {self.model_id}", 1.0,
+                              out_of_scope=0.97 if none else 0.1, none_of_these=none, model_id=self.model_id)
 
 
 @pytest.fixture

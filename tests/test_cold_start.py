@@ -39,7 +39,7 @@ def test_the_baseline_routes_with_the_probability_its_logprobs_give_and_records_
     assert result.department == TRUTH["alpha question 1"] and result.confidence == pytest.approx(0.54, abs=1e-6)
     runner_up = sorted(result.scores.values(), reverse=True)[1]
     assert runner_up == pytest.approx(0.46, abs=1e-6)  # the alternative first token names another department
-    assert result.model == "baseline gpt-4o" and result.usage is not None
+    assert result.model_name == "baseline gpt-4o" and result.model_id is None and result.usage is not None
     assert result.usage.prompt_tokens == fake.usage["prompt_tokens"] > 0
     expected = (result.usage.prompt_tokens * 2.5 + result.usage.completion_tokens * 10) / 1e6
     assert result.usage.cost_usd == pytest.approx(expected)
@@ -108,8 +108,8 @@ def test_the_first_model_that_beats_the_baseline_takes_over_routing(settings, se
             after = router.classify("beta question 2")
     finally:
         active.stop()
-    assert before.model == "baseline gpt-4o" and before.department == "Orders"
-    assert after.model == str(report.model_id) and after.usage is None
+    assert before.model_name == "baseline gpt-4o" and before.department == "Orders"
+    assert after.model_id == report.model_id and after.usage is None
 
 
 def routed_messages(sessions, texts):

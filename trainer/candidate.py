@@ -59,7 +59,7 @@ def train_router(*, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, 
     result = train_lora(model=model, tokenizer=tokenizer, prompt=prompt, config=config,
                         examples=[(e.text, e.label) for e in train_on], init_adapter=init_adapter, progress=progress)
     router = LoraRouter(model=result.model.get_base_model(), tokenizer=tokenizer, labels=labels, prompt=prompt,
-                        name=name)
+                        name=name or "candidate")
     fitted = calibrate(router, fold, train_on, with_head=config.head)
     router.calibration, router.bank = fitted.calibration, fitted.bank
     return router, result, fitted
