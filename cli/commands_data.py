@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from cli.context import emit, open_context
+from cli.compose import open_context
+from cli.output import emit
 
 
 def register(sub: Any) -> None:
@@ -126,6 +127,6 @@ def status(args: argparse.Namespace) -> int:
 
 
 def _usage(message: str) -> Exception:
-    from cli.context import UserError
+    from cli.output import UserError
 
     return UserError(message)

@@ -8,8 +8,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from cli.commands_model import router_for
-from cli.context import emit, open_context
+from cli.compose import Context, open_context, router_for
+from cli.output import emit
 
 
 def register(sub: Any) -> None:
@@ -67,7 +67,7 @@ def evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _alternatives(ctx: Any, texts: list[str], truth: list[str], rule: dict[str, float], *,
+def _alternatives(ctx: Context, texts: list[str], truth: list[str], rule: dict[str, float], *,
                   fast_only: bool) -> dict[str, Any]:
     """Each cheap alternative trained on the store's training split, its probabilities under the bot's rule."""
     from router.metrics import classification_metrics

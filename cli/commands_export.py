@@ -6,7 +6,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from cli.context import UserError, emit, open_context
+from cli.compose import open_context
+from cli.output import UserError, emit
 
 
 def register(sub: Any) -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from dataclasses import asdict
 
-from cli.context import emit, open_context
+from cli.compose import open_context
+from cli.output import emit
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 from typing import Any
 
-from cli.context import Context, emit, open_context
+from cli.compose import open_context, router_for, run_options
+from cli.output import emit
 
 
 def register(sub: Any) -> None:
@@ -32,17 +32,6 @@ def register(sub: Any) -> None:
     p.set_defaults(handler=models)
 
 
-def run_options(settings: Any, *, trigger: str, progress: bool, config: Any = None, alternatives: str = "all") -> Any:
-    """The one way every entry point (command, schedule, slash command) configures a run."""
-    from trainer.config import TrainConfig
-    from trainer.gate import GateRules
-    from trainer.pipeline import RunOptions
-
-    rules = GateRules.of(settings)
-    return RunOptions(config=config or TrainConfig(), rules=rules, trigger=trigger, progress=progress,
-                      alternatives=alternatives)
-
-
 def train(args: argparse.Namespace) -> int:
     import sys
     from dataclasses import replace
@@ -64,19 +53,6 @@ def train(args: argparse.Namespace) -> int:
     return 0
 
 
-def router_for(ctx: Context, model_id: int | None) -> Any:
-    from cli.context import UserError
-    from router.loading import load_router
-    from store.registry import active_model, get_model
-
-    with ctx.sessions() as session:
-        model = get_model(session, model_id=model_id) if model_id is not None else active_model(session)
-    if model is None:
-        raise UserError("no active model yet: run `switchboard train` first")
-    return model, load_router(ctx.settings, adapter_dir=Path(model.adapter_path), name=f"model {model.id}",
-                              model_id=model.id, base_model=model.base_model)
-
-
 def classify(args: argparse.Namespace) -> int:
     ctx = open_context()
     _, router = router_for(ctx, None)
@@ -91,7 +67,7 @@ def classify(args: argparse.Namespace) -> int:
 
 
 def models(args: argparse.Namespace) -> int:
-    from cli.context import UserError
+    from cli.output import UserError
     from router.adapters import check_adapter_path
     from store.registry import list_models, promote_checked, rollback_checked
 

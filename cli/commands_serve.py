@@ -7,9 +7,9 @@ import argparse
 import logging
 from typing import Any
 
-from cli.commands_trainer import start_trainer_service, wait_for_sigterm
-from cli.context import UserError, open_context
+from cli.compose import bot_deps, open_context, serving_router, start_trainer_service, wait_for_sigterm
 from cli.logs import configure_logging
+from cli.output import UserError
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -23,15 +23,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 def serve(args: argparse.Namespace) -> int:
     from bot.app import build_app, event_handlers, make_client
-    from bot.baseline_router import BaselineRouter, ColdStartRouter
-    from bot.deps import BotDeps
     from bot.metrics import BotMetrics
     from bot.outbox import OutboxWorker
     from bot.server import HttpServer, start_socket_mode
-    from router.fewshot import baseline_configured, make_openai_client
-    from router.serving import ActiveModelRouter
-    from router.serving_model import load_serving_model
-    from store.registry import registry_lookup
+    from router.fewshot import baseline_configured
 
     ctx = open_context()
     configure_logging(ctx.settings)
@@ -46,14 +41,10 @@ def serve(args: argparse.Namespace) -> int:
         if not ids:
             log.warning("%s is empty: nobody can %s", name, "relabel" if name.endswith("AGENTS") else "administer")
 
-    base, tokenizer = load_serving_model(settings.base_model, cache_dir=settings.cache_dir)
-    router = ActiveModelRouter(base=base, tokenizer=tokenizer, base_model_name=settings.base_model,
-                               lookup=registry_lookup(ctx.sessions))
+    router = serving_router(ctx)
     router.start()
-    baseline = (BaselineRouter(make_openai_client(settings), ctx.sessions, model=settings.baseline_model)
-                if baseline_configured(settings) else None)
     metrics = BotMetrics().watch(health=router.health, sessions=ctx.sessions)
-    deps = BotDeps(settings=settings, sessions=ctx.sessions, router=ColdStartRouter(router, baseline), metrics=metrics)
+    deps = bot_deps(ctx, router, metrics)
     client = make_client(settings.slack_bot_token.get_secret_value(), settings.slack_api_url)
     secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None
     app = build_app(deps, client=client, signing_secret=None if socket_mode else secret)
@@ -66,7 +57,8 @@ def serve(args: argparse.Namespace) -> int:
     socket = start_socket_mode(app, settings.slack_app_token.get_secret_value()) if socket_mode else None  # type: ignore[union-attr]
     trainer = start_trainer_service(ctx) if args.with_trainer else None
     log.info("serving model %s over %s; /healthz on port %d",
-             router.model_id or (f"none yet: the baseline {settings.baseline_model} routes" if baseline else "none"),
+             router.model_id or (f"none yet: the baseline {settings.baseline_model} routes"
+                                 if baseline_configured(settings) else "none"),
              "Socket Mode" if socket_mode else f"HTTP at :{server.port}/slack/events", server.port)
     try:
         wait_for_sigterm()

@@ -1,0 +1,151 @@
+"""The composition root: the only place that builds the settings, the store, the routers, the bot's
+dependencies and the training service, and hands each its collaborators. Command modules call
+these and import nothing from one another; nothing outside `cli/` imports this.
+
+Heavy libraries (torch, transformers, Slack) are imported inside the functions that need them,
+so `switchboard --help` and the store commands start in a fraction of a second.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from cli.output import UserError
+
+if TYPE_CHECKING:
+    from bot.deps import BotDeps
+    from bot.metrics import BotMetrics
+    from core.settings import Settings
+    from router.classifier import LoraRouter
+    from router.serving import ActiveModelRouter
+    from store.db import SessionFactory
+    from store.run_report import RunReport
+    from store.tables import ModelVersion
+    from trainer.config import TrainConfig
+    from trainer.pipeline import RunOptions
+    from trainer.service import Post, RunNow, TrainerService
+
+log = logging.getLogger("switchboard")
+
+
+@dataclass(frozen=True)
+class Context:
+    settings: Settings
+    sessions: SessionFactory
+
+
+def open_context() -> Context:
+    """The settings, built once from the environment and `.env`, and a migrated store."""
+    from core.settings import Settings
+    from store.db import make_engine, session_factory
+    from store.migrations import migrate
+
+    settings = Settings()
+    settings.home.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.database_url)
+    migrate(engine)
+    return Context(settings=settings, sessions=session_factory(engine))
+
+
+def run_options(settings: Settings, *, trigger: str, progress: bool, config: TrainConfig | None = None,
+                alternatives: str = "all") -> RunOptions:
+    """The one way every entry point (command, schedule, retrain request) configures a run."""
+    from trainer.config import TrainConfig
+    from trainer.gate import GateRules
+    from trainer.pipeline import RunOptions
+
+    return RunOptions(config=config or TrainConfig(), rules=GateRules.of(settings), trigger=trigger,
+                      progress=progress, alternatives=alternatives)
+
+
+def make_run_now(ctx: Context) -> RunNow:
+    """One retraining run, configured as `switchboard train` configures it; the trigger names who asked."""
+
+    def run_now(trigger: str) -> RunReport:
+        from trainer.pipeline import run_training
+
+        return run_training(ctx.settings, ctx.sessions, run_options(ctx.settings, trigger=trigger, progress=False))
+
+    return run_now
+
+
+def router_for(ctx: Context, model_id: int | None) -> tuple[ModelVersion, LoraRouter]:
+    """Model `model_id` (the active one when None) loaded for classifying in this process."""
+    from router.loading import load_router
+    from store.registry import active_model, get_model
+
+    with ctx.sessions() as session:
+        model = get_model(session, model_id=model_id) if model_id is not None else active_model(session)
+    if model is None:
+        raise UserError("no active model yet: run `switchboard train` first")
+    return model, load_router(ctx.settings, adapter_dir=Path(model.adapter_path), name=f"model {model.id}",
+                              model_id=model.id, base_model=model.base_model)
+
+
+def slack_poster(ctx: Context) -> Post:
+    """Posts a report to the channel that asked, or to the admin directly when the bot is not in it;
+    without a Slack token the report is only logged (it is in the store either way)."""
+    token = ctx.settings.slack_bot_token
+    if token is None:
+        return lambda channel, user, text: log.info("no SLACK_BOT_TOKEN: not posting the report\n%s", text)
+    from slack_sdk import WebClient
+    from slack_sdk.errors import SlackApiError
+
+    client = WebClient(token=token.get_secret_value(), base_url=ctx.settings.slack_api_url)
+
+    def post(channel: str | None, user: str | None, text: str) -> None:
+        for target in (channel, user):
+            if not target:
+                continue
+            try:
+                client.chat_postMessage(channel=target, text=text)
+                return
+            except SlackApiError as exc:
+                log.warning("could not post the report to %s: %s", target, exc.response.get("error"))
+
+    return post
+
+
+def start_trainer_service(ctx: Context, *, check_seconds: float = 60.0, poll_seconds: float = 2.0) -> TrainerService:
+    from trainer.schedule import ScheduleConfig
+    from trainer.service import TrainerService
+
+    return TrainerService(ctx.sessions, make_run_now(ctx), post=slack_poster(ctx),
+                          schedule=ScheduleConfig.of(ctx.settings, check_seconds=check_seconds),
+                          poll_seconds=poll_seconds).start()
+
+
+def serving_router(ctx: Context) -> ActiveModelRouter:
+    """The registry's active model, hot-swapped in place; through the inference engine when
+    SWITCHBOARD_INFERENCE_URL is set, else loaded in this process (without transformers)."""
+    from router.serving import ActiveModelRouter
+    from router.serving_model import load_serving_model
+    from store.registry import registry_lookup
+
+    settings = ctx.settings
+    base, tokenizer = load_serving_model(settings.base_model, cache_dir=settings.cache_dir)
+    return ActiveModelRouter(base=base, tokenizer=tokenizer, base_model_name=settings.base_model,
+                             lookup=registry_lookup(ctx.sessions))
+
+
+def bot_deps(ctx: Context, router: ActiveModelRouter, metrics: BotMetrics) -> BotDeps:
+    """What every handler needs; the cold-start baseline routes while no model is active, when configured."""
+    from bot.baseline_router import BaselineRouter, ColdStartRouter
+    from bot.deps import BotDeps
+    from router.fewshot import baseline_configured, make_openai_client
+
+    settings = ctx.settings
+    baseline = (BaselineRouter(make_openai_client(settings), ctx.sessions, model=settings.baseline_model)
+                if baseline_configured(settings) else None)
+    return BotDeps(settings=settings, sessions=ctx.sessions, router=ColdStartRouter(router, baseline), metrics=metrics)
+
+
+def wait_for_sigterm() -> None:
+    stopped = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    stopped.wait()
