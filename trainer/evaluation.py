@@ -3,6 +3,11 @@
 The active adapter is loaded beside the candidate's on the base model already in memory (PEFT
 keeps several adapters on one base), so evaluating it costs no second base-model load. Only when
 the active model was trained on another base model is that base loaded for it.
+
+With SWITCHBOARD_INFERENCE_URL set, both are scored by the inference engine that serves the bot
+(router/engine_router.py), each loaded there under a name of its own and unloaded after: the gate
+judges what would be served (the label scores, without the head). If the engine fails, both are
+scored here instead, so the two are always compared on the same scorer.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from typing import Any
 from core.settings import Settings
 from router.adapters import check_adapter_dir, read_bank
 from router.classifier import LoraRouter, Router
+from router.engine_router import EngineClient, EngineError, engine_candidate
 from router.fewshot import baseline_configured, make_openai_client
 from router.head import read_head
 from router.metrics import classification_metrics
@@ -91,10 +97,23 @@ def evaluate_baseline(settings: Settings, sessions: SessionFactory, snapshot: Sn
 
 def score_everyone(settings: Settings, sessions: SessionFactory, snapshot: Snapshot, *, candidate: Router,
                    candidate_model: Any, tokenizer: Any, current: ModelVersion | None, openai_client: Any | None,
-                   backoff_s: float = 1.0) -> tuple[Scores, BaselineCost | None, KnownMistakes | None]:
+                   backoff_s: float = 1.0, candidate_dir: Path | None = None,
+                   ) -> tuple[Scores, BaselineCost | None, KnownMistakes | None]:
+    """`candidate_dir`: the candidate's adapter folder, for the engine (default: the adapters folder's entry
+    named as the candidate router is)."""
     baseline, note, cost = evaluate_baseline(settings, sessions, snapshot, openai_client, backoff_s)
-    mine = Evaluated(candidate, snapshot)
-    theirs = evaluate_current(settings, current, candidate_model, tokenizer, snapshot) if current else None
+    judged = None
+    if settings.inference_url:
+        folder = candidate_dir or settings.adapters_dir / str(getattr(candidate, "name", ""))
+        try:
+            judged = _through_engine(settings, EngineClient(settings.inference_url), tokenizer, snapshot, folder,
+                                     current)
+        except EngineError as exc:
+            log.warning("%s: scoring the candidate and the active model in this process instead", exc)
+    if judged is None:
+        judged = (Evaluated(candidate, snapshot),
+                  evaluate_current(settings, current, candidate_model, tokenizer, snapshot) if current else None)
+    mine, theirs = judged
     scores = Scores(
         y_true=[e.label for e in snapshot.holdout], candidate=mine.holdout,
         current=theirs.holdout if theirs else None, baseline=baseline, baseline_note=note,
@@ -104,3 +123,17 @@ def score_everyone(settings: Settings, sessions: SessionFactory, snapshot: Snaps
                               current_correct=theirs.mistakes_right if theirs else None)
                 if snapshot.known_mistakes else None)
     return scores, cost, mistakes
+
+
+def _through_engine(settings: Settings, engine: EngineClient, tokenizer: Any, snapshot: Snapshot, folder: Path,
+                    current: ModelVersion | None) -> tuple[Evaluated, Evaluated | None] | None:
+    """Both contenders scored by the engine; None when the active model was trained on another base."""
+    if current is not None and current.base_model != settings.base_model:
+        return None
+    with engine_candidate(engine, tokenizer, folder, name=folder.name) as scorer:
+        mine = Evaluated(scorer, snapshot)
+    if current is None:
+        return mine, None
+    with engine_candidate(engine, tokenizer, Path(current.adapter_path), name=f"model {current.id}",
+                          model_id=current.id) as scorer:
+        return mine, Evaluated(scorer, snapshot)
