@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from bot.metrics import BotMetrics
     from core.settings import Settings
     from router.classifier import LoraRouter
+    from router.engine_router import EngineRouter
     from router.serving import ActiveModelRouter
     from store.db import SessionFactory
     from store.run_report import RunReport
@@ -120,7 +121,7 @@ def start_trainer_service(ctx: Context, *, check_seconds: float = 60.0, poll_sec
                           poll_seconds=poll_seconds).start()
 
 
-def serving_router(ctx: Context) -> ActiveModelRouter:
+def serving_router(ctx: Context) -> ActiveModelRouter | EngineRouter:
     """The registry's active model, hot-swapped in place; through the inference engine when
     SWITCHBOARD_INFERENCE_URL is set, else loaded in this process (without transformers)."""
     from router.serving import ActiveModelRouter
@@ -128,12 +129,16 @@ def serving_router(ctx: Context) -> ActiveModelRouter:
     from store.registry import registry_lookup
 
     settings = ctx.settings
+    if settings.inference_url:
+        from router.engine_router import make_engine_router
+
+        return make_engine_router(settings, registry_lookup(ctx.sessions))
     base, tokenizer = load_serving_model(settings.base_model, cache_dir=settings.cache_dir)
     return ActiveModelRouter(base=base, tokenizer=tokenizer, base_model_name=settings.base_model,
                              lookup=registry_lookup(ctx.sessions))
 
 
-def bot_deps(ctx: Context, router: ActiveModelRouter, metrics: BotMetrics) -> BotDeps:
+def bot_deps(ctx: Context, router: ActiveModelRouter | EngineRouter, metrics: BotMetrics) -> BotDeps:
     """What every handler needs; the cold-start baseline routes while no model is active, when configured."""
     from bot.baseline_router import BaselineRouter, ColdStartRouter
     from bot.deps import BotDeps

@@ -127,7 +127,8 @@ def _run(settings: Settings, sessions: SessionFactory, options: RunOptions, run_
     tokenizer = candidate.tokenizer
     scores, baseline_cost, known_mistakes = score_everyone(
         settings, sessions, plan.snapshot, candidate=candidate, candidate_model=result.model, tokenizer=tokenizer,
-        current=plan.current, openai_client=options.openai_client, backoff_s=options.baseline_backoff_s)
+        current=plan.current, openai_client=options.openai_client, backoff_s=options.baseline_backoff_s,
+        candidate_dir=final)
     decision = decide(scores, options.rules)
     alternatives = (score_alternatives([(e.text, e.label) for e in plan.snapshot.train],
                                        [(e.text, e.label) for e in plan.snapshot.holdout], plan.snapshot.labels,
