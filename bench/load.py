@@ -4,7 +4,7 @@ that fails for half the messages, against `switchboard serve --http` as its own 
     PYTHONPATH=. .venv/bin/python bench/load.py --messages 200 --concurrency 32 --idle 100 --fail-share 0.5
 
 Events are delivered as Slack delivers them, retried (here 1 s apart) when the answer is not a 200.
-Loopback only: the bot's Web API points at the loopback Slack of the tests, in this process, whose
+Loopback only: the bot's Web API points at the loopback Slack (fakes/slack_api.py), in this process, whose
 first `fail-share x messages` chat.postMessage calls answer `internal_error`; the bot's outbox must
 answer those messages later, exactly once. Reports acknowledgements (and how many under Slack's
 3 s), replies delivered, duplicates and lost messages (both must be 0), the serve process's peak
@@ -34,8 +34,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.slack_latency import SECRET, start_bot, summary, texts, train_first_model  # noqa: E402
-from tests.bot_harness import message  # noqa: E402
-from tests.slack_fake import FakeSlack, event_body, sign  # noqa: E402
+from fakes.bot_server import message  # noqa: E402
+from fakes.slack_api import FakeSlack, event_body, sign  # noqa: E402
 
 
 def deliver(port: int, text: str, ts: str, event_id: str) -> tuple[int, float, int]:

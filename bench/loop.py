@@ -35,7 +35,7 @@ import quality
 from loop_world import SimulatedDeployment, open_store, sabotaged_run
 
 from core.settings import Settings
-from tests.openai_fake import FakeOpenAI
+from fakes.openai_api import FakeOpenAI
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -4,7 +4,7 @@
 
 Trains a first adapter on the bundled sample (1 epoch: latency does not depend on how well it
 learned), then runs `switchboard serve --http` as its own process, as in production, with its
-Web API pointed at the loopback Slack of the tests, which lives in this process. Signed message
+Web API pointed at the loopback Slack (fakes/slack_api.py), which lives in this process. Signed message
 events are posted one at a time (each waits for its reply, so no queue builds up); for each, the
 HTTP acknowledgement time and the time until the loopback Slack received the thread reply.
 In the same run, the reference: the same texts classified directly by the same model in this
@@ -35,11 +35,11 @@ sys.path.insert(0, str(ROOT))
 
 from bench.speed_phases import time_single_queries  # noqa: E402
 from core.settings import Settings  # noqa: E402
+from fakes.bot_server import message  # noqa: E402
+from fakes.slack_api import FakeSlack, event_body, sign  # noqa: E402
 from store.db import make_engine, session_factory, transaction  # noqa: E402
 from store.examples import add_examples  # noqa: E402
 from store.migrations import migrate  # noqa: E402
-from tests.bot_harness import message  # noqa: E402
-from tests.slack_fake import FakeSlack, event_body, sign  # noqa: E402
 from trainer.config import TrainConfig  # noqa: E402
 from trainer.pipeline import RunOptions, run_training  # noqa: E402
 

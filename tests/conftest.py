@@ -1,5 +1,5 @@
 """Shared fixtures: a clean environment, a temporary store (SQLite, or PostgreSQL with --store=postgres),
-and a tiny real Llama."""
+a tiny real Llama, and the loopback Slack with the scripted bot on it (tests/support.py)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,16 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from core.settings import Settings
+from fakes.bot_server import BotServer
+from fakes.slack_api import FakeSlack
 from store.db import SessionFactory, make_engine, session_factory
 from store.migrations import migrate
+from tests.support import StartBot, scripted_bot
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "data" / "sample"
@@ -126,3 +130,35 @@ def embedded_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("embedded-cache")
     embedded_model_dir(folder)
     return folder
+
+
+@pytest.fixture
+def slack() -> Iterator[FakeSlack]:
+    with FakeSlack() as fake:
+        yield fake
+
+
+@pytest.fixture
+def bot(home, sessions, slack) -> Iterator[BotServer]:
+    server = scripted_bot(home, sessions, slack, SWITCHBOARD_AUDIT_RATE="0")  # audits: see test_audits.py
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def start_bot(home, sessions) -> Iterator[StartBot]:
+    """Starts the scripted bot with settings (`SWITCHBOARD_AUDIT_RATE="1"`) and an `audit_rng`; stops it after."""
+    servers: list[BotServer] = []
+    with FakeSlack() as slack:
+        def start(**kwargs: Any) -> BotServer:
+            servers.append(scripted_bot(home, sessions, slack, **kwargs))
+            return servers[-1]
+
+        yield start
+        for server in servers:
+            server.close()
+
+
+@pytest.fixture
+def audited(start_bot) -> BotServer:
+    return start_bot(SWITCHBOARD_AUDIT_RATE="1")

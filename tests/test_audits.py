@@ -1,6 +1,6 @@
 """Audits: a random sample of routed messages asks agents to check the route; their answers may judge models.
 
-Through the real Bolt app over HTTP with the loopback Slack and the scripted router of test_bot.py;
+Through the real Bolt app over HTTP with the loopback Slack and the scripted router of tests/support.py;
 clicks are `block_actions` payloads built from the reply exactly as it was posted (or last edited).
 """
 
@@ -9,24 +9,31 @@ from __future__ import annotations
 import itertools
 import random
 from collections import Counter
-from collections.abc import Callable, Iterator
-from typing import Any
 
 import pytest
 from sqlmodel import col, select
 
 from bot.audits import THIN_HOLDOUT, audit_probability, should_audit
+from fakes.bot_server import reaction
 from router.classifier import Classification
 from router.serving import NoActiveModel
 from store.db import transaction
 from store.examples import add_examples, get_department, label_query, labelled_examples, upsert_department
 from store.slack import holdout_counts
-from store.tables import OUT_OF_SCOPE, Department, LabelSource, Query, SlackMessage, Split
-from tests.bot_harness import BotServer, reaction
-from tests.slack_fake import FakeSlack
-from tests.test_bot import AGENT, OTHER_AGENT, STRANGER, labels, posts, route, scripted_bot, stored_message, text_of
-
-StartBot = Callable[..., BotServer]
+from store.tables import OUT_OF_SCOPE, LabelSource, Query, SlackMessage, Split
+from tests.support import (
+    AGENT,
+    OTHER_AGENT,
+    STRANGER,
+    actions,
+    answer,
+    label_rows,
+    labels,
+    posts,
+    route,
+    stored_message,
+    text_of,
+)
 
 
 class Draws(random.Random):
@@ -38,47 +45,6 @@ class Draws(random.Random):
 
     def random(self) -> float:
         return next(self.draws)
-
-
-@pytest.fixture
-def start_bot(home, sessions) -> Iterator[StartBot]:
-    """Starts the scripted bot with settings (`SWITCHBOARD_AUDIT_RATE="1"`) and an `audit_rng`; stops it after."""
-    servers: list[BotServer] = []
-    with FakeSlack() as slack:
-        def start(**kwargs: Any) -> BotServer:
-            servers.append(scripted_bot(home, sessions, slack, **kwargs))
-            return servers[-1]
-
-        yield start
-        for server in servers:
-            server.close()
-
-
-@pytest.fixture
-def audited(start_bot) -> BotServer:
-    return start_bot(SWITCHBOARD_AUDIT_RATE="1")
-
-
-def actions(body: dict) -> list[dict]:
-    return [e for b in body.get("blocks", []) if b["type"] == "actions" for e in b["elements"]]
-
-
-def answer(bot: BotServer, action_id: str, *, user: str, ts: str, updates: int, selected: str | None = None) -> dict:
-    """Clicks on the reply to the customer's message at `ts`; returns the reply's edit (the `updates`-th)."""
-    reply_ts = stored_message(bot.deps.sessions, ts).reply_ts
-    response = bot.action(action_id, user=user, ts=reply_ts, selected=selected)
-    assert response.status == 200 and response.body == "" and response.seconds < 3
-    update = bot.slack.wait_for("chat.update", updates)[-1].body
-    assert update["ts"] == reply_ts
-    return update
-
-
-def label_rows(sessions) -> list[tuple[str, LabelSource, str | None, bool, bool]]:
-    """(department, source, author, superseded, withdrawn) of every label, oldest first."""
-    with sessions() as session:
-        names = {d.id: d.name for d in session.exec(select(Department))}
-    return [(names[lab.department_id], lab.source, lab.author, lab.superseded_by is not None,
-             lab.withdrawn_at is not None) for lab in labels(sessions)]
 
 
 def test_audit_probability_is_the_rate_boosted_while_a_departments_holdout_is_thin():

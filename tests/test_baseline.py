@@ -9,12 +9,12 @@ import pytest
 from sqlmodel import select
 
 from core.settings import Settings
+from fakes.openai_api import FakeOpenAI
 from router.fewshot import INVALID, BaselineUnavailable, baseline_configured, make_openai_client
 from store.db import transaction
 from store.examples import add_examples, labelled_examples, upsert_department
 from store.shots import reset_shots
 from store.tables import BaselinePrediction, Split
-from tests.openai_fake import FakeOpenAI
 from trainer.baseline import score_baseline
 
 API_KEY = "sk-test-0123456789abcdefSECRET"

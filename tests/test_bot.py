@@ -6,9 +6,7 @@ cases in test_bot_model.py use the real one.
 
 from __future__ import annotations
 
-import random
 import time
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -18,107 +16,24 @@ from sqlmodel import select
 from bot.app import event_handlers
 from bot.deps import BotDeps
 from core.settings import Settings
+from fakes.bot_server import BotServer, message, reaction
 from router.classifier import Classification
 from store.db import transaction
-from store.examples import upsert_department
-from store.registry import register_model
-from store.tables import Label, LabelSource, Prediction, SlackEvent, SlackMessage, utcnow
-from tests.bot_harness import BotServer, message, reaction
-from tests.slack_fake import FakeSlack
-
-AGENT, OTHER_AGENT, ADMIN, CUSTOMER, STRANGER = "UAGENT1", "UAGENT2", "UADMIN", "UCUSTOMER", "USTRANGER"
-DEPARTMENTS = [("Billing", "moneybag", "CBILLING"), ("Shipping", "package", "CSHIPPING"),
-               ("Refunds", "money_with_wings", None)]
-
-
-class ScriptedRouter:
-    """Answers from the text: 'parcel' -> Shipping, 'refund' -> Refunds, 'unsure' -> low, 'either' -> a tie,
-    'HACKED' -> none of these (yet Billing at 92%, as an over-confident model would say)."""
-
-    model_id = 1  # a registry row the fixture adds, so predictions can point at it
-
-    def __init__(self) -> None:
-        self.seen: list[str] = []
-
-    def classify(self, text: str) -> Classification:
-        self.seen.append(text)
-        if "either" in text:
-            scores = {"Billing": 0.52, "Shipping": 0.45, "Refunds": 0.03}
-        elif "unsure" in text:
-            scores = {"Billing": 0.40, "Shipping": 0.35, "Refunds": 0.25}
-        elif "parcel" in text:
-            scores = {"Billing": 0.05, "Shipping": 0.90, "Refunds": 0.05}
-        elif "refund" in text:
-            scores = {"Billing": 0.10, "Shipping": 0.05, "Refunds": 0.85}
-        else:
-            scores = {"Billing": 0.92, "Shipping": 0.04, "Refunds": 0.04}
-        best = max(scores, key=scores.__getitem__)
-        none = "HACKED" in text
-        return Classification(best, scores[best], scores, f"model {self.model_id}", 1.0,
-                              out_of_scope=0.97 if none else 0.1, none_of_these=none, model_id=self.model_id)
-
-
-@pytest.fixture
-def slack() -> Iterator[FakeSlack]:
-    with FakeSlack() as fake:
-        yield fake
-
-
-def scripted_bot(home, sessions, slack, *, audit_rng: random.Random | None = None, **env: str) -> BotServer:
-    """The bot on the scripted router: DEPARTMENTS, two agents, an admin, a triage channel; `env` adds settings."""
-    settings = Settings(SWITCHBOARD_HOME=home, SWITCHBOARD_AGENTS=f"{AGENT},{OTHER_AGENT}",
-                        SWITCHBOARD_ADMINS=ADMIN, SWITCHBOARD_TRIAGE_CHANNEL="CTRIAGE", **env)
-    with transaction(sessions) as session:
-        for name, emoji, channel in DEPARTMENTS:
-            upsert_department(session, name=name, emoji=emoji, channel=channel)
-        register_model(session, adapter_path="scripted", base_model="scripted", labels=[d[0] for d in DEPARTMENTS],
-                       hyperparameters={}, metrics={}, parent_id=None)
-    deps = BotDeps(settings=settings, sessions=sessions, router=ScriptedRouter(),
-                   audit_rng=audit_rng or random.Random())
-    return BotServer(deps, slack)
-
-
-@pytest.fixture
-def bot(home, sessions, slack) -> Iterator[BotServer]:
-    server = scripted_bot(home, sessions, slack, SWITCHBOARD_AUDIT_RATE="0")  # audits: see test_audits.py
-    yield server
-    server.close()
-
-
-def posts(slack: FakeSlack, channel: str | None = None) -> list[dict]:
-    return [c.body for c in slack.calls_to("chat.postMessage")
-            if c.status == 200 and (channel is None or c.body["channel"] == channel)]
-
-
-def text_of(body: dict) -> str:
-    def words(text: str | dict | None) -> str:  # a block's or element's text: mrkdwn, or a text object (buttons)
-        return str(text.get("text", "")) if isinstance(text, dict) else text or ""
-
-    return body.get("text", "") + " " + " ".join(
-        words(b.get("text")) + " ".join(words(e.get("text")) for e in b.get("elements", []))
-        for b in body.get("blocks", []))
-
-
-def route(bot: BotServer, text: str, ts: str) -> dict:
-    """Posts a customer's message and returns the bot's thread reply."""
-    before = len(posts(bot.slack, "CSUPPORT"))
-    assert bot.event(message(text, ts=ts)).status == 200
-    bot.slack.wait_for("chat.postMessage", before + 1)
-    deadline = time.time() + 10
-    while not (stored := stored_message(bot.deps.sessions, ts)) or not stored.reply_ts:
-        assert time.time() < deadline, "the reply's ts was never stored"
-        time.sleep(0.02)
-    return posts(bot.slack, "CSUPPORT")[before]
-
-
-def stored_message(sessions, ts: str) -> SlackMessage | None:
-    with sessions() as session:
-        return session.exec(select(SlackMessage).where(SlackMessage.ts == ts)).first()
-
-
-def labels(sessions) -> list[Label]:
-    with sessions() as session:
-        return list(session.exec(select(Label).order_by(Label.id)))
+from store.tables import LabelSource, Prediction, SlackEvent, SlackMessage, utcnow
+from tests.support import (
+    ADMIN,
+    AGENT,
+    CUSTOMER,
+    OTHER_AGENT,
+    STRANGER,
+    ScriptedRouter,
+    labels,
+    posts,
+    route,
+    scripted_bot,
+    stored_message,
+    text_of,
+)
 
 
 def test_a_message_is_answered_in_its_thread_and_forwarded_to_its_department(bot, slack, sessions):

@@ -13,6 +13,8 @@ from bot.app import build_app, make_client
 from bot.deps import BotDeps
 from bot.server import start_socket_mode
 from core.settings import Settings
+from fakes.bot_server import BotServer, message
+from fakes.slack_api import FakeSlack, command_payload, event_payload
 from router.adapters import check_adapter_path
 from router.base_model import load_base_model
 from router.serving import ActiveModelRouter
@@ -20,16 +22,10 @@ from store.db import transaction
 from store.examples import add_examples, upsert_department
 from store.registry import promote_checked, register_model, registry_lookup
 from store.runs import TRAINING_LOCK, release_lock, try_acquire_lock
-from tests.bot_harness import BotServer, message
-from tests.slack_fake import FakeSlack, command_payload, event_payload
-from tests.test_bot import ScriptedRouter, posts, route, text_of
-from tests.test_loop import LOOP, MORE
-from tests.test_training import EXAMPLES
+from tests.support import ADMIN, EXAMPLES, LOOP, MORE, ScriptedRouter, posts, route, text_of
 from trainer.gate import GateRules
 from trainer.pipeline import RunOptions, run_training
 from trainer.service import TrainerService
-
-ADMIN = "UADMIN"
 
 
 def wait_until(check, timeout: float = 30.0):  # type: ignore[no-untyped-def]
@@ -181,9 +177,9 @@ def test_switchboard_serve_runs_the_bot_over_http(home, tiny_model_dir, tmp_path
     import sys
     import urllib.request
 
-    from tests.bot_harness import SECRET
+    from fakes.bot_server import SECRET
+    from fakes.slack_api import event_body, sign
     from tests.conftest import ENV_PREFIXES, run_cli
-    from tests.slack_fake import event_body, sign
 
     with FakeSlack() as slack:
         env = {"SWITCHBOARD_HOME": str(home), "SWITCHBOARD_BASE_MODEL": str(tiny_model_dir),

@@ -10,6 +10,7 @@ from sqlmodel import select
 
 from bot.baseline_router import BaselineRouter, ColdStartRouter
 from core.settings import Settings
+from fakes.openai_api import FakeOpenAI
 from router.base_model import load_base_model
 from router.fewshot import make_openai_client
 from router.serving import ActiveModelRouter, NoActiveModel
@@ -18,8 +19,7 @@ from store.examples import add_examples, get_department, label_query, labelled_e
 from store.registry import registry_lookup
 from store.slack import query_for_text
 from store.tables import BaselinePrediction, Label, LabelSource, Query, Split
-from tests.openai_fake import FakeOpenAI
-from tests.test_loop import LOOP, MORE, TRUTH, seed
+from tests.support import LOOP, MORE, TRUTH, seed
 from trainer.baseline import distil, fixed_prompt
 from trainer.pipeline import RunOptions, run_training
 
@@ -160,10 +160,10 @@ def test_distillation_uses_answers_already_paid_for_and_never_overrules_a_person
 
 def test_in_cold_start_the_bot_routes_with_the_baseline_and_keeps_what_each_message_cost(home, sessions):
     from bot.deps import BotDeps
+    from fakes.bot_server import BotServer
+    from fakes.slack_api import FakeSlack
     from store.tables import Prediction, SlackMessage
-    from tests.bot_harness import BotServer
-    from tests.slack_fake import FakeSlack
-    from tests.test_bot import DEPARTMENTS, route, text_of
+    from tests.support import DEPARTMENTS, route, text_of
 
     class NoModelYet:
         model_id = None

@@ -16,7 +16,7 @@ from store.examples import add_examples
 from store.registry import ActiveModelMoved, active_model, list_models, promote, register_model
 from store.runs import TRAINING_LOCK, release_lock, try_acquire_lock
 from store.tables import Lock, ModelStatus, ModelVersion, RunStatus, TrainingRun
-from tests.test_training import EXAMPLES, FAST
+from tests.support import EXAMPLES, FAST
 from trainer import lease, pipeline
 from trainer.lease import Heartbeat, LeaseLost
 from trainer.pipeline import RunOptions, run_training

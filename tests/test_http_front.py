@@ -11,12 +11,11 @@ import time
 import pytest
 
 from bot.server import MAX_BODY_BYTES, HttpServer, wsgi_app
-from tests.bot_harness import SECRET
-from tests.slack_fake import sign
-from tests.test_bot import bot, scripted_bot, slack  # noqa: F401  (fixtures)
+from fakes.bot_server import SECRET
+from fakes.slack_api import sign
 
 
-def raw_post(bot, body: bytes, headers: dict[str, str]) -> tuple[int, str]:  # noqa: F811
+def raw_post(bot, body: bytes, headers: dict[str, str]) -> tuple[int, str]:
     connection = http.client.HTTPConnection("127.0.0.1", bot.server.port, timeout=10)
     connection.request("POST", "/slack/events", body=body, headers=headers)
     answer = connection.getresponse()
@@ -33,13 +32,13 @@ def signed(body: str) -> dict[str, str]:
     (b"{}", {"Content-Type": "application/json", "X-Slack-Request-Timestamp": "soon",
              "X-Slack-Signature": "v0=00"}, 400, "Timestamp is not a number"),
 ])
-def test_malformed_requests_get_a_4xx_not_a_traceback(bot, body, headers, status, reason, caplog):  # noqa: F811
+def test_malformed_requests_get_a_4xx_not_a_traceback(bot, body, headers, status, reason, caplog):
     answer_status, answer = raw_post(bot, body, headers)
     assert answer_status == status and reason in answer
     assert "Traceback" not in caplog.text
 
 
-def test_a_body_over_the_limit_is_refused_unread_and_never_logged(bot, caplog):  # noqa: F811
+def test_a_body_over_the_limit_is_refused_unread_and_never_logged(bot, caplog):
     with socket.create_connection(("127.0.0.1", bot.server.port), timeout=10) as raw:
         raw.sendall(b"POST /slack/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                     + f"Content-Length: {30 * 1024 * 1024}\r\n\r\n".encode() + b"A" * 4096)
@@ -48,7 +47,7 @@ def test_a_body_over_the_limit_is_refused_unread_and_never_logged(bot, caplog): 
     assert "AAAA" not in caplog.text and f"body over {MAX_BODY_BYTES} bytes" in caplog.text
 
 
-def test_a_signed_event_still_reaches_bolt(bot):  # noqa: F811
+def test_a_signed_event_still_reaches_bolt(bot):
     body = json.dumps({"type": "url_verification", "challenge": "abc"})
     assert raw_post(bot, body.encode(), signed(body)) == (200, '{"challenge": "abc"}')
 

@@ -1,5 +1,5 @@
 """Classifying through a vLLM server (router/engine_router.py), against a loopback vLLM of the same endpoints
-(tests/vllm_fake.py) running the tiny Llama with real PEFT adapters trained here."""
+(fakes/vllm_api.py) running the tiny Llama with real PEFT adapters trained here."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from core.settings import Settings
+from fakes.vllm_api import FakeVLLM
 from router.base_model import LoadOptions, load_base_model, model_source
 from router.classifier import LoraRouter
 from router.engine_router import SERVED_PREFIX, EngineClient, EngineError, EngineScorer, make_engine_router
@@ -25,13 +26,12 @@ from store.db import transaction
 from store.examples import add_examples
 from store.registry import promote, register_model, registry_lookup
 from tests.support import EXAMPLES, FAST
-from tests.vllm_fake import FakeVLLM
 from trainer import evaluation
 from trainer.gate import GateRules
 from trainer.pipeline import RunOptions, run_training
 
 # On a GPU host with vLLM 0.34.0: SWITCHBOARD_TEST_VLLM="vllm serve" runs the last test against the real server.
-# SWITCHBOARD_TEST_VLLM=".venv/bin/python tests/vllm_fake.py" runs it against this fake as a process.
+# SWITCHBOARD_TEST_VLLM=".venv/bin/python fakes/vllm_api.py" runs it against this fake as a process.
 REAL_VLLM = os.environ.get("SWITCHBOARD_TEST_VLLM")
 LABEL_SCORES = replace(FAST, learning_rate=3e-2, head=False)  # what the engine serves: the label scores alone
 WEAK = replace(FAST, learning_rate=1e-6, epochs=1, head=False)

@@ -17,7 +17,7 @@ import pytest
 
 from router.adapters import check_adapter_dir
 from tests.conftest import ENV_PREFIXES, run_cli
-from tests.test_training import EXAMPLES
+from tests.support import EXAMPLES
 
 pytestmark = pytest.mark.slow
 

@@ -16,7 +16,7 @@ from router.prompt import PromptFormat, label_ids, prefix_ids, prompt_ids
 from router.scoring import LabelTrie, score_labels, score_labels_plain, shared_prefix
 from router.serving_model import LeanTokenizer, lean_unavailable, load_serving_model
 from tests.conftest import ROOT
-from tests.test_scoring import banking77
+from tests.support import banking77
 
 
 def assert_lean_matches(folder, texts: list[str], labels: list[str]) -> None:

@@ -10,32 +10,20 @@ import pytest
 from sqlmodel import select
 
 from core.settings import Settings
+from fakes.openai_api import FakeOpenAI
 from router.base_model import load_base_model
 from router.serving import ActiveModelRouter
 from store.db import transaction
-from store.examples import add_examples
 from store.registry import active_model, promote, registry_lookup
 from store.run_report import RunReport
 from store.runs import TRAINING_LOCK, release_lock, try_acquire_lock
 from store.tables import BaselinePrediction
-from tests.openai_fake import FakeOpenAI
-from tests.test_training import EXAMPLES, FAST
+from tests.support import EXAMPLES, FAST, LOOP, MORE, TRUTH, seed
 from trainer.gate import GateRules
 from trainer.pipeline import RunOptions, run_training
 from trainer.schedule import build_scheduler, run_if_enough_labels
 
-TRUTH = dict(EXAMPLES)
-LOOP = replace(FAST, learning_rate=3e-2)  # FAST's 0.1 is unstable on the mixed texts of two rounds
 WEAK = replace(FAST, learning_rate=1e-6, epochs=1, head=False)  # trains, but learns nothing: a model to beat
-MORE = [(f"{word} request {i}", label) for i in range(8)
-        for word, label in (("alpha", "Orders"), ("beta", "Billing"), ("gamma", "Shipping"))]
-
-
-def seed(sessions, examples=EXAMPLES):
-    with transaction(sessions) as session:
-        add_examples(session, examples=examples)
-
-
 def with_openai(settings, fake):
     return settings.model_copy(update={"openai_api_key": Settings(OPENAI_API_KEY="sk-test").openai_api_key,
                                        "openai_base_url": fake.base_url})

@@ -8,26 +8,18 @@ below 0.001 under the misroute rate its holdout promised.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlmodel import select
 
 from bot.drift import binomial_tail, drifted, promised_misroute_rate
+from fakes.bot_server import BotServer, reaction
 from store.db import transaction
 from store.drift import RoutedWindow
 from store.registry import promote
 from store.tables import Alert, ModelVersion
-from tests.bot_harness import BotServer, reaction
-from tests.slack_fake import FakeSlack
-from tests.test_bot import AGENT, posts, route, scripted_bot
-
-
-@pytest.fixture
-def slack() -> Iterator[FakeSlack]:
-    with FakeSlack() as fake:
-        yield fake
+from tests.support import AGENT, posts, route, scripted_bot
 
 
 def scrape(bot: BotServer) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

@@ -1,17 +1,15 @@
 """Messages that belong to no department, in Slack: the bot's wording, the agents' emoji and button."""
 
-# ruff: noqa: F811 (the fixtures imported from the bot's tests are parameters here)
 from __future__ import annotations
 
 import time
 
 from sqlmodel import select
 
+from fakes.bot_server import reaction
 from store.examples import labelled_examples, list_departments
 from store.tables import OUT_OF_SCOPE, Department, LabelSource, Prediction
-from tests.bot_harness import reaction
-from tests.test_audits import actions, answer, audited, label_rows, start_bot  # noqa: F401 (fixtures)
-from tests.test_bot import AGENT, STRANGER, bot, labels, posts, route, slack, stored_message, text_of  # noqa: F401
+from tests.support import AGENT, STRANGER, actions, answer, label_rows, labels, posts, route, stored_message, text_of
 
 
 def test_a_message_for_no_department_goes_to_triage_in_its_own_words(bot, slack, sessions):

@@ -10,14 +10,14 @@ from sqlmodel import select
 
 from bot.app import event_handlers
 from bot.outbox import OutboxWorker
+from fakes.bot_server import message
 from store.db import transaction
 from store.outbox import MAX_ATTEMPTS, due_events, take
 from store.tables import SlackEvent, utcnow
-from tests.bot_harness import message
-from tests.test_bot import bot, posts, slack  # noqa: F401  (fixtures)
+from tests.support import posts
 
 
-def worker(bot) -> OutboxWorker:  # noqa: F811
+def worker(bot) -> OutboxWorker:
     return OutboxWorker(bot.deps.sessions, bot.app.client, event_handlers(bot.deps))
 
 
@@ -28,7 +28,7 @@ def make_due(sessions, event_id: str) -> None:
         session.add(event)
 
 
-def attempts_to_reply(slack) -> list[str]:  # noqa: F811
+def attempts_to_reply(slack) -> list[str]:
     return [c.body["thread_ts"] for c in slack.calls_to("chat.postMessage") if c.body["channel"] == "CSUPPORT"]
 
 
@@ -37,7 +37,7 @@ def stored(sessions, event_id: str) -> SlackEvent:
         return session.exec(select(SlackEvent).where(SlackEvent.event_id == event_id)).one()
 
 
-def test_a_reply_that_failed_after_the_acknowledgement_is_sent_once_by_the_outbox(bot, slack, sessions):  # noqa: F811
+def test_a_reply_that_failed_after_the_acknowledgement_is_sent_once_by_the_outbox(bot, slack, sessions):
     slack.fail("chat.postMessage", error="internal_error")
     assert bot.event(message("charged twice", ts="20.0"), event_id="EvFAIL").status == 200
     slack.wait_for("chat.postMessage")  # the failed attempt
@@ -59,7 +59,7 @@ def test_a_reply_that_failed_after_the_acknowledgement_is_sent_once_by_the_outbo
     assert attempts_to_reply(slack) == ["20.0"] * 3  # answered once: nothing more
 
 
-def test_events_left_in_hand_by_a_dead_process_are_answered_after_their_claim_expires(bot, slack, sessions):  # noqa: F811
+def test_events_left_in_hand_by_a_dead_process_are_answered_after_their_claim_expires(bot, slack, sessions):
     with transaction(sessions) as session:
         for i in range(3):
             session.add(SlackEvent(event_id=f"EvDEAD{i}", claimed_at=utcnow() - timedelta(minutes=3),
@@ -69,7 +69,7 @@ def test_events_left_in_hand_by_a_dead_process_are_answered_after_their_claim_ex
     assert sorted(p["thread_ts"] for p in posts(slack, "CSUPPORT")) == ["21.0", "21.1", "21.2"]
 
 
-def test_only_one_replica_takes_a_due_event(bot, sessions):  # noqa: F811
+def test_only_one_replica_takes_a_due_event(bot, sessions):
     with transaction(sessions) as session:
         session.add(SlackEvent(event_id="EvRACE", claimed_at=utcnow() - timedelta(minutes=3),
                                payload=message("race", ts="22.0")))
@@ -79,7 +79,7 @@ def test_only_one_replica_takes_a_due_event(bot, sessions):  # noqa: F811
     assert due_events(sessions) == []  # taken: not due again until the taker's claim expires
 
 
-def test_an_event_that_keeps_failing_is_given_up_after_the_last_attempt(bot, slack, sessions, caplog):  # noqa: F811
+def test_an_event_that_keeps_failing_is_given_up_after_the_last_attempt(bot, slack, sessions, caplog):
     with transaction(sessions) as session:
         session.add(SlackEvent(event_id="EvBAD", claimed_at=utcnow() - timedelta(minutes=3),
                                payload=message("always fails", ts="23.0")))

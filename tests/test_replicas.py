@@ -13,16 +13,9 @@ import pytest
 from sqlmodel import select
 
 from bot.deps import BotDeps
+from fakes.bot_server import BotServer, message, reaction
 from store.tables import Label, SlackEvent
-from tests.bot_harness import BotServer, message, reaction
-from tests.slack_fake import FakeSlack
-from tests.test_bot import AGENT, ScriptedRouter, posts, scripted_bot
-
-
-@pytest.fixture
-def slack() -> Iterator[FakeSlack]:
-    with FakeSlack() as fake:
-        yield fake
+from tests.support import AGENT, ScriptedRouter, posts, scripted_bot
 
 
 @pytest.fixture

@@ -3,25 +3,12 @@ gives the plain path's departments and probabilities on the BANKING77 test set."
 
 from __future__ import annotations
 
-import csv
-import json
-
 import pytest
 
 from router.base_model import load_base_model
 from router.prompt import PromptFormat, label_ids, prefix_ids, prompt_ids
 from router.scoring import LabelTrie, score_labels, score_labels_plain, shared_prefix
-from tests.conftest import ROOT
-
-BANKING77 = ROOT / "data" / "banking77"
-
-
-def banking77(task: str) -> tuple[list[str], list[str]]:
-    departments = json.loads((BANKING77 / "departments.json").read_text())
-    with (BANKING77 / "test.csv").open(newline="") as handle:
-        texts = [row["text"] for row in csv.DictReader(handle)]
-    labels = sorted(set(departments.values())) if task == "departments" else sorted(departments)
-    return texts, labels
+from tests.support import banking77
 
 
 def assert_same(model, tokenizer, texts: list[str], labels: list[str]) -> None:

@@ -1,4 +1,4 @@
-"""Self-tests of the loopback Slack (tests/slack_fake.py) against the real slack_sdk clients."""
+"""Self-tests of the loopback Slack (fakes/slack_api.py) against the real slack_sdk clients."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.socket_mode.response import SocketModeResponse
 from slack_sdk.webhook import WebhookClient
 
-from tests.slack_fake import (
+from fakes.slack_api import (
     CLOSE,
     PING,
     PONG,

@@ -8,12 +8,9 @@ import torch
 
 from router.base_model import load_base_model
 from router.prompt import PromptFormat
+from tests.support import EXAMPLES, FAST
 from trainer.config import TrainConfig
 from trainer.lora import TrainingFailed, train_lora
-
-EXAMPLES = [(f"{word} question {i}", label) for i in range(12)
-            for word, label in (("alpha", "Orders"), ("beta", "Billing"), ("gamma", "Shipping"))]
-FAST = TrainConfig(learning_rate=1e-1, epochs=12, batch_size=4, min_steps=0, lora_r=8, lora_alpha=16, precision="fp32")
 
 
 @pytest.fixture

@@ -279,7 +279,7 @@ class FakeVLLM:
 
 
 def main() -> None:
-    """`python tests/vllm_fake.py [serve] BASE --port N [vllm's other flags]`: the fake as a process, taking
+    """`python fakes/vllm_api.py [serve] BASE --port N [vllm's other flags]`: the fake as a process, taking
     the command line `vllm serve` takes, so a test written for the real server runs against it too."""
     import argparse
     import os

@@ -16,7 +16,7 @@ from typing import Any
 from bot.app import build_app, make_client
 from bot.deps import BotDeps
 from bot.server import HttpServer
-from tests.slack_fake import FakeSlack, action_body, command_body, event_body, sign
+from fakes.slack_api import FakeSlack, action_body, command_body, event_body, sign
 
 SECRET = "test-signing-secret"
 
