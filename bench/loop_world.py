@@ -19,11 +19,11 @@ from typing import Any
 from bot.audits import should_audit
 from bot.baseline_router import BaselineRouter, ColdStartRouter
 from bot.routing import verdict_of
+from classifier.fewshot import make_openai_client
+from classifier.lora_router import Classification
+from classifier.outcomes import sent_to_triage
+from classifier.serving import NoActiveModel
 from core.settings import Settings
-from router.classifier import Classification
-from router.fewshot import make_openai_client
-from router.outcomes import sent_to_triage
-from router.serving import NoActiveModel
 from store.db import SessionFactory, make_engine, session_factory, transaction
 from store.examples import add_examples, get_department, label_query, labelled_examples
 from store.migrations import migrate
@@ -51,7 +51,7 @@ class ActiveModel:
         self.router: Any = None
 
     def refresh(self) -> None:
-        from router.loading import load_router
+        from classifier.loading import load_router
 
         with self.sessions() as session:
             model = active_model(session)
@@ -136,7 +136,7 @@ class SimulatedDeployment:
     def _candidate_test_accuracy(self, report: RunReport) -> float | None:
         if report.adapter is None:
             return None
-        from router.loading import load_router
+        from classifier.loading import load_router
 
         return self.test_accuracy(load_router(self.settings, adapter_dir=Path(report.adapter), name="candidate"))
 

@@ -13,9 +13,9 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from router.classifier import Classification, Usage
-from router.fewshot import INVALID, BaselineUnavailable, Shot, ask, build_prompt, price_usd
-from router.serving import NoActiveModel
+from classifier.fewshot import INVALID, BaselineUnavailable, Shot, ask, build_prompt, price_usd
+from classifier.lora_router import Classification, Usage
+from classifier.serving import NoActiveModel
 from store.db import SessionFactory, transaction
 from store.examples import list_departments
 from store.shots import ensure_shots

@@ -15,8 +15,8 @@ from slack_sdk import WebClient
 
 from bot.deps import BotDeps
 from bot.reactions import CONFIRM
+from classifier.adapters import AdapterError, check_adapter_path
 from reports.costs import Pricing
-from router.adapters import AdapterError, check_adapter_path
 from store.db import transaction
 from store.examples import StoreError, list_departments, upsert_department
 from store.overview import status, status_lines

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from bot.metrics import BotMetrics
+from classifier.lora_router import Classification
 from core.settings import Settings
-from router.classifier import Classification
 from store.db import SessionFactory
 
 

@@ -13,10 +13,10 @@ from slack_sdk.errors import SlackApiError
 from bot import blocks
 from bot.audits import should_audit
 from bot.deps import BotDeps
-from router.classifier import Classification
-from router.fewshot import INVALID
-from router.outcomes import sent_to_triage
-from router.serving import NoActiveModel
+from classifier.fewshot import INVALID
+from classifier.lora_router import Classification
+from classifier.outcomes import sent_to_triage
+from classifier.serving import NoActiveModel
 from store.routed import RoutingContext, Verdict, note_reply, record_routed_message, routing_context
 
 log = logging.getLogger(__name__)

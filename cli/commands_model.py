@@ -67,8 +67,8 @@ def classify(args: argparse.Namespace) -> int:
 
 
 def models(args: argparse.Namespace) -> int:
+    from classifier.adapters import check_adapter_path
     from cli.output import UserError
-    from router.adapters import check_adapter_path
     from store.registry import list_models, promote_checked, rollback_checked
 
     ctx = open_context()

@@ -26,7 +26,7 @@ def serve(args: argparse.Namespace) -> int:
     from bot.metrics import BotMetrics
     from bot.outbox import OutboxWorker
     from bot.server import HttpServer, start_socket_mode
-    from router.fewshot import baseline_configured
+    from classifier.fewshot import baseline_configured
 
     ctx = open_context()
     configure_logging(ctx.settings)

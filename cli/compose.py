@@ -20,10 +20,10 @@ from cli.output import UserError
 if TYPE_CHECKING:
     from bot.deps import BotDeps
     from bot.metrics import BotMetrics
+    from classifier.engine_router import EngineRouter
+    from classifier.lora_router import LoraRouter
+    from classifier.serving import ActiveModelRouter
     from core.settings import Settings
-    from router.classifier import LoraRouter
-    from router.engine_router import EngineRouter
-    from router.serving import ActiveModelRouter
     from store.db import SessionFactory
     from store.run_report import RunReport
     from store.tables import ModelVersion
@@ -77,7 +77,7 @@ def make_run_now(ctx: Context) -> RunNow:
 
 def router_for(ctx: Context, model_id: int | None) -> tuple[ModelVersion, LoraRouter]:
     """Model `model_id` (the active one when None) loaded for classifying in this process."""
-    from router.loading import load_router
+    from classifier.loading import load_router
     from store.registry import active_model, get_model
 
     with ctx.sessions() as session:
@@ -124,13 +124,13 @@ def start_trainer_service(ctx: Context, *, check_seconds: float = 60.0, poll_sec
 def serving_router(ctx: Context) -> ActiveModelRouter | EngineRouter:
     """The registry's active model, hot-swapped in place; through the inference engine when
     SWITCHBOARD_INFERENCE_URL is set, else loaded in this process (without transformers)."""
-    from router.serving import ActiveModelRouter
-    from router.serving_model import load_serving_model
+    from classifier.serving import ActiveModelRouter
+    from classifier.serving_model import load_serving_model
     from store.registry import registry_lookup
 
     settings = ctx.settings
     if settings.inference_url:
-        from router.engine_router import make_engine_router
+        from classifier.engine_router import make_engine_router
 
         return make_engine_router(settings, registry_lookup(ctx.sessions))
     base, tokenizer = load_serving_model(settings.base_model, cache_dir=settings.cache_dir)
@@ -142,7 +142,7 @@ def bot_deps(ctx: Context, router: ActiveModelRouter | EngineRouter, metrics: Bo
     """What every handler needs; the cold-start baseline routes while no model is active, when configured."""
     from bot.baseline_router import BaselineRouter, ColdStartRouter
     from bot.deps import BotDeps
-    from router.fewshot import baseline_configured, make_openai_client
+    from classifier.fewshot import baseline_configured, make_openai_client
 
     settings = ctx.settings
     baseline = (BaselineRouter(make_openai_client(settings), ctx.sessions, model=settings.baseline_model)

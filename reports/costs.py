@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from router.fewshot import baseline_configured, price_usd
+from classifier.fewshot import baseline_configured, price_usd
 
 if TYPE_CHECKING:
     from core.settings import Settings

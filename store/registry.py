@@ -164,7 +164,7 @@ ActiveAdapter = tuple[int, str, str]  # model id, adapter folder, base model nam
 
 def registry_lookup(sessions: SessionFactory) -> Callable[[], ActiveAdapter | None]:
     """Reads the active pointer with a short session each time: cheap enough for a serving process
-    to poll every second or two (router/serving.py)."""
+    to poll every second or two (classifier/serving.py)."""
 
     def lookup() -> ActiveAdapter | None:
         with sessions() as session:

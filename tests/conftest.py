@@ -125,7 +125,7 @@ def run_cli(*args: str, env: dict[str, str], input_text: str | None = None) -> s
 @pytest.fixture(scope="session")
 def embedded_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A cache folder holding the converted embedded model, converted once per test session."""
-    from router.base_model import embedded_model_dir
+    from classifier.base_model import embedded_model_dir
 
     folder = tmp_path_factory.mktemp("embedded-cache")
     embedded_model_dir(folder)

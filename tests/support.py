@@ -18,10 +18,10 @@ from pathlib import Path
 from sqlmodel import select
 
 from bot.deps import BotDeps
+from classifier.lora_router import Classification
 from core.settings import Settings
 from fakes.bot_server import BotServer, message
 from fakes.slack_api import FakeSlack
-from router.classifier import Classification
 from store.db import transaction
 from store.examples import add_examples, upsert_department
 from store.registry import register_model

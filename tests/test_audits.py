@@ -14,9 +14,9 @@ import pytest
 from sqlmodel import col, select
 
 from bot.audits import THIN_HOLDOUT, audit_probability, should_audit
+from classifier.lora_router import Classification
+from classifier.serving import NoActiveModel
 from fakes.bot_server import reaction
-from router.classifier import Classification
-from router.serving import NoActiveModel
 from store.db import transaction
 from store.examples import add_examples, get_department, label_query, labelled_examples, upsert_department
 from store.slack import holdout_counts

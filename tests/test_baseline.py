@@ -8,9 +8,9 @@ import re
 import pytest
 from sqlmodel import select
 
+from classifier.fewshot import INVALID, BaselineUnavailable, baseline_configured, make_openai_client
 from core.settings import Settings
 from fakes.openai_api import FakeOpenAI
-from router.fewshot import INVALID, BaselineUnavailable, baseline_configured, make_openai_client
 from store.db import transaction
 from store.examples import add_examples, labelled_examples, upsert_department
 from store.shots import reset_shots

@@ -15,9 +15,9 @@ from sqlmodel import select
 
 from bot.app import event_handlers
 from bot.deps import BotDeps
+from classifier.lora_router import Classification
 from core.settings import Settings
 from fakes.bot_server import BotServer, message, reaction
-from router.classifier import Classification
 from store.db import transaction
 from store.tables import LabelSource, Prediction, SlackEvent, SlackMessage, utcnow
 from tests.support import (
@@ -250,7 +250,7 @@ def test_retrain_is_recorded_once_for_the_trainer_service_and_says_whether_one_r
 
 
 def test_a_failure_is_told_to_the_customer_in_words_meant_for_them_and_the_reply_follows(home, sessions, slack):
-    from router.serving import ModelTimeout
+    from classifier.serving import ModelTimeout
 
     class StalledOnce(ScriptedRouter):
         def classify(self, text: str) -> Classification:

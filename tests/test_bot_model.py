@@ -12,12 +12,12 @@ import pytest
 from bot.app import build_app, make_client
 from bot.deps import BotDeps
 from bot.server import start_socket_mode
+from classifier.adapters import check_adapter_path
+from classifier.base_model import load_base_model
+from classifier.serving import ActiveModelRouter
 from core.settings import Settings
 from fakes.bot_server import BotServer, message
 from fakes.slack_api import FakeSlack, command_payload, event_payload
-from router.adapters import check_adapter_path
-from router.base_model import load_base_model
-from router.serving import ActiveModelRouter
 from store.db import transaction
 from store.examples import add_examples, upsert_department
 from store.registry import promote_checked, register_model, registry_lookup

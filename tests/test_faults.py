@@ -205,7 +205,7 @@ def test_connections_opening_a_new_store_at_one_instant_all_get_wal(tmp_path):
 
 
 def test_the_next_run_removes_the_scratch_folder_a_crashed_run_left(settings, sessions):
-    from router.adapters import new_adapter_dir
+    from classifier.adapters import new_adapter_dir
 
     scratch, _ = new_adapter_dir(settings.adapters_dir, name="run0001-crashed")
     (scratch / "adapter_model.safetensors").write_bytes(b"half written")
@@ -231,7 +231,7 @@ def test_event_claims_are_forgotten_once_slack_can_no_longer_retry_them(sessions
 
 
 def test_a_stuck_model_thread_times_callers_out_and_health_says_degraded_until_it_recovers(monkeypatch):
-    from router import serving
+    from classifier import serving
 
     router = serving.ActiveModelRouter(base=None, tokenizer=None, base_model_name="tiny", lookup=lambda: None)
     monkeypatch.setattr(router, "_locked_classify", lambda texts, batch_size: time.sleep(1.0) or [])

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from classifier.adapters import AdapterMeta, new_adapter_dir, publish
+from classifier.base_model import load_base_model
+from classifier.lora_router import LoraRouter
+from classifier.prompt import PromptFormat, prompt_ids
 from cli.main import main
-from router.adapters import AdapterMeta, new_adapter_dir, publish
-from router.base_model import load_base_model
-from router.classifier import LoraRouter
-from router.prompt import PromptFormat, prompt_ids
 from store.db import transaction
 from store.registry import register_model
 from trainer.config import TrainConfig
@@ -80,13 +80,13 @@ def test_the_gguf_reads_back_as_the_same_router(settings, model_id, tmp_path, ca
     import gguf
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    file = tmp_path / "out" / "router.gguf"
+    file = tmp_path / "out" / "classifier.gguf"
     file.parent.mkdir()
     code, out, err = export(capsys, str(model_id), "--gguf", str(file), "--json")
     assert code == 0, err
     report = json.loads(out)
     assert report["model"] == model_id and report["departments"] == LABELS and report["dtype"] == "f16"
-    assert report["bytes"] == file.stat().st_size and [p.name for p in file.parent.iterdir()] == ["router.gguf"]
+    assert report["bytes"] == file.stat().st_size and [p.name for p in file.parent.iterdir()] == ["classifier.gguf"]
 
     reader = gguf.GGUFReader(file)
     field = {name: f.contents() for name, f in reader.fields.items()}
@@ -147,7 +147,7 @@ def test_mistakes_are_one_line_and_leave_files_alone(settings, model_id, tmp_pat
 
 
 def test_a_crash_while_writing_leaves_no_file(settings, model_id, tmp_path, monkeypatch):  # type: ignore[no-untyped-def]
-    from router.gguf_export import export_gguf
+    from classifier.gguf_export import export_gguf
 
     def crash(*_args, **_kwargs):  # type: ignore[no-untyped-def]
         raise OSError("disk full")
@@ -157,12 +157,12 @@ def test_a_crash_while_writing_leaves_no_file(settings, model_id, tmp_path, monk
     folder.mkdir()
     with pytest.raises(OSError, match="disk full"):
         export_gguf(adapter_dir=Path(settings.adapters_dir) / "run0001", base_model=settings.base_model,
-                    cache_dir=settings.cache_dir, target=folder / "router.gguf", name="m")
+                    cache_dir=settings.cache_dir, target=folder / "classifier.gguf", name="m")
     assert list(folder.iterdir()) == []
 
 
 def test_only_splits_llama_cpp_reproduces_are_named():
-    from router.gguf_export import ExportError, _pre_tokenizer
+    from classifier.gguf_export import ExportError, _pre_tokenizer
 
     byte_level = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True}
     assert _pre_tokenizer(byte_level) == "gpt-2"

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from router.adapters import AdapterError
-from router.base_model import load_base_model
-from router.classifier import LoraRouter
-from router.head import HEAD_FILE, fit_head, read_head, write_head
-from router.prompt import PromptFormat
+from classifier.adapters import AdapterError
+from classifier.base_model import load_base_model
+from classifier.head import HEAD_FILE, fit_head, read_head, write_head
+from classifier.lora_router import LoraRouter
+from classifier.prompt import PromptFormat
 
 LABELS = ["Billing", "Orders", "Shipping", "Refunds"]
 

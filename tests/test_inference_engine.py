@@ -1,4 +1,4 @@
-"""Classifying through a vLLM server (router/engine_router.py), against a loopback vLLM of the same endpoints
+"""Classifying through a vLLM server (classifier/engine_router.py), against a loopback vLLM of the same endpoints
 (fakes/vllm_api.py) running the tiny Llama with real PEFT adapters trained here."""
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ from pathlib import Path
 
 import pytest
 
+from classifier.base_model import LoadOptions, load_base_model, model_source
+from classifier.engine_router import SERVED_PREFIX, EngineClient, EngineError, EngineScorer, make_engine_router
+from classifier.lora_router import LoraRouter
+from classifier.serving import NoActiveModel
 from core.settings import Settings
 from fakes.vllm_api import FakeVLLM
-from router.base_model import LoadOptions, load_base_model, model_source
-from router.classifier import LoraRouter
-from router.engine_router import SERVED_PREFIX, EngineClient, EngineError, EngineScorer, make_engine_router
-from router.serving import NoActiveModel
 from store.db import transaction
 from store.examples import add_examples
 from store.registry import promote, register_model, registry_lookup

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from router.adapters import check_adapter_dir
+from classifier.adapters import check_adapter_dir
 from tests.conftest import ENV_PREFIXES, run_cli
 from tests.support import EXAMPLES
 

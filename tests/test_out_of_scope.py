@@ -9,11 +9,11 @@ from datetime import UTC, datetime
 import pytest
 import torch
 
-from router.base_model import load_base_model
-from router.calibration import Calibration, fit_temperature
-from router.classifier import Classification, LoraRouter
-from router.outcomes import from_probabilities, outcomes
-from router.prompt import PromptFormat
+from classifier.base_model import load_base_model
+from classifier.calibration import Calibration, fit_temperature
+from classifier.lora_router import Classification, LoraRouter
+from classifier.outcomes import from_probabilities, outcomes
+from classifier.prompt import PromptFormat
 from store.db import transaction
 from store.examples import Example, StoreError, add_examples, labelled_examples, list_departments, upsert_department
 from store.formats import read_labelled_file

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from router.fewshot import INVALID, BaselineUnavailable, FewShotPrompt, Shot, ask, build_prompt, price_usd
+from classifier.fewshot import INVALID, BaselineUnavailable, FewShotPrompt, Shot, ask, build_prompt, price_usd
 from store.baseline_cache import cache_answer, cached_answers, label_if_unlabelled, unlabelled_queries
 from store.db import SessionFactory, transaction
 from store.examples import Example, descriptions

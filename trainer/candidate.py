@@ -7,13 +7,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
+from classifier.adapters import check_adapter_dir, write_bank
+from classifier.base_model import LoadOptions, load_base_model
+from classifier.calibration import Calibration
+from classifier.head import write_head
+from classifier.lora_router import LoraRouter
+from classifier.prompt import PromptFormat
 from core.settings import Settings
-from router.adapters import check_adapter_dir, write_bank
-from router.base_model import LoadOptions, load_base_model
-from router.calibration import Calibration
-from router.classifier import LoraRouter
-from router.head import write_head
-from router.prompt import PromptFormat
 from store.examples import Example
 from store.tables import LabelSource, ModelVersion, Split
 from trainer.calibrate import Fitted, calibrate, split_fold

@@ -34,7 +34,7 @@ class TrainConfig:
     )
     head: bool = field(
         default=True, metadata={"help": "average the label scores with a linear head on the final hidden state "
-                                        "(router/head.py); off: the label scores alone"})
+                                        "(classifier/head.py); off: the label scores alone"})
     max_text_tokens: int = field(default=96, metadata={"help": "query tokens kept; longer queries are cut"})
     seed: int = field(default=13, metadata={"help": "seed for shuffling and LoRA initialisation"})
 

@@ -5,7 +5,7 @@ keeps several adapters on one base), so evaluating it costs no second base-model
 the active model was trained on another base model is that base loaded for it.
 
 With SWITCHBOARD_INFERENCE_URL set, both are scored by the inference engine that serves the bot
-(router/engine_router.py), each loaded there under a name of its own and unloaded after: the gate
+(classifier/engine_router.py), each loaded there under a name of its own and unloaded after: the gate
 judges what would be served (the label scores, without the head). If the engine fails, both are
 scored here instead, so the two are always compared on the same scorer.
 """
@@ -16,13 +16,13 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from classifier.adapters import check_adapter_dir, read_bank
+from classifier.engine_router import EngineClient, EngineError, engine_candidate
+from classifier.fewshot import baseline_configured, make_openai_client
+from classifier.head import read_head
+from classifier.lora_router import LoraRouter, Router
+from classifier.metrics import classification_metrics
 from core.settings import Settings
-from router.adapters import check_adapter_dir, read_bank
-from router.classifier import LoraRouter, Router
-from router.engine_router import EngineClient, EngineError, engine_candidate
-from router.fewshot import baseline_configured, make_openai_client
-from router.head import read_head
-from router.metrics import classification_metrics
 from store.db import SessionFactory
 from store.run_report import BaselineCost, KnownMistakes
 from store.tables import OUT_OF_SCOPE, ModelVersion
@@ -60,7 +60,7 @@ def evaluate_current(settings: Settings, current: ModelVersion, candidate_model:
     folder = Path(current.adapter_path)
     meta = check_adapter_dir(folder)
     if current.base_model != settings.base_model:
-        from router.loading import load_router
+        from classifier.loading import load_router
 
         router: Router = load_router(settings, adapter_dir=folder, name=f"model {current.id}",
                                      base_model=current.base_model)

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from classifier.prompt import PromptFormat, label_ids, prompt_ids
 from core.errors import SwitchboardError
-from router.prompt import PromptFormat, label_ids, prompt_ids
 from trainer.config import TrainConfig
 
 if TYPE_CHECKING:

@@ -13,13 +13,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from classifier.adapters import AdapterMeta, discard, new_adapter_dir, publish, sweep_scratch
+from classifier.calibration import Calibration
+from classifier.fewshot import BaselineUnavailable, baseline_configured, make_openai_client
+from classifier.metrics import write_confusion_png
 from core.errors import SwitchboardError
 from core.settings import Settings
 from reports.costs import Pricing
-from router.adapters import AdapterMeta, discard, new_adapter_dir, publish, sweep_scratch
-from router.calibration import Calibration
-from router.fewshot import BaselineUnavailable, baseline_configured, make_openai_client
-from router.metrics import write_confusion_png
 from store.db import SessionFactory, transaction
 from store.examples import count_labels_since
 from store.overview import routing

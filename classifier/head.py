@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from router.adapters import AdapterError
+from classifier.adapters import AdapterError
 
 if TYPE_CHECKING:
     import torch

@@ -2,7 +2,7 @@
 
 A background thread polls the registry pointer. When a promotion or rollback moves it, the old
 adapter's update is taken out of the base weights and the new one's added (the base is never
-loaded twice; see `router/lora_merge.py`). Requests and swaps run on the same single model
+loaded twice; see `classifier/lora_merge.py`). Requests and swaps run on the same single model
 thread, so a swap happens between requests: none is dropped, none sees half a model. An adapter
 that fails to load is logged and the current one keeps serving.
 """
@@ -18,11 +18,11 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from classifier.adapters import AdapterError, AdapterMeta, check_adapter_dir, read_bank
+from classifier.head import read_head
+from classifier.lora_merge import LoraDeltas, read_lora, release_checkpoint
+from classifier.lora_router import Classification, LoraRouter
 from core.errors import SwitchboardError
-from router.adapters import AdapterError, AdapterMeta, check_adapter_dir, read_bank
-from router.classifier import Classification, LoraRouter
-from router.head import read_head
-from router.lora_merge import LoraDeltas, read_lora, release_checkpoint
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase

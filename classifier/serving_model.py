@@ -1,6 +1,6 @@
 """Loads the base model a serving process scores with: the lean Llama where it can, else transformers.
 
-The lean path (`router/lean_llama.py`) needs a local folder holding `config.json`, a single
+The lean path (`classifier/lean_llama.py`) needs a local folder holding `config.json`, a single
 `model.safetensors` and `tokenizer.json`: the converted embedded model, or a folder the admin
 points SWITCHBOARD_BASE_MODEL at. A hub id, a sharded checkpoint, 4-bit loading or an
 architecture the lean model does not cover goes through transformers, as training always does.
@@ -13,13 +13,20 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from router.base_model import LoadOptions, ModelLoadError, load_base_model, model_source, resolve_device, resolve_dtype
+from classifier.base_model import (
+    LoadOptions,
+    ModelLoadError,
+    load_base_model,
+    model_source,
+    resolve_device,
+    resolve_dtype,
+)
 
 log = logging.getLogger(__name__)
 
 
 class LeanTokenizer:
-    """The slice of a transformers tokenizer that `router/prompt.py` and scoring use, on `tokenizers` alone."""
+    """The slice of a transformers tokenizer that `classifier/prompt.py` and scoring use, on `tokenizers` alone."""
 
     def __init__(self, folder: Path) -> None:
         from tokenizers import Tokenizer
@@ -42,7 +49,7 @@ class LeanTokenizer:
 
 def lean_unavailable(source: str, options: LoadOptions) -> str | None:
     """Why the lean path cannot serve this model, or None."""
-    from router.lean_llama import unsupported_reason
+    from classifier.lean_llama import unsupported_reason
 
     folder = Path(source)
     if options.precision == "4bit":
@@ -68,7 +75,7 @@ def load_lean(folder: Path, options: LoadOptions) -> Any:
     import torch
     from safetensors.torch import load_file
 
-    from router.lean_llama import LeanLlama
+    from classifier.lean_llama import LeanLlama
 
     device = resolve_device(options.device)
     try:

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from classifier.calibration import Calibration
+from classifier.prompt import PromptFormat
 from core.errors import SwitchboardError
-from router.calibration import Calibration
-from router.prompt import PromptFormat
 
 if TYPE_CHECKING:
     import torch

@@ -9,12 +9,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from classifier.adapters import check_adapter_dir, read_bank
+from classifier.calibration import UNFAMILIAR_QUANTILE, Calibration, doubts, knn_distances, with_temperature
+from classifier.head import LabelHead, averaged, read_head
+from classifier.prompt import PromptFormat, label_ids, prefix_ids, prompt_ids
+from classifier.scoring import LabelScores, LabelTrie, score_labels_detailed, shared_prefix
 from core.vocabulary import OUT_OF_SCOPE
-from router.adapters import check_adapter_dir, read_bank
-from router.calibration import UNFAMILIAR_QUANTILE, Calibration, doubts, knn_distances, with_temperature
-from router.head import LabelHead, averaged, read_head
-from router.prompt import PromptFormat, label_ids, prefix_ids, prompt_ids
-from router.scoring import LabelScores, LabelTrie, score_labels_detailed, shared_prefix
 
 if TYPE_CHECKING:
     import torch
@@ -36,7 +36,7 @@ class Usage:
 class Classification:
     """`scores`: each department's probability; `out_of_scope`: the probability the message belongs to
     none of them (learned from out-of-scope examples when the model has that class, else how
-    unfamiliar the message is; see `router/calibration.py`). `department` is the likeliest department."""
+    unfamiliar the message is; see `classifier/calibration.py`). `department` is the likeliest department."""
 
     department: str
     confidence: float
@@ -86,7 +86,7 @@ class LoraRouter:
     ) -> None:
         """`cache_prefix`: compute the prompts' common start once. Only for weights that stay fixed
         for this router's life (a served model); the trainer switches adapters under its routers.
-        `calibration`, `bank` (the training messages' hidden states) and `head` (`router/head.py`) come
+        `calibration`, `bank` (the training messages' hidden states) and `head` (`classifier/head.py`) come
         from the adapter's folder."""
         if not [label for label in labels if label != OUT_OF_SCOPE]:
             raise ValueError("a router needs a department besides the out-of-scope class")
@@ -108,7 +108,7 @@ class LoraRouter:
         model_id: int | None = None,
     ) -> LoraRouter:
         """The adapter merged into `base` (which this router then owns): one matmul per layer, not three."""
-        from router.lora_merge import read_lora, release_checkpoint
+        from classifier.lora_merge import read_lora, release_checkpoint
 
         meta = check_adapter_dir(adapter_dir)
         bank, head = read_bank(adapter_dir), read_head(adapter_dir)

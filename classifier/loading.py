@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from classifier.base_model import LoadOptions
+from classifier.lora_router import LoraRouter
+from classifier.serving_model import load_serving_model
 from core.settings import Settings
-from router.base_model import LoadOptions
-from router.classifier import LoraRouter
-from router.serving_model import load_serving_model
 
 
 def load_router(settings: Settings, *, adapter_dir: Path, name: str, base_model: str | None = None,

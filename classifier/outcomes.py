@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from classifier.lora_router import Classification
 from core.vocabulary import OUT_OF_SCOPE
-from router.classifier import Classification
 
 THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
