@@ -212,6 +212,18 @@ def test_the_gate_scores_both_contenders_through_the_engine_as_in_process(settin
         assert through_engine.mistakes_right == here.mistakes_right
 
 
+def test_a_candidate_the_engine_refuses_is_not_promoted(settings, sessions, tiny_model_dir):
+    with FakeVLLM(tiny_model_dir, max_lora_rank=2) as engine:  # below the candidate's rank: vLLM answers 500
+        report = train(settings.model_copy(update={"inference_url": engine.url}), sessions)
+    assert report.promoted is False and "the inference engine cannot serve the candidate" in report.reason
+    assert "greater than max_lora_rank 2" in report.reason
+    assert report.candidate is not None  # scored here all the same, so the report still says how good it was
+    with sessions() as session:
+        from store.registry import active_model
+
+        assert active_model(session) is None
+
+
 @pytest.mark.skipif(not REAL_VLLM, reason='needs vLLM: SWITCHBOARD_TEST_VLLM="vllm serve" on a GPU host')
 def test_a_real_vllm_serves_and_gates_what_the_in_process_scorer_computes(home, database_url, sessions,
                                                                           embedded_cache, tmp_path):

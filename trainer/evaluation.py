@@ -102,12 +102,16 @@ def score_everyone(settings: Settings, sessions: SessionFactory, snapshot: Snaps
     """`candidate_dir`: the candidate's adapter folder, for the engine (default: the adapters folder's entry
     named as the candidate router is)."""
     baseline, note, cost = evaluate_baseline(settings, sessions, snapshot, openai_client, backoff_s)
-    judged = None
+    judged, unservable = None, None
     if settings.inference_url:
         folder = candidate_dir or settings.adapters_dir / str(getattr(candidate, "name", ""))
         try:
             judged = _through_engine(settings, EngineClient(settings.inference_url), tokenizer, snapshot, folder,
                                      current)
+        except CandidateRefused as exc:
+            unservable = exc.reason
+            log.warning("the inference engine refused the candidate (%s): scoring here; it will not be promoted",
+                        exc.reason)
         except EngineError as exc:
             log.warning("%s: scoring the candidate and the active model in this process instead", exc)
     if judged is None:
@@ -117,7 +121,7 @@ def score_everyone(settings: Settings, sessions: SessionFactory, snapshot: Snaps
     scores = Scores(
         y_true=[e.label for e in snapshot.holdout], candidate=mine.holdout,
         current=theirs.holdout if theirs else None, baseline=baseline, baseline_note=note,
-        baseline_configured=baseline_configured(settings) or openai_client is not None,
+        baseline_configured=baseline_configured(settings) or openai_client is not None, unservable=unservable,
     )
     mistakes = (KnownMistakes(n=len(snapshot.known_mistakes), candidate_correct=mine.mistakes_right,
                               current_correct=theirs.mistakes_right if theirs else None)
@@ -125,13 +129,26 @@ def score_everyone(settings: Settings, sessions: SessionFactory, snapshot: Snaps
     return scores, cost, mistakes
 
 
+class CandidateRefused(Exception):
+    """The engine answered, and refused the candidate (a rank above its limit, a layout it cannot load)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 def _through_engine(settings: Settings, engine: EngineClient, tokenizer: Any, snapshot: Snapshot, folder: Path,
                     current: ModelVersion | None) -> tuple[Evaluated, Evaluated | None] | None:
     """Both contenders scored by the engine; None when the active model was trained on another base."""
     if current is not None and current.base_model != settings.base_model:
         return None
-    with engine_candidate(engine, tokenizer, folder, name=folder.name) as scorer:
-        mine = Evaluated(scorer, snapshot)
+    try:
+        with engine_candidate(engine, tokenizer, folder, name=folder.name) as scorer:
+            mine = Evaluated(scorer, snapshot)
+    except EngineError as exc:
+        if exc.status is None:  # unreachable: nothing is known about the candidate
+            raise
+        raise CandidateRefused(exc.message) from exc
     if current is None:
         return mine, None
     with engine_candidate(engine, tokenizer, Path(current.adapter_path), name=f"model {current.id}",

@@ -77,6 +77,7 @@ class Scores:
     baseline: Contender | None = None
     baseline_note: str = NOT_CONFIGURED
     baseline_configured: bool = False
+    unservable: str | None = None  # why the engine that would serve the candidate refused it, if it did
 
     @property
     def routing(self) -> str | None:
@@ -108,6 +109,9 @@ def decide(scores: Scores, rules: GateRules | None = None) -> Decision:
     rules = rules or GateRules()
     if scores.candidate is None or not scores.candidate.metrics:
         return Decision(False, "no holdout examples yet: import labelled history or answer audit requests")
+    if scores.unservable:
+        return Decision(False, f"the inference engine cannot serve the candidate ({scores.unservable}): "
+                               "it was scored here, and is not promoted")
     candidate = scores.candidate.metrics
     intervals = scores.intervals()
     checks: list[str] = []
