@@ -4,8 +4,6 @@ a tiny real Llama, and the loopback Slack with the scripted bot on it (tests/sup
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,11 +15,7 @@ from fakes.bot_server import BotServer
 from fakes.slack_api import FakeSlack
 from store.db import SessionFactory, make_engine, session_factory
 from store.migrations import migrate
-from tests.support import StartBot, scripted_bot
-
-ROOT = Path(__file__).resolve().parent.parent
-SAMPLE = ROOT / "data" / "sample"
-ENV_PREFIXES = ("SWITCHBOARD_", "SLACK_", "OPENAI_", "DATABASE_URL")
+from tests.support import ENV_PREFIXES, SAMPLE, StartBot, scripted_bot
 
 
 @pytest.fixture(autouse=True)
@@ -113,13 +107,6 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
                          initializer_range=0.2)
     LlamaForCausalLM(config).save_pretrained(folder)
     return folder
-
-
-def run_cli(*args: str, env: dict[str, str], input_text: str | None = None) -> subprocess.CompletedProcess[str]:
-    """Runs `switchboard` as a user does: a new process, its own environment."""
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIXES)} | env
-    return subprocess.run([sys.executable, "-m", "cli.main", *args], capture_output=True, text=True,
-                          env=full_env, input=input_text, cwd=os.getcwd(), timeout=600)
 
 
 @pytest.fixture(scope="session")

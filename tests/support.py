@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import random
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -165,3 +168,15 @@ def label_rows(sessions) -> list[tuple[str, LabelSource, str | None, bool, bool]
         names = {d.id: d.name for d in session.exec(select(Department))}
     return [(names[lab.department_id], lab.source, lab.author, lab.superseded_by is not None,
              lab.withdrawn_at is not None) for lab in labels(sessions)]
+
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = ROOT / "data" / "sample"
+ENV_PREFIXES = ("SWITCHBOARD_", "SLACK_", "OPENAI_", "DATABASE_URL")
+
+
+def run_cli(*args: str, env: dict[str, str], input_text: str | None = None) -> subprocess.CompletedProcess[str]:
+    """Runs `switchboard` as a user does: a new process, its own environment."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIXES)} | env
+    return subprocess.run([sys.executable, "-m", "cli.main", *args], capture_output=True, text=True,
+                          env=full_env, input=input_text, cwd=os.getcwd(), timeout=600)

@@ -179,7 +179,7 @@ def test_switchboard_serve_runs_the_bot_over_http(home, tiny_model_dir, tmp_path
 
     from fakes.bot_server import SECRET
     from fakes.slack_api import event_body, sign
-    from tests.conftest import ENV_PREFIXES, run_cli
+    from tests.support import ENV_PREFIXES, run_cli
 
     with FakeSlack() as slack:
         env = {"SWITCHBOARD_HOME": str(home), "SWITCHBOARD_BASE_MODEL": str(tiny_model_dir),

@@ -22,7 +22,7 @@ from store.db import transaction
 from store.overview import status, status_lines
 from store.registry import promote, register_model
 from store.tables import BaselinePrediction, Prediction, Query, SlackMessage, utcnow
-from tests.conftest import run_cli
+from tests.support import run_cli
 
 PNG = b"\x89PNG\r\n\x1a\n"
 _ids = count()
@@ -256,7 +256,7 @@ def test_baseline_reset_forgets_the_kept_shots(sessions, home, database_url):
     from store.db import transaction
     from store.examples import add_examples
     from store.shots import ensure_shots
-    from tests.conftest import run_cli
+    from tests.support import run_cli
 
     with transaction(sessions) as session:
         add_examples(session, examples=[(f"charge {i}", "Billing") for i in range(6)])

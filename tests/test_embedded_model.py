@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from tests.conftest import SAMPLE, run_cli
+from tests.support import SAMPLE, run_cli
 
 pytestmark = pytest.mark.slow
 

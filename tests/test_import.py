@@ -3,7 +3,7 @@ import json
 import pytest
 
 from store.formats import MAX_LABEL_CHARS, UnreadableFile, read_labelled_file
-from tests.conftest import run_cli
+from tests.support import run_cli
 
 
 def write(tmp_path, name, content):

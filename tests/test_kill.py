@@ -16,8 +16,7 @@ from pathlib import Path
 import pytest
 
 from classifier.adapters import check_adapter_dir
-from tests.conftest import ENV_PREFIXES, run_cli
-from tests.support import EXAMPLES
+from tests.support import ENV_PREFIXES, EXAMPLES, run_cli
 
 pytestmark = pytest.mark.slow
 

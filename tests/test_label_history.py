@@ -12,7 +12,7 @@ from store.examples import add_examples, get_department, label_query
 from store.label_history import label_history
 from store.slack import withdraw_label
 from store.tables import LabelSource, Query
-from tests.conftest import run_cli
+from tests.support import run_cli
 
 
 def relabel(sessions, text: str, department: str, agent: str) -> None:

@@ -15,8 +15,7 @@ from classifier.lean_llama import LeanLlama
 from classifier.prompt import PromptFormat, label_ids, prefix_ids, prompt_ids
 from classifier.scoring import LabelTrie, score_labels, score_labels_plain, shared_prefix
 from classifier.serving_model import LeanTokenizer, lean_unavailable, load_serving_model
-from tests.conftest import ROOT
-from tests.support import banking77
+from tests.support import ROOT, banking77
 
 
 def assert_lean_matches(folder, texts: list[str], labels: list[str]) -> None:

@@ -242,7 +242,7 @@ def test_switchboard_trainer_retrains_on_labels_and_on_request_and_stops_cleanly
     import subprocess
     import sys
 
-    from tests.conftest import ENV_PREFIXES, run_cli
+    from tests.support import ENV_PREFIXES, run_cli
 
     env = {"SWITCHBOARD_HOME": str(home), "SWITCHBOARD_BASE_MODEL": str(tiny_model_dir),
            "SWITCHBOARD_RETRAIN_AFTER_LABELS": str(len(EXAMPLES))}

@@ -18,7 +18,7 @@ from store.db import transaction
 from store.examples import Example, StoreError, add_examples, labelled_examples, list_departments, upsert_department
 from store.formats import read_labelled_file
 from store.tables import OUT_OF_SCOPE, LabelSource, Split
-from tests.conftest import run_cli
+from tests.support import run_cli
 from trainer.calibrate import calibrate, split_fold
 from trainer.evaluation import Evaluated
 from trainer.gate import Scores, decide
