@@ -25,7 +25,6 @@ import bisect
 import json
 import logging
 import math
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -40,7 +39,7 @@ from classifier.calibration import UNFAMILIAR_QUANTILE, with_temperature
 from classifier.lora_router import Classification
 from classifier.prompt import label_ids, prompt_ids
 from classifier.scoring import LabelTrie, _combine
-from classifier.serving import ActiveLookup, NoActiveModel
+from classifier.serving import ActiveLookup, NoActiveModel, RegistryWatcher
 from core.errors import SwitchboardError
 from core.settings import Settings
 from core.vocabulary import OUT_OF_SCOPE
@@ -184,13 +183,12 @@ class EngineRouter:
 
     def __init__(self, *, client: EngineClient, tokenizer: Any, base_model_name: str, lookup: ActiveLookup,
                  poll_seconds: float = 2.0) -> None:
-        self._client, self._tokenizer, self._base_model_name = client, tokenizer, base_model_name
-        self._lookup, self._poll_seconds = lookup, poll_seconds
+        self._client, self._tokenizer = client, tokenizer
         self._served: EngineScorer | None = None
         self._model_id: int | None = None
         self._last_error: str | None = None
-        self._stop, self._thread = threading.Event(), threading.Thread(target=self._watch, daemon=True,
-                                                                       name="switchboard-engine-swap")
+        self._watcher = RegistryWatcher(lookup, base_model_name=base_model_name, serving=lambda: self._model_id,
+                                        load=self._load, poll_seconds=poll_seconds, where="the engine")
         self.swaps = 0
 
     @property
@@ -203,14 +201,9 @@ class EngineRouter:
 
     def refresh(self) -> bool:
         """Loads the active adapter into the engine if it changed; True when the switch happened."""
-        active = self._lookup()
-        if active is None or active[0] == self._model_id:
-            return False
-        model_id, folder, base_model = active
-        if base_model != self._base_model_name:
-            log.error("model %s was trained on %s, but the engine serves %s: keeping model %s",
-                      model_id, base_model, self._base_model_name, self._model_id)
-            return False
+        return self._watcher.refresh()
+
+    def _load(self, model_id: int, folder: str) -> bool:
         try:
             scorer = EngineScorer(self._client, self._tokenizer, check_adapter_dir(Path(folder)),
                                   lora_name=f"{SERVED_PREFIX}{model_id}", name=f"model {model_id}",
@@ -253,20 +246,10 @@ class EngineRouter:
                 "active_model": self._model_id, "engine": self._client.base_url}
 
     def start(self) -> None:
-        self.refresh()
-        self._thread.start()
-
-    def _watch(self) -> None:
-        while not self._stop.wait(self._poll_seconds):
-            try:
-                self.refresh()
-            except Exception:  # a locked database must not kill the watcher
-                log.exception("hot swap check failed; still serving model %s", self._model_id)
+        self._watcher.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=5)
+        self._watcher.stop()
 
 
 def make_engine_router(settings: Settings, lookup: ActiveLookup, *, poll_seconds: float = 2.0) -> EngineRouter:

@@ -46,6 +46,52 @@ class ModelTimeout(SwitchboardError):
     """The model thread did not answer in time (it hangs, or the backlog is too long)."""
 
 
+class RegistryWatcher:
+    """Follows the registry's active pointer for a serving process, in-process or through an engine.
+
+    `refresh` calls `load(model_id, folder)` when the pointer has moved to a model trained on the
+    base this process serves; `load` says whether it switched (when not, it has logged why and the
+    current model keeps serving). A daemon thread calls `refresh` every `poll_seconds`.
+    """
+
+    def __init__(self, lookup: ActiveLookup, *, base_model_name: str, serving: Callable[[], int | None],
+                 load: Callable[[int, str], bool], poll_seconds: float, where: str) -> None:
+        self._lookup, self._base_model_name = lookup, base_model_name
+        self._serving, self._load, self._where = serving, load, where
+        self._poll_seconds = poll_seconds
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def refresh(self) -> bool:
+        active, current = self._lookup(), self._serving()
+        if active is None or active[0] == current:
+            return False
+        model_id, folder, base_model = active
+        if base_model != self._base_model_name:
+            log.error("model %s was trained on %s, but %s serves %s: keeping model %s",
+                      model_id, base_model, self._where, self._base_model_name, current)
+            return False
+        return self._load(model_id, folder)
+
+    def start(self) -> None:
+        """Loads the active model now, then watches the registry in a daemon thread."""
+        self.refresh()
+        self._thread = threading.Thread(target=self._watch, name="switchboard-hot-swap", daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self._poll_seconds):
+            try:
+                self.refresh()
+            except Exception:  # a bad adapter or a locked database must not kill the watcher
+                log.exception("hot swap check failed; still serving model %s", self._serving())
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+
 class ActiveModelRouter:
     def __init__(
         self,
@@ -58,9 +104,6 @@ class ActiveModelRouter:
     ) -> None:
         self._base = base
         self._tokenizer = tokenizer
-        self._base_model_name = base_model_name
-        self._lookup = lookup
-        self._poll_seconds = poll_seconds
         self._lock = threading.Lock()
         # Every forward pass runs on this one thread. Called from a web server's many threads,
         # torch's OpenMP pool would be rebuilt for each caller and the idle teams spin against
@@ -69,12 +112,12 @@ class ActiveModelRouter:
         self._deltas: LoraDeltas | None = None
         self._router: LoraRouter | None = None
         self._model_id: int | None = None
-        self._stop = threading.Event()
+        self._watcher = RegistryWatcher(lookup, base_model_name=base_model_name, serving=lambda: self._model_id,
+                                        load=self._load, poll_seconds=poll_seconds, where="this process")
         self._pending = 0
         self._pending_lock = threading.Lock()
         self._running_since: float | None = None
         self.timeout_s = CLASSIFY_TIMEOUT_S
-        self._thread: threading.Thread | None = None
         self.swaps = 0
 
     @property
@@ -83,14 +126,9 @@ class ActiveModelRouter:
 
     def refresh(self) -> bool:
         """Loads the active adapter if it changed; True when a swap happened."""
-        active = self._lookup()
-        if active is None or active[0] == self._model_id:
-            return False
-        model_id, folder, base_model = active
-        if base_model != self._base_model_name:
-            log.error("model %s was trained on %s, but this process serves %s: keeping model %s",
-                      model_id, base_model, self._base_model_name, self._model_id)
-            return False
+        return self._watcher.refresh()
+
+    def _load(self, model_id: int, folder: str) -> bool:
         try:
             meta = check_adapter_dir(Path(folder))
             bank, head = read_bank(Path(folder)), read_head(Path(folder))
@@ -181,19 +219,8 @@ class ActiveModelRouter:
 
     def start(self) -> None:
         """Loads the active model now, then watches the registry in a daemon thread."""
-        self.refresh()
-        self._thread = threading.Thread(target=self._watch, name="switchboard-hot-swap", daemon=True)
-        self._thread.start()
-
-    def _watch(self) -> None:
-        while not self._stop.wait(self._poll_seconds):
-            try:
-                self.refresh()
-            except Exception:  # a bad adapter or a locked database must not kill the watcher
-                log.exception("hot swap check failed; still serving model %s", self._model_id)
+        self._watcher.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        self._watcher.stop()
         self._model_thread.shutdown(wait=True)
