@@ -74,7 +74,7 @@ def check_drift(deps: BotDeps, client: WebClient, department: str) -> Alert | No
         promised = promised_misroute_rate(model.metrics, department)
         if promised is None:
             return None
-        since = max(utcnow() - WINDOW, _aware(model.promoted_at) or utcnow() - WINDOW)
+        since = max(utcnow() - WINDOW, model.promoted_at or utcnow() - WINDOW)
         window = routed_window(session, department=department, model_id=model.id, since=since)
         p_value = drifted(window, promised)
         if p_value is None:
@@ -103,9 +103,3 @@ def alarm_text(alert: Alert) -> str:
             f"({d['corrected'] / d['routed']:.0%}), where its holdout promised about {d['promised_rate']:.0%} "
             f"(p = {d['p_value']:.1g}). Check recent corrections with `switchboard labels --department "
             f"\"{alert.department}\"`, then retrain or roll back.")
-
-
-def _aware(moment: Any) -> Any:
-    if moment is not None and moment.tzinfo is None:
-        return moment.replace(tzinfo=utcnow().tzinfo)
-    return moment

@@ -46,10 +46,10 @@ def take_request(sessions: SessionFactory, *, worker: str) -> TrainingRequest | 
         request = open_request(session)
         if request is None:
             return None
-        if request.started_at is not None:
-            started = request.started_at if request.started_at.tzinfo else request.started_at.replace(tzinfo=now.tzinfo)
-            if now - started < ORPHANED_AFTER or lock_held(session, name=TRAINING_LOCK):
-                return None
+        taken_by_a_live_run = request.started_at is not None and (
+            now - request.started_at < ORPHANED_AFTER or lock_held(session, name=TRAINING_LOCK))
+        if taken_by_a_live_run:
+            return None
         taken = session.exec(  # type: ignore[call-overload]
             update(TrainingRequest)
             .where(col(TrainingRequest.id) == request.id, _same_start(request))
