@@ -15,7 +15,6 @@ Prints and saves JSON to bench/results/load.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import socket
@@ -33,6 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.report import save  # noqa: E402
 from bench.slack_latency import SECRET, start_bot, summary, texts, train_first_model  # noqa: E402
 from fakes.bot_server import message  # noqa: E402
 from fakes.slack_api import FakeSlack, event_body, sign  # noqa: E402
@@ -149,10 +149,7 @@ def main() -> None:
         "machine": {"cpus": os.cpu_count()},
         "median_ack_ms": round(statistics.median(ack_ms), 1) if ack_ms else None,
     }
-    out = ROOT / "bench" / "results" / "load.json"
-    out.write_text(json.dumps(result, indent=2))
-    print(json.dumps(result, indent=2))
-    print(f"saved {out}", file=sys.stderr)
+    save(result, "load.json")
 
 
 if __name__ == "__main__":

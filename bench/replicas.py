@@ -33,6 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.load import post  # noqa: E402
+from bench.report import save  # noqa: E402
 from bench.slack_latency import SECRET, summary, texts, train_first_model  # noqa: E402
 from fakes.slack_api import FakeSlack  # noqa: E402
 
@@ -175,10 +176,7 @@ def main() -> None:
         subprocess.run([str(ROOT / "scripts/postgres.sh"), "stop", pgdir], check=False, capture_output=True)
     result = {"model": settings.base_model, "concurrency": args.concurrency, "cpus": os.cpu_count(),
               "configurations": results}
-    out = ROOT / "bench" / "results" / "replicas.json"
-    out.write_text(json.dumps(result, indent=2))
-    print(json.dumps(result, indent=2))
-    print(f"saved {out}", file=sys.stderr)
+    save(result, "replicas.json")
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.report import save  # noqa: E402
 from bench.speed_phases import time_single_queries  # noqa: E402
 from core.settings import Settings  # noqa: E402
 from fakes.bot_server import message  # noqa: E402
@@ -152,10 +153,7 @@ def main() -> None:
         "machine": {"cpus": os.cpu_count(), "torch_threads": __import__("torch").get_num_threads(),
                     "processor": platform.processor() or platform.machine()},
     }
-    out = ROOT / "bench" / "results" / "slack-latency.json"
-    out.write_text(json.dumps(result, indent=2))
-    print(json.dumps(result, indent=2))
-    print(f"saved {out}", file=sys.stderr)
+    save(result, "slack-latency.json")
 
 
 if __name__ == "__main__":
