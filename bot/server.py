@@ -2,9 +2,16 @@
 plus `GET /healthz`), or Socket Mode with the same health endpoint beside it.
 
 The HTTP server is the standard library's WSGI server with a thread per connection, so a slow
-handler never delays another request's acknowledgement; connections are capped (503 past the cap)
-and a connection that sends nothing is dropped after `READ_TIMEOUT_S`, so idle sockets cannot
-exhaust it. Requests Bolt would fail on with a 500 (a body over `MAX_BODY_BYTES`, not UTF-8,
+handler never delays another request's acknowledgement. What bounds a connection, so that neither
+idle nor trickling sockets can exhaust the threads:
+- connections are capped, `MAX_CONNECTIONS` in all and `MAX_PER_ADDRESS` from one client address;
+  one past either cap gets a 503 and is closed at once;
+- no single read waits more than `READ_TIMEOUT_S`, so a connection that sends nothing is dropped;
+- the whole request (request line, headers and body) must arrive within `REQUEST_DEADLINE_S` of the
+  connection being accepted, however steadily it trickles in, or the connection is dropped (a
+  late body gets a 408). The deadline bounds reading only: the app reads the body before it does
+  anything else, and its own handling time never counts.
+Requests Bolt would fail on with a 500 (a body over `MAX_BODY_BYTES`, not UTF-8,
 nested past what a parser follows, a timestamp that is not a number) get a 4xx before Bolt reads
 them, and their bodies are never logged.
 """
@@ -15,13 +22,20 @@ import io
 import json
 import logging
 import threading
+import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 from socketserver import ThreadingMixIn
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from slack_bolt import App
 from slack_bolt.adapter.wsgi import SlackRequestHandler
+
+if TYPE_CHECKING:
+    import socket
+
+    from _typeshed import WriteableBuffer
 
 log = logging.getLogger(__name__)
 
@@ -31,38 +45,117 @@ METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 MAX_BODY_BYTES = 1024 * 1024  # Slack's payloads are a few kB; a view submission at most tens
-READ_TIMEOUT_S = 5.0
+READ_TIMEOUT_S = 5.0  # the longest any one read of a request waits
+REQUEST_DEADLINE_S = 10.0  # the whole request, from accept: Slack's own requests arrive in milliseconds
 MAX_CONNECTIONS = 256  # a thread each: about 8 MB of address space, little memory
+# Behind a reverse proxy or load balancer every Slack request comes from the proxy's address, so one
+# address must be able to carry real traffic: half the slots is far more than Slack's concurrent
+# deliveries, while one client (a misbehaving one, or a proxy passing one on) can never take the
+# other half, which stays for the health checks and everyone else.
+MAX_PER_ADDRESS = MAX_CONNECTIONS // 2
 _BUSY = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
 
 
 class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
     daemon_threads = True
     max_connections = MAX_CONNECTIONS
+    max_per_address = MAX_PER_ADDRESS
+    request_deadline_s = REQUEST_DEADLINE_S
     request_queue_size = 128  # the listen backlog: the default 5 resets connections under a burst
 
     def server_activate(self) -> None:
         super().server_activate()
         self._slots = threading.BoundedSemaphore(self.max_connections)
+        self._lock = threading.Lock()
+        self._per_address: Counter[str] = Counter()
 
     def process_request(self, request: Any, client_address: Any) -> None:
-        if not self._slots.acquire(blocking=False):
+        address = client_address[0]
+        with self._lock:
+            admitted = self._per_address[address] < self.max_per_address and self._slots.acquire(blocking=False)
+            if admitted:
+                self._per_address[address] += 1
+        if not admitted:
+            log.debug("%s: refused a connection, at the cap", address)
             try:
                 request.sendall(_BUSY)
             finally:
                 self.shutdown_request(request)
             return
-        super().process_request(request, client_address)
+        try:
+            super().process_request(request, client_address)  # starts the connection's thread
+        except BaseException:
+            self._release(address)
+            raise
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
+        # socketserver's own, with the slot given back before the socket is closed: a client that
+        # reconnects as soon as it sees the close finds its slot free
         try:
-            super().process_request_thread(request, client_address)
+            self.finish_request(request, client_address)
+        except Exception:
+            self.handle_error(request, client_address)
         finally:
+            self._release(client_address[0])
+            self.shutdown_request(request)
+
+    def _release(self, address: str) -> None:
+        with self._lock:
+            self._per_address[address] -= 1
+            if self._per_address[address] <= 0:
+                del self._per_address[address]
             self._slots.release()
+
+
+class _RequestTooSlow(TimeoutError):
+    pass
+
+
+class _DeadlineReader(io.RawIOBase):
+    """A connection's reads: each waits at most `read_timeout`, and none past `deadline` (monotonic).
+    No timer or thread: each read's socket timeout is what is left, and the socket's timeout is put
+    back after it, so the response is written with the usual one."""
+
+    def __init__(self, sock: socket.socket, read_timeout: float | None, deadline: float) -> None:
+        super().__init__()
+        self._sock, self._read_timeout, self._deadline = sock, read_timeout, deadline
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: WriteableBuffer) -> int:
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            raise _RequestTooSlow("the request did not arrive in time")
+        self._sock.settimeout(left if self._read_timeout is None else min(left, self._read_timeout))
+        try:
+            return self._sock.recv_into(buffer)
+        except TimeoutError:
+            if time.monotonic() >= self._deadline:
+                raise _RequestTooSlow("the request did not arrive in time") from None
+            raise
+        finally:
+            self._sock.settimeout(self._read_timeout)
 
 
 class _QuietHandler(WSGIRequestHandler):
     timeout = READ_TIMEOUT_S
+
+    def setup(self) -> None:
+        super().setup()
+        deadline = time.monotonic() + getattr(self.server, "request_deadline_s", REQUEST_DEADLINE_S)
+        self.rfile.close()  # the plain socket file setup() made; nothing was read from it yet
+        self.rfile = io.BufferedReader(_DeadlineReader(self.connection, self.timeout, deadline))
+
+    def handle(self) -> None:
+        try:
+            super().handle()
+        except _RequestTooSlow:
+            log.debug("%s: dropped, the request did not arrive within its deadline", self.address_string())
+        except TimeoutError:
+            log.debug("%s: dropped, nothing received for %s s", self.address_string(), self.timeout)
+        except ConnectionError:
+            log.debug("%s: the client went away", self.address_string())
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s %s", self.address_string(), format % args)
@@ -80,7 +173,10 @@ def _refusal(environ: dict[str, Any]) -> tuple[str, str] | None:
     timestamp = environ.get("HTTP_X_SLACK_REQUEST_TIMESTAMP")
     if timestamp is not None and not timestamp.strip().isdigit():
         return "400 Bad Request", "X-Slack-Request-Timestamp is not a number"
-    body = environ["wsgi.input"].read(length) if length else b""
+    try:
+        body = environ["wsgi.input"].read(length) if length else b""
+    except TimeoutError:  # the request's deadline, or a read timeout: the connection is dropped after
+        return "408 Request Timeout", "body not received in time"
     environ["wsgi.input"] = io.BytesIO(body)
     try:
         text = body.decode("utf-8")
@@ -124,11 +220,16 @@ def wsgi_app(slack: App | None, health: Health, metrics: Metrics | None = None) 
 
 
 class HttpServer:
-    """Runs in a background thread; `port` is the bound port (pass 0 for a free one)."""
+    """Runs in a background thread; `port` is the bound port (pass 0 for a free one). At most
+    `max_connections` connections at once, `max_per_address` of them from one client address, and
+    each must deliver its whole request within `request_deadline_s` (see the module's docstring)."""
 
     def __init__(self, slack: App | None, health: Health, *, host: str = "0.0.0.0", port: int = 3000,
-                 max_connections: int = MAX_CONNECTIONS, metrics: Metrics | None = None) -> None:
-        server_class = type("_Capped", (_ThreadingWSGIServer,), {"max_connections": max_connections})
+                 max_connections: int = MAX_CONNECTIONS, max_per_address: int = MAX_PER_ADDRESS,
+                 request_deadline_s: float = REQUEST_DEADLINE_S, metrics: Metrics | None = None) -> None:
+        server_class = type("_Capped", (_ThreadingWSGIServer,), {
+            "max_connections": max_connections, "max_per_address": max_per_address,
+            "request_deadline_s": request_deadline_s})
         self._server: WSGIServer = make_server(host, port, wsgi_app(slack, health, metrics), server_class=server_class,
                                    handler_class=_QuietHandler)
         self.port: int = self._server.server_port

@@ -1,12 +1,17 @@
 """The HTTP front under hostile input: every malformed request gets a 4xx before Bolt reads it, idle
-connections are dropped, and connections past the cap are refused rather than given a thread each."""
+connections are dropped, trickling ones too once their request's deadline passes, and connections past
+the cap (in all, or from one address) are refused rather than given a thread each."""
 
 from __future__ import annotations
 
 import http.client
+import itertools
 import json
+import select
 import socket
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -68,6 +73,75 @@ def test_idle_connections_are_dropped_and_connections_past_the_cap_refused(monke
         connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
         connection.request("GET", "/healthz")
         assert connection.getresponse().status == 200
+    finally:
+        server.stop()
+
+
+def healthz(port: int, source: str = "127.0.0.1") -> int:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5, source_address=(source, 0))
+    try:
+        connection.request("GET", "/healthz")
+        return connection.getresponse().status
+    finally:
+        connection.close()
+
+
+def trickle(sock: socket.socket, every_s: float, stop: threading.Event) -> float | None:
+    """Sends a request a byte every `every_s`, headers without end, until the server hangs up: returns
+    when it did (time.monotonic()), or None once `stop` is set."""
+    for byte in itertools.chain(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ", itertools.repeat(ord("a"))):
+        if stop.is_set():
+            return None
+        try:
+            sock.sendall(bytes([byte]))
+            if select.select([sock], [], [], every_s)[0]:  # the pause between bytes, cut short by a hang-up
+                assert sock.recv(100) == b"", "the server answered a request it never got"
+                return time.monotonic()
+        except (ConnectionResetError, BrokenPipeError):
+            return time.monotonic()
+    raise AssertionError("unreachable")
+
+
+def test_trickling_clients_are_capped_per_address_and_dropped_at_the_deadline():
+    deadline_s, trickled = 1.0, "127.0.0.2"  # all of 127.0.0.0/8 is this machine on Linux
+    server = HttpServer(None, lambda: {"status": "ok"}, host="127.0.0.1", port=0, max_connections=3,
+                        max_per_address=2, request_deadline_s=deadline_s).start()
+    stop = threading.Event()
+    tricklers = []
+    try:
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            try:
+                started = time.monotonic()
+                for _ in range(2):
+                    tricklers.append(socket.create_connection(("127.0.0.1", server.port), timeout=5,
+                                                              source_address=(trickled, 0)))
+                dropped = [pool.submit(trickle, sock, 0.05, stop) for sock in tricklers]
+                with socket.create_connection(("127.0.0.1", server.port), timeout=5,
+                                              source_address=(trickled, 0)) as third:
+                    assert third.recv(100).startswith(b"HTTP/1.1 503")  # past the address's cap...
+                    assert third.recv(100) == b""  # ...and closed at once
+                assert healthz(server.port) == 200  # the last slot, from another address
+                assert not any(future.done() for future in dropped)  # the tricklers still hold theirs
+                for future in dropped:
+                    when = future.result(timeout=deadline_s + 5)
+                    assert when is not None and when - started >= deadline_s * 0.9
+                assert healthz(server.port, trickled) == 200  # their slots are free again
+            finally:
+                stop.set()
+    finally:
+        for sock in tricklers:
+            sock.close()
+        server.stop()
+
+
+def test_the_deadline_bounds_reading_a_request_not_answering_it():
+    def slow_health():
+        time.sleep(0.6)
+        return {"status": "ok"}
+
+    server = HttpServer(None, slow_health, host="127.0.0.1", port=0, request_deadline_s=0.3).start()
+    try:
+        assert healthz(server.port) == 200
     finally:
         server.stop()
 
