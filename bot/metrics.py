@@ -45,6 +45,13 @@ class BotMetrics:
         queue = Gauge("switchboard_model_queue_depth", "Requests waiting for the model thread",
                       registry=self.registry)
         queue.set_function(lambda: float(health().get("backlog") or 0))
+        wanted = Gauge("switchboard_registry_model", "Id of the model the registry says is active, as this "
+                       "process last read it (0: none)", registry=self.registry)
+        wanted.set_function(lambda: float(health().get("registry_model") or 0))
+        degraded = Gauge("switchboard_degraded", "1 while /healthz says degraded (a stuck model thread, a "
+                         "backlog, or the registry's model not served); the reasons are in /healthz",
+                         registry=self.registry)
+        degraded.set_function(lambda: float(health().get("status", "ok") != "ok"))
         self.registry.register(_StoreCollector(sessions))
         return self
 

@@ -39,7 +39,7 @@ from classifier.calibration import UNFAMILIAR_QUANTILE, with_temperature
 from classifier.lora_router import Classification
 from classifier.prompt import label_ids, prompt_ids
 from classifier.scoring import LabelTrie, _combine
-from classifier.serving import ActiveLookup, NoActiveModel, RegistryWatcher
+from classifier.serving import ActiveLookup, NoActiveModel, RegistryWatcher, SwapFailure
 from core.errors import SwitchboardError
 from core.settings import Settings
 from core.vocabulary import OUT_OF_SCOPE
@@ -203,23 +203,24 @@ class EngineRouter:
         """Loads the active adapter into the engine if it changed; True when the switch happened."""
         return self._watcher.refresh()
 
-    def _load(self, model_id: int, folder: str) -> bool:
+    def _load(self, model_id: int, folder: str) -> SwapFailure | None:
         try:
             scorer = EngineScorer(self._client, self._tokenizer, check_adapter_dir(Path(folder)),
                                   lora_name=f"{SERVED_PREFIX}{model_id}", name=f"model {model_id}",
                                   model_id=model_id, folder=folder)
             self._client.load(scorer.lora_name, folder)
             scorer.classify("Is this adapter answering?")  # switch only once it answers
-        except (AdapterError, EngineError) as exc:
-            log.error("cannot load model %s into the inference engine: %s; keeping model %s",
-                      model_id, exc, self._model_id)
-            return False
+        except AdapterError as exc:
+            return str(exc)
+        except EngineError as exc:
+            log.error("the inference engine refused model %s: %s", model_id, exc)
+            return f"the inference engine refused it ({_public(exc)})"
         old, self._served, self._model_id = self._served, scorer, model_id
         self.swaps += 1
         log.info("the inference engine now serves model %s as %s", model_id, scorer.lora_name)
         if old is not None:
             self._client.unload(old.lora_name)
-        return True
+        return None
 
     def classify(self, text: str) -> Classification:
         return self.classify_batch([text])[0]
@@ -231,7 +232,7 @@ class EngineRouter:
         try:
             answers = scorer.classify_batch(texts)
         except EngineError as exc:
-            self._last_error = str(exc)
+            self._last_error = _public(exc)
             if exc.status != 404:
                 raise
             if scorer is self._served:  # the engine lost it (restarted): load it again
@@ -241,15 +242,24 @@ class EngineRouter:
         return answers
 
     def health(self) -> dict[str, Any]:
+        """No address of the engine here: /healthz may be reachable from outside (Slack calls this port)."""
         reasons = [self._last_error] if self._last_error else []
+        if problem := self._watcher.problem():
+            reasons.append(problem)
         return {"status": "degraded" if reasons else "ok", "reasons": reasons, "backlog": 0,
-                "active_model": self._model_id, "engine": self._client.base_url}
+                "active_model": self._model_id, "registry_model": self._watcher.registry_model}
 
     def start(self) -> None:
         self._watcher.start()
 
     def stop(self) -> None:
         self._watcher.stop()
+
+
+def _public(error: EngineError) -> str:
+    """What an engine failure is, without the engine's address (the log has that)."""
+    return "the inference engine cannot be reached" if error.status is None else \
+        f"the inference engine answered HTTP {error.status}"
 
 
 def make_engine_router(settings: Settings, lookup: ActiveLookup, *, poll_seconds: float = 2.0) -> EngineRouter:

@@ -3,8 +3,13 @@
 A background thread polls the registry pointer. When a promotion or rollback moves it, the old
 adapter's update is taken out of the base weights and the new one's added (the base is never
 loaded twice; see `classifier/lora_merge.py`). Requests and swaps run on the same single model
-thread, so a swap happens between requests: none is dropped, none sees half a model. An adapter
-that fails to load is logged and the current one keeps serving.
+thread, so a swap happens between requests: none is dropped, none sees half a model.
+
+A swap is all or nothing. The new adapter is checked against the base (files, module names,
+factor shapes, finite values) before any weight is touched, and any exception half-way is undone.
+A model that failed is not tried again while the registry still points at it: the current model
+keeps serving, and `/healthz` and `/metrics` say "degraded: serving model N, registry says M:
+reason" until the pointer moves (a rollback, or another promotion).
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from classifier.adapters import AdapterError, AdapterMeta, check_adapter_dir, read_bank
 from classifier.head import read_head
-from classifier.lora_merge import LoraDeltas, read_lora, release_checkpoint
+from classifier.lora_merge import LoraDeltas, check_fits, read_lora, release_checkpoint, swap
 from classifier.lora_router import Classification, LoraRouter
 from core.errors import SwitchboardError
 
@@ -46,32 +51,65 @@ class ModelTimeout(SwitchboardError):
     """The model thread did not answer in time (it hangs, or the backlog is too long)."""
 
 
+SwapFailure = str  # why a model could not be loaded, as people read it
+LOAD_GRACE_S = 30.0  # the registry ahead of the served model this long, with no failure known: degraded too
+
+
 class RegistryWatcher:
     """Follows the registry's active pointer for a serving process, in-process or through an engine.
 
     `refresh` calls `load(model_id, folder)` when the pointer has moved to a model trained on the
-    base this process serves; `load` says whether it switched (when not, it has logged why and the
-    current model keeps serving). A daemon thread calls `refresh` every `poll_seconds`.
+    base this process serves; `load` returns None when it switched, or why it could not (the current
+    model keeps serving). A model that failed is not tried again until the pointer moves. A daemon
+    thread calls `refresh` every `poll_seconds`.
     """
 
     def __init__(self, lookup: ActiveLookup, *, base_model_name: str, serving: Callable[[], int | None],
-                 load: Callable[[int, str], bool], poll_seconds: float, where: str) -> None:
+                 load: Callable[[int, str], SwapFailure | None], poll_seconds: float, where: str) -> None:
         self._lookup, self._base_model_name = lookup, base_model_name
         self._serving, self._load, self._where = serving, load, where
         self._poll_seconds = poll_seconds
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.registry_model: int | None = None  # what the registry pointed at when last read
+        self._behind_since: float | None = None
+        self._failed: dict[int, SwapFailure] = {}
 
     def refresh(self) -> bool:
         active, current = self._lookup(), self._serving()
+        self.registry_model = active[0] if active else None
         if active is None or active[0] == current:
+            self._behind_since = None
+            self._failed.clear()
             return False
         model_id, folder, base_model = active
-        if base_model != self._base_model_name:
-            log.error("model %s was trained on %s, but %s serves %s: keeping model %s",
-                      model_id, base_model, self._where, self._base_model_name, current)
+        self._failed = {model_id: self._failed[model_id]} if model_id in self._failed else {}
+        if model_id in self._failed:
             return False
-        return self._load(model_id, folder)
+        self._behind_since = self._behind_since or time.monotonic()
+        if base_model != self._base_model_name:
+            failure: SwapFailure | None = f"it was trained on {base_model}, but {self._where} serves " \
+                                          f"{self._base_model_name}"
+        else:
+            failure = self._load(model_id, folder)
+        if failure is not None:
+            self._failed[model_id] = failure
+            log.error("cannot serve model %s: %s; keeping model %s until the registry moves", model_id, failure,
+                      current)
+            return False
+        self._behind_since = None
+        return True
+
+    def problem(self) -> str | None:
+        """Why the served model is not the registry's, when it is not and should be by now."""
+        current, wanted = self._serving(), self.registry_model
+        if wanted is None or wanted == current:
+            return None
+        if wanted in self._failed:
+            return f"serving model {current}, registry says {wanted}: {self._failed[wanted]}"
+        if self._behind_since is not None and time.monotonic() - self._behind_since > LOAD_GRACE_S:
+            return f"serving model {current}, registry says {wanted}: not loaded after {LOAD_GRACE_S:.0f} s"
+        return None
 
     def start(self) -> None:
         """Loads the active model now, then watches the registry in a daemon thread."""
@@ -83,7 +121,7 @@ class RegistryWatcher:
         while not self._stop.wait(self._poll_seconds):
             try:
                 self.refresh()
-            except Exception:  # a bad adapter or a locked database must not kill the watcher
+            except Exception:  # a locked database must not kill the watcher
                 log.exception("hot swap check failed; still serving model %s", self._serving())
 
     def stop(self) -> None:
@@ -128,33 +166,38 @@ class ActiveModelRouter:
         """Loads the active adapter if it changed; True when a swap happened."""
         return self._watcher.refresh()
 
-    def _load(self, model_id: int, folder: str) -> bool:
+    def _load(self, model_id: int, folder: str) -> SwapFailure | None:
         try:
             meta = check_adapter_dir(Path(folder))
             bank, head = read_bank(Path(folder)), read_head(Path(folder))
             deltas = read_lora(Path(folder))
+            check_fits(self._base, deltas, source=folder)
         except AdapterError as exc:
-            log.error("cannot load model %s: %s; keeping model %s", model_id, exc, self._model_id)
-            return False
-        self._submit(self._locked_swap, model_id, deltas, meta, (bank, head)).result()
+            return str(exc)
+        try:
+            self._submit(self._locked_swap, model_id, deltas, meta, (bank, head)).result()
+        except Exception as exc:
+            log.exception("the swap to model %s failed and was undone", model_id)
+            return f"the swap failed and was undone ({type(exc).__name__}: {exc})"
         log.info("now serving model %s", model_id)
-        return True
+        return None
 
     def _locked_swap(self, model_id: int, deltas: LoraDeltas, meta: AdapterMeta, extras: tuple[Any, Any]) -> None:
         with self._lock:
-            if self._deltas is not None:
-                self._deltas.apply(self._base, sign=-1)
             # Served merged into the base weights (one matmul per layer, not three) and taken out
             # again before the next swap, so the base never has to be loaded again.
-            deltas.apply(self._base, sign=+1)
+            swap(self._base, old=self._deltas, new=deltas)
+            try:
+                router = LoraRouter(model=self._base, tokenizer=self._tokenizer, labels=meta.labels,
+                                    prompt=meta.prompt, name=f"model {model_id}", model_id=model_id,
+                                    cache_prefix=True, calibration=meta.calibration, bank=extras[0],
+                                    head=extras[1])
+            except BaseException:
+                swap(self._base, old=deltas, new=self._deltas)
+                raise
             if self._deltas is None:
                 release_checkpoint(self._base, deltas)
-            self._deltas = deltas
-            self._router = LoraRouter(model=self._base, tokenizer=self._tokenizer, labels=meta.labels,
-                                      prompt=meta.prompt, name=f"model {model_id}", model_id=model_id,
-                                      cache_prefix=True, calibration=meta.calibration, bank=extras[0],
-                                      head=extras[1])
-            self._model_id = model_id
+            self._deltas, self._router, self._model_id = deltas, router, model_id
             self.swaps += 1
 
     def classify(self, text: str) -> Classification:
@@ -189,15 +232,18 @@ class ActiveModelRouter:
             self._pending += change
 
     def health(self) -> dict[str, Any]:
-        """"ok", or "degraded" with the reasons: the model thread stuck on one request, or a backlog."""
+        """"ok", or "degraded" with the reasons: the model thread stuck on one request, a backlog, or the
+        registry's model not served (it failed to load)."""
         reasons = []
         running = self._running_since
         if running is not None and time.monotonic() - running > STALLED_AFTER_S:
             reasons.append(f"the model thread has been on one request for {time.monotonic() - running:.0f} s")
         if self._pending > MAX_BACKLOG:
             reasons.append(f"{self._pending} requests wait for the model")
+        if problem := self._watcher.problem():
+            reasons.append(problem)
         return {"status": "degraded" if reasons else "ok", "reasons": reasons, "backlog": self._pending,
-                "active_model": self._model_id}
+                "active_model": self._model_id, "registry_model": self._watcher.registry_model}
 
     def _locked_classify(self, texts: Sequence[str], batch_size: int) -> list[Classification]:
         with self._lock:

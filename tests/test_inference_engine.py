@@ -167,14 +167,18 @@ def test_an_adapter_the_engine_cannot_load_leaves_the_old_one_serving(settings, 
                 promote(session, model_id=bad.id, by="test")
             assert router.refresh() is False and router.model_id == first.model_id
             assert router.classify("beta question 2").model_id == first.model_id
-        assert "cannot load model" in caplog.text and "greater than max_lora_rank 16" in caplog.text
+        assert "cannot serve model" in caplog.text and "greater than max_lora_rank 16" in caplog.text
         assert [b["lora_path"] for b in engine.posted("/v1/load_lora_adapter")] == [first.adapter, str(too_big)]
         assert engine.posted("/v1/unload_lora_adapter") == []
         assert served(engine) == [str(tiny_model_dir), f"{SERVED_PREFIX}{first.model_id}"]
 
         engine.restart()  # a restarted vLLM has forgotten runtime-loaded adapters: loaded again on a 404
         assert router.classify("beta question 2").model_id == first.model_id
-        assert router.health()["status"] == "ok"
+        health = router.health()  # serving, but not the registry's model: said, without the engine's address
+        assert health["status"] == "degraded" and health["reasons"] == [
+            f"serving model {first.model_id}, registry says {bad.id}: the inference engine refused it "
+            "(the inference engine answered HTTP 500)"]
+        assert engine.url.split("//")[1] not in json.dumps(health)
         assert served(engine) == [str(tiny_model_dir), f"{SERVED_PREFIX}{first.model_id}"]
     with pytest.raises(EngineError, match="cannot reach"):  # the engine gone: an error, never a made-up answer
         router.classify("beta question 2")
