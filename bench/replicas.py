@@ -1,15 +1,18 @@
 """Bot replicas on one PostgreSQL store against the loopback Slack, next to one process on SQLite, in
 the same run.
 
-    PYTHONPATH=. .venv/bin/python bench/replicas.py --messages 200 --concurrency 16 --replicas 1 2 4
+    PYTHONPATH=. .venv/bin/python bench/replicas.py --messages 200 --concurrency 16 --replicas 2 4 --kill-one
 
 Trains the first model once (the embedded base, the bundled sample, one epoch) and serves that same
 adapter in every configuration: `switchboard serve --http` as N processes, messages spread over
 them round-robin as a load balancer would, and every fifth event delivered a second time to the
 next replica as one of Slack's retries (the same event id) would be. Reports events per second
 acknowledged and answered, p95 from event to thread reply, duplicates and lost messages (both
-must be 0). The PostgreSQL server is a throwaway one from scripts/postgres.sh. Prints and saves
-JSON to bench/results/replicas.json.
+must be 0). With `--kill-one`, one more configuration: two replicas, the first killed (SIGKILL)
+half-way through the burst; deliveries it can no longer take go to the other, as a load
+balancer's health check would send them, and the events it had acknowledged but not answered must
+be answered by the survivor's outbox once their lease runs out. The PostgreSQL server is a
+throwaway one from scripts/postgres.sh. Prints and saves JSON to bench/results/replicas.json.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ sys.path.insert(0, str(ROOT))
 from bench.load import post  # noqa: E402
 from bench.report import save  # noqa: E402
 from bench.slack_latency import SECRET, summary, texts, train_first_model  # noqa: E402
+from bot.delivery import DeliveryPolicy  # noqa: E402
 from fakes.slack_api import FakeSlack  # noqa: E402
 
 
@@ -98,19 +102,39 @@ def healthy(port: int) -> bool:
 
 
 def run_load(ports: list[int], slack: FakeSlack, queries: list[str], concurrency: int, deadline_s: float,
-             run: int) -> dict:
+             run: int, kill: subprocess.Popen[str] | None = None) -> dict:
     """`run` keeps each configuration's event ids and message timestamps apart: configurations share a
-    store, and an event id or a message seen before is (rightly) never answered again."""
+    store, and an event id or a message seen before is (rightly) never answered again. `kill`: this
+    replica (serving `ports[0]`) is killed once half the messages are sent."""
     sent: dict[str, float] = {}
     acked: list[float] = []
+    alive = list(ports)
+    killed_at: list[float] = []
+
+    def send(i: int, port_index: int, retry: int = 0) -> tuple[int, float]:
+        """Posts to a live replica, moving on to the next when one refuses the connection (it is down)."""
+        for step in range(len(ports)):
+            port = ports[(port_index + step) % len(ports)]
+            if port not in alive:
+                continue
+            status, ms = post(port, queries[i], f"{1_800_000_000 + run * 100_000 + i}.000100", f"EvRep{run}x{i}",
+                              retry=retry)
+            if status != 0:
+                return status, ms
+        return 0, float("nan")
 
     def deliver(i: int) -> None:
+        if kill is not None and i == len(queries) // 2 and not killed_at:
+            kill.send_signal(signal.SIGKILL)
+            kill.wait()
+            alive.remove(ports[0])
+            killed_at.append(time.time())
         ts = f"{1_800_000_000 + run * 100_000 + i}.000100"
         sent[ts] = time.time()
-        status, ms = post(ports[i % len(ports)], queries[i], ts, f"EvRep{run}x{i}")
+        status, ms = send(i, i % len(ports))
         acked.append(ms if status == 200 else float("nan"))
         if i % 5 == 0:  # Slack's retry of the same event, landing on another replica
-            post(ports[(i + 1) % len(ports)], queries[i], ts, f"EvRep{run}x{i}", retry=1)
+            send(i, i + 1, retry=1)
 
     started = time.time()
     with ThreadPoolExecutor(concurrency) as pool:
@@ -130,7 +154,7 @@ def run_load(ports: list[int], slack: FakeSlack, queries: list[str], concurrency
     last = max(first_reply.values(), default=started)
     if not first_reply:
         raise SystemExit(f"no message was answered within {deadline_s:.0f} s: see the serve-*.log files")
-    return {
+    result = {
         "messages": len(queries), "redelivered": len(range(0, len(queries), 5)),
         "acknowledged_per_s": round(len(acked) / (all_acked - started), 1),
         "answered_per_s": round(len(first_reply) / (last - started), 1) if first_reply else 0.0,
@@ -140,6 +164,12 @@ def run_load(ports: list[int], slack: FakeSlack, queries: list[str], concurrency
         "lost": len(set(sent) - set(first_reply)),
         "not_acknowledged": sum(1 for a in acked if a != a),
     }
+    if killed_at:
+        lease = DeliveryPolicy().lease.total_seconds()  # what the killed replica held comes back after this
+        late = [ts for ts, at in first_reply.items() if at - killed_at[0] > lease]
+        result |= {"killed_after_messages": len(queries) // 2, "answered_after_the_lease": len(late),
+                   "seconds_from_kill_to_last_answer": round(last - killed_at[0], 1)}
+    return result
 
 
 def main() -> None:
@@ -150,6 +180,8 @@ def main() -> None:
     parser.add_argument("--queries", type=Path, default=ROOT.parent / "shared/data/banking77/test.csv")
     parser.add_argument("--cache", type=Path, default=ROOT / ".switchboard/cache", help="converted base model")
     parser.add_argument("--deadline", type=float, default=600.0, help="seconds to wait for every reply")
+    parser.add_argument("--kill-one", action="store_true",
+                        help="also run two replicas on PostgreSQL with one killed half-way through the burst")
     args = parser.parse_args()
     queries = texts(args.queries if args.queries.exists() else ROOT / "data/sample/eval.csv", args.messages)
 
@@ -157,18 +189,22 @@ def main() -> None:
     (home / "cache").symlink_to(args.cache.resolve())
     settings, adapter = train_first_model(home)
     pgdir, url = postgres_store(home, adapter, settings.base_model, ROOT / "data/sample/train.csv")
-    configs = [("1 process, SQLite", 1, None)] + [(f"{n} replicas, PostgreSQL", n, url) for n in args.replicas]
+    configs = [("1 process, SQLite", 1, None, False)] + [(f"{n} replicas, PostgreSQL", n, url, False)
+                                                         for n in args.replicas]
+    if args.kill_one:
+        configs.append(("2 replicas, PostgreSQL, one killed mid-burst", 2, url, True))
     results = {}
     try:
-        for run, (name, count, database_url) in enumerate(configs):
+        for run, (name, count, database_url, kill) in enumerate(configs):
             with FakeSlack() as slack:
                 bots = start_replicas(home, slack, count, database_url)
                 try:
                     results[name] = run_load([port for _, port in bots], slack, queries, args.concurrency,
-                                             args.deadline, run)
+                                             args.deadline, run, kill=bots[0][0] if kill else None)
                 finally:
                     for bot, _ in bots:
-                        bot.send_signal(signal.SIGTERM)
+                        if bot.poll() is None:
+                            bot.send_signal(signal.SIGTERM)
                     for bot, _ in bots:
                         bot.wait(timeout=60)
             print(name, json.dumps(results[name]), file=sys.stderr)

@@ -1,7 +1,10 @@
 """What the bot says when handling failed: the user is told, politely and in place, never left waiting.
 
-A `SwitchboardError` says what happened in words meant for people; anything else is a bug, and
-the user hears only that it was on our side (the log has the traceback).
+Customers and agents hear plain words and nothing of the machinery (no error text, no addresses:
+those go to the log). Admins, who operate the bot, hear a `SwitchboardError`'s own message, which
+is written for whoever must act; anything else is a bug, and they hear that it was on our side.
+A customer hears it once per message and only before the bot's reply went out: after that there
+is nothing to apologise for.
 """
 
 from __future__ import annotations
@@ -12,29 +15,38 @@ from typing import Any
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
+from bot.posting import post_once
+from bot.routing import reply_key
 from core.errors import SwitchboardError
+from store.db import SessionFactory
+from store.posts import Holder, posted
 
 log = logging.getLogger(__name__)
+
+CUSTOMER_APOLOGY = "Sorry, I could not route this message just now. I'll try again in a minute."
 
 
 def reason(error: BaseException) -> str:
     return error.user_message() if isinstance(error, SwitchboardError) else "something went wrong on our side"
 
 
-def apologise_for_event(client: WebClient, event: dict[str, Any], error: BaseException, *, will_retry: bool) -> None:
-    """A customer's message: a reply in its thread. An agent's reaction: a note only they see."""
-    later = "I'll try again in a minute." if will_retry else "An agent will pick it up."
+def apologise_for_event(client: WebClient, sessions: SessionFactory, holder: Holder, event: dict[str, Any]) -> None:
+    """A customer's message: a note in its thread, unless the reply is (or may be) out. An agent's
+    reaction: a note only they see. Each once per event; a failure to say it is only logged."""
     try:
         if event.get("type") == "message":
-            client.chat_postMessage(channel=event["channel"], thread_ts=event["ts"],
-                                    text=f"Sorry, I could not route this message just now ({reason(error)}). {later}")
+            earlier = posted(sessions, reply_key(event["channel"], event["ts"]))
+            if earlier is not None and earlier.intent_at is not None:
+                return
+            post_once(client, sessions, holder, key=f"apology:{event['channel']}:{event['ts']}",
+                      channel=event["channel"], thread_ts=event["ts"], text=CUSTOMER_APOLOGY, verify=False)
         elif event.get("type") in ("reaction_added", "reaction_removed"):
             item = event.get("item") or {}
-            client.chat_postEphemeral(channel=item.get("channel", ""), user=event.get("user", ""),
-                                      text=f"Sorry, your :{event.get('reaction')}: could not be recorded just now "
-                                           f"({reason(error)}). " + ("It will be retried." if will_retry else
-                                                                      "Please add it again."))
-    except (SlackApiError, KeyError) as exc:
+            post_once(client, sessions, holder, key=f"apology:{holder.event_id}", channel=item.get("channel", ""),
+                      ephemeral_user=event.get("user", ""),
+                      text=f"Sorry, your :{event.get('reaction')}: could not be recorded just now. "
+                           "It will be retried in a minute.")
+    except Exception as exc:
         log.warning("could not tell the user that handling failed: %s", exc)
 
 

@@ -1,8 +1,9 @@
-"""The Bolt app: listeners wired to the handlers, each event handled once whatever Slack redelivers.
+"""The Bolt app: listeners wired to the handlers, each event's work done once whatever Slack redelivers.
 
-Bolt acknowledges events before the listener runs (`process_before_response=False`), so the
-model and the store work after Slack has its 200. Signature checks stay on for HTTP; Bolt
-refuses a bad or stale signature before any listener runs.
+A global middleware claims each event in the store before Bolt acknowledges it, so a store that
+cannot take the claim answers 503 and Slack sends the event again; the work then runs after the
+200 (`process_before_response=False`), durably (bot/delivery.py). Signature checks stay on for
+HTTP; Bolt refuses a bad or stale signature before any middleware of ours runs.
 """
 
 from __future__ import annotations
@@ -11,72 +12,55 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from slack_bolt import App
+from slack_bolt import App, BoltResponse
 from slack_sdk import WebClient
-from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler, RateLimitErrorRetryHandler
 
-from bot import blocks, commands, reactions, routing
-from bot.apology import apologise_for_command, apologise_for_event
+from bot import blocks, commands, reactions
+from bot.apology import apologise_for_command
+from bot.delivery import Delivery, wanted
 from bot.deps import BotDeps
 from bot.home import HomeTab
-from store.outbox import defer_event
-from store.slack import claim_event, finish_event
 
 log = logging.getLogger(__name__)
 
 
-def make_client(token: str | None, base_url: str) -> WebClient:
-    """A Web API client that waits out rate limits (`Retry-After`) and retries dropped connections."""
-    return WebClient(token=token, base_url=base_url, retry_handlers=[
-        RateLimitErrorRetryHandler(max_retry_count=3), ConnectionErrorRetryHandler(max_retry_count=3)])
-
-
-def event_handlers(deps: BotDeps) -> dict[str, Callable[[dict[str, Any], WebClient, str], None]]:
-    """Each event type's handler, for the listeners and the outbox worker (bot/outbox.py) alike."""
-    return {
-        "message": lambda e, c, event_id: routing.route_message(deps, c, e, event_id=event_id or None),
-        "reaction_added": lambda e, c, _: reactions.reaction_added(deps, c, e),
-        "reaction_removed": lambda e, c, _: reactions.reaction_removed(deps, c, e),
-    }
-
-
-def build_app(deps: BotDeps, *, client: WebClient, signing_secret: str | None) -> App:
+def build_app(deps: BotDeps, *, client: WebClient, signing_secret: str | None,
+              delivery: Delivery | None = None) -> App:
+    """The Bolt app. Event work goes through `delivery` (one is made when none is given), with
+    `client`: Bolt's per-request clients are not used, so the one client the outbox also uses
+    does every Slack call."""
     app = App(client=client, signing_secret=signing_secret or "", process_before_response=False,
               request_verification_enabled=signing_secret is not None)
     home = HomeTab(deps)
+    delivery = delivery or Delivery(deps, client)
 
-    handlers = event_handlers(deps)
+    @app.middleware
+    def claim_before_ack(body: dict[str, Any], context: dict[str, Any], next: Callable[[], None]) -> Any:
+        """Runs before Bolt acknowledges: an event the store cannot claim gets a 503, so that Slack
+        sends it again, instead of a 200 for work that would then be lost."""
+        event = body.get("event") if body.get("type") == "event_callback" else None
+        if event is None or not body.get("event_id") or not wanted(event):
+            return next()
+        try:
+            context["claimed"] = delivery.claim(body["event_id"], event)
+        except Exception:
+            log.exception("could not claim event %s: answering 503 so that Slack sends it again", body["event_id"])
+            return BoltResponse(status=503, body="")
+        if not context["claimed"]:
+            log.info("event %s already handled or in hand: ignoring this delivery", body["event_id"])
+        return next()
 
-    def once(handler: Callable[[dict[str, Any], WebClient, str], None]) -> Callable[..., None]:
-        def listener(body: dict[str, Any], event: dict[str, Any], client: WebClient) -> None:
-            event_id = body.get("event_id") or ""
-            if event_id and not claim_event(deps.sessions, event_id=event_id, payload=event):
-                log.info("event %s already handled or in hand: ignoring this delivery", event_id)
-                return
-            try:
-                handler(event, client, event_id)
-            except Exception as exc:
-                # Slack had its 200 and will not retry: the outbox will, and the user hears it now
-                will_retry = bool(event_id) and defer_event(deps.sessions, event_id=event_id,
-                                                            error=f"{type(exc).__name__}: {exc}")
-                apologise_for_event(client, event, exc, will_retry=will_retry)
-                raise
-            if event_id:
-                finish_event(deps.sessions, event_id=event_id)
-        return listener
+    def work(body: dict[str, Any], event: dict[str, Any], context: dict[str, Any]) -> None:
+        if context.get("claimed"):
+            delivery.run(body["event_id"], event)
 
-    @app.event("message")
-    def on_message(body: dict[str, Any], event: dict[str, Any], client: WebClient) -> None:
-        if not routing.is_customer_message(event):
-            return
-        once(handlers["message"])(body, event, client)
+    app.event("message")(work)
+    app.event("reaction_added")(work)
+    app.event("reaction_removed")(work)
 
-    app.event("reaction_added")(once(handlers["reaction_added"]))
-    app.event("reaction_removed")(once(handlers["reaction_removed"]))
-
-    def on_audit(ack: Callable[..., None], body: dict[str, Any], action: dict[str, Any], client: WebClient) -> None:
+    def on_audit(ack: Callable[..., None], body: dict[str, Any], action: dict[str, Any]) -> None:
         ack()
-        reactions.audit_answered(deps, client, body, action)
+        reactions.audit_answered(deps, delivery.client, body, action, delivery.holder(None))
 
     app.action(blocks.AUDIT_RIGHT)(on_audit)
     app.action(blocks.AUDIT_DEPARTMENT)(on_audit)

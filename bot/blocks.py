@@ -44,10 +44,11 @@ def routed(department: str, confidence: float, departments: Sequence[Department]
             _context(f"{reroute_help(departments)} Model {model}.")]
 
 
-def triage(scores: dict[str, float], departments: Sequence[Department], model: str | None) -> Blocks:
+def triage(scores: dict[str, float], departments: Sequence[Department], model: str | None, *,
+           why: str | None = None) -> Blocks:
     top = sorted(scores.items(), key=lambda kv: kv[1], reverse=True)[:2]
-    why = (f"not sure where this goes ({', '.join(f'{name} {p:.0%}' for name, p in top)})" if top
-           else "no model is trained yet")
+    why = why or (f"not sure where this goes ({', '.join(f'{name} {p:.0%}' for name, p in top)})" if top
+                  else "no model is trained yet")
     return [_section(f":warning: *Needs triage*: {why}."),
             _context(reroute_help(departments) + (f" Model {model}." if model else ""))]
 
@@ -107,13 +108,23 @@ def audited(department: str, agent: str, departments: Sequence[Department]) -> B
 
 
 def forwarded(department: str, *, user: str | None, channel: str, text: str, permalink: str | None,
-              by_agent: str | None = None, confidence: float | None = None) -> tuple[str, Blocks]:
+              by_agent: str | None = None, confidence: float | None = None,
+              why: str | None = None) -> tuple[str, Blocks]:
     """The post in a department's (or the triage) channel, linking back to the customer's message."""
     who = f"<@{user}>" if user else "a customer"
-    why = (f"rerouted by <@{by_agent}>" if by_agent else
-           f"{confidence:.0%} confident" if confidence is not None else "needs triage")
+    why = why or (f"rerouted by <@{by_agent}>" if by_agent else
+                  f"{confidence:.0%} confident" if confidence is not None else "needs triage")
     head = f"New query for *{department}* from {who} in <#{channel}> ({why})"
-    quoted = "\n".join(f">{line}" for line in text[:QUOTE_CHARS].splitlines() or [""])
     link = f"\n<{permalink}|Open the conversation>" if permalink else ""
-    return head, [_section(f"{head}\n{quoted}{link}")]
+    return head, [_section(f"{head}\n{quoted(text)}{link}")]
 
+
+_BIDI = dict.fromkeys([0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A)])
+
+
+def quoted(text: str) -> str:
+    """A customer's words as a quote that Slack shows and never acts on: `&`, `<` and `>` escaped (so
+    `<!channel>`, `<!here>`, `<!subteam^…>` and `<@U…>` are shown, not fired), bidirectional control
+    characters dropped (they can make a quote read as something else), at most `QUOTE_CHARS`."""
+    safe = text[:QUOTE_CHARS].translate(_BIDI).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return "\n".join(f">{line}" for line in safe.splitlines() or [""])

@@ -57,10 +57,11 @@ def handle(deps: BotDeps, client: WebClient, command: dict[str, Any], ack: Ack) 
 
 def start_retrain(deps: BotDeps, *, channel: str | None, user: str | None, ack: Ack) -> None:
     """Records the request for the trainer service; the report comes to this channel when it ends."""
-    with transaction(deps.sessions) as session:
+    with deps.sessions() as session:
         busy = lock_held(session, name=TRAINING_LOCK)
-        if not busy:
-            request, created = request_training(session, by=user or "unknown", channel=channel)
+    if not busy:
+        request, created = request_training(deps.sessions, by=user or "unknown", channel=channel)
+    with deps.sessions() as session:
         alive = trainer_running(session)
     if busy:
         ack(text="A retraining run is already in progress; `/switchboard status` shows when it ends.")

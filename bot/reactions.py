@@ -5,6 +5,10 @@ found in the store by that ts, the customer's message or the bot's reply alike. 
 picked for audit (`audit_requested`), an agent's reaction is its audit answer, as is a click on the
 reply's ✅ Right or department menu: those labels are stored as audits, which may judge models,
 since the message was chosen at random rather than by the agent.
+
+Each reaction's steps are recorded when done: the label is written (or withdrawn) once per event,
+a reroute is forwarded once, and the reply is edited to show the label in force as the store holds
+it now. A retried event resumes at the step that failed and repeats none.
 """
 
 from __future__ import annotations
@@ -19,21 +23,27 @@ from sqlmodel import Session
 from bot import blocks
 from bot.deps import BotDeps
 from bot.drift import check_drift
-from bot.routing import forward
+from bot.posting import marked
+from bot.replies import reply
+from bot.routing import forward, reply_key
 from store.db import transaction
 from store.examples import get_department, list_departments, out_of_scope_class
+from store.posts import Holder, check_held
 from store.slack import (
     department_for_emoji,
     find_message,
+    label_given_by,
     label_message,
     message_in_channel,
     note_early_removal,
     prediction_of,
+    query_text,
     removed_before_added,
     standing_label,
-    withdraw_label,
+    withdraw_labels,
+    withdrawn_by,
 )
-from store.tables import OUT_OF_SCOPE, Department, LabelSource, SlackMessage
+from store.tables import Department, LabelSource, SlackMessage
 
 log = logging.getLogger(__name__)
 
@@ -73,21 +83,36 @@ def _target(deps: BotDeps, session: Session, event: dict[str, Any]) -> Target | 
     return Target(message, department, source, confirms) if department is not None else None
 
 
-def reaction_added(deps: BotDeps, client: WebClient, event: dict[str, Any]) -> None:
+def reaction_added(deps: BotDeps, client: WebClient, event: dict[str, Any], holder: Holder) -> None:
     agent = event["user"]
     with transaction(deps.sessions) as session:
         target = _target(deps, session, event)
         if target is None:
             return
-        if removed_before_added(session, query_id=target.message.query_id, author=agent,
-                                department_id=target.department.id,  # type: ignore[arg-type]
-                                added_ts=str(event.get("event_ts", ""))):
+        if label_given_by(session, holder.event_id) is None and removed_before_added(
+                session, query_id=target.message.query_id, author=agent,
+                department_id=target.department.id,  # type: ignore[arg-type]
+                added_ts=str(event.get("event_ts", ""))):
             log.info("agent %s's %s on query %s was removed before it was handled: no label",
                      agent, target.department.name, target.message.query_id)
             return
-        text, departments = _label(session, target, agent)
-    _show_label(client, target, agent, text, departments)
-    _after_correction(deps, client, target)
+        text, written = _label(session, target, agent, holder.event_id)
+    _after_label(deps, client, holder, target, agent, text, written,
+                 key=f"reroute:{holder.event_id or agent}:{target.message.id}")
+
+
+def _after_label(deps: BotDeps, client: WebClient, holder: Holder, target: Target, agent: str, text: str,
+                 written: bool, *, key: str) -> None:
+    """A correction is counted (once: when its label is written), a reroute forwarded once (the department
+    needs it more than the reply needs its edit), then the reply shows the label in force."""
+    if written:
+        _after_correction(deps, client, target)
+    if not target.confirms and target.department.channel and target.department.name != target.message.routed_to:
+        message = target.message
+        forward(client, deps, holder, key=key, to_channel=target.department.channel,
+                department=target.department.name, user=message.user, channel=message.channel, ts=message.ts,
+                text=text, by_agent=agent)
+    show_label_in_force(deps, client, holder, target.message)
 
 
 def _after_correction(deps: BotDeps, client: WebClient, target: Target) -> None:
@@ -103,7 +128,8 @@ def _after_correction(deps: BotDeps, client: WebClient, target: Target) -> None:
         log.exception("the drift check for %s failed", routed_to)
 
 
-def audit_answered(deps: BotDeps, client: WebClient, body: dict[str, Any], action: dict[str, Any]) -> None:
+def audit_answered(deps: BotDeps, client: WebClient, body: dict[str, Any], action: dict[str, Any],
+                   holder: Holder) -> None:
     """A click on the reply's ✅ Right (its value: the department routed to) or a choice in its department menu.
 
     The message is found by the reply's ts, or by the id in the block's id should the reply's ts
@@ -126,9 +152,9 @@ def audit_answered(deps: BotDeps, client: WebClient, body: dict[str, Any], actio
                         agent, channel, reply_ts, name)
             return
         target = Target(message, department, LabelSource.AUDIT, confirms=department.name == message.routed_to)
-        text, departments = _label(session, target, agent)
-    _show_label(client, target, agent, text, departments)
-    _after_correction(deps, client, target)
+        text, written = _label(session, target, agent, None)
+    _after_label(deps, client, holder, target, agent, text, written,
+                 key=f"reroute:audit:{message.id}:{department.name}")
 
 
 def _by_block(session: Session, action: dict[str, Any], channel: str, reply_ts: str) -> SlackMessage | None:
@@ -139,65 +165,45 @@ def _by_block(session: Session, action: dict[str, Any], channel: str, reply_ts: 
     return message_in_channel(session, message_id=message_id, channel=channel, reply_ts=reply_ts)
 
 
-def _label(session: Session, target: Target, agent: str) -> tuple[str, list[Department]]:
-    """Stores the label (superseding the one in force); returns the query's text and the departments."""
-    text = label_message(session, target.message, department=target.department, source=target.source, author=agent)
-    return text, list_departments(session)
+def _label(session: Session, target: Target, agent: str, event_id: str | None) -> tuple[str, bool]:
+    """Stores the label once (superseding the one in force); (the query's text, whether it was written now)."""
+    _, written = label_message(session, target.message, department=target.department, source=target.source,
+                                   author=agent, event_id=event_id)
+    if written:
+        log.info("agent %s labelled query %s as %s (%s)", agent, target.message.query_id, target.department.name,
+                 target.source.value)
+    return query_text(session, target.message), written
 
 
-def _show_label(client: WebClient, target: Target, agent: str, text: str, departments: list[Department]) -> None:
-    message, department = target.message, target.department
-    log.info("agent %s labelled query %s as %s (%s)", agent, message.query_id, department.name, target.source.value)
-    head = (blocks.audited(department.name, agent, departments) if target.source == LabelSource.AUDIT
-            else blocks.relabelled(department.name, agent, confirmed=target.confirms, departments=departments))
-    _edit_reply(client, message, head, department.name, departments)
-    if not target.confirms and department.channel and department.name != message.routed_to:
-        forward(client, department.channel, department=department.name, user=message.user,
-                channel=message.channel, ts=message.ts, text=text, by_agent=agent)
-
-
-def reaction_removed(deps: BotDeps, client: WebClient, event: dict[str, Any]) -> None:
+def reaction_removed(deps: BotDeps, client: WebClient, event: dict[str, Any], holder: Holder) -> None:
     agent = event["user"]
     with transaction(deps.sessions) as session:
         target = _target(deps, session, event)
         if target is None:
             return
         message, department = target.message, target.department
-        withdrawn = withdraw_label(session, query_id=message.query_id, author=agent,
-                                   department_id=department.id, source=target.source)  # type: ignore[arg-type]
-        if withdrawn is None:
-            note_early_removal(session, query_id=message.query_id, author=agent,
-                               department_id=department.id,  # type: ignore[arg-type]
-                               removed_ts=str(event.get("event_ts", "")))
-            return
+        if not withdrawn_by(session, holder.event_id):
+            if not withdraw_labels(session, query_id=message.query_id, author=agent,
+                                   department_id=department.id,  # type: ignore[arg-type]
+                                   source=target.source, event_id=holder.event_id):
+                note_early_removal(session, query_id=message.query_id, author=agent,
+                                   department_id=department.id,  # type: ignore[arg-type]
+                                   removed_ts=str(event.get("event_ts", "")))
+                return
+            log.info("agent %s withdrew label %s from query %s", agent, department.name, message.query_id)
+    show_label_in_force(deps, client, holder, message)
+
+
+def show_label_in_force(deps: BotDeps, client: WebClient, holder: Holder, message: SlackMessage) -> None:
+    """Edits the bot's reply to show what the store holds now: the label in force, or the verdict."""
+    with deps.sessions() as session:
         standing = standing_label(session, query_id=message.query_id)
         prediction = prediction_of(session, message)
         departments = list_departments(session)
-    log.info("agent %s withdrew label %s from query %s", agent, department.name, message.query_id)
-    if standing is not None and standing.author and standing.source in (
-            LabelSource.AGENT, LabelSource.CONFIRM, LabelSource.AUDIT):
-        body = (blocks.audited(standing.department, standing.author, departments)
-                if standing.source == LabelSource.AUDIT else
-                blocks.relabelled(standing.department, standing.author, departments=departments,
-                                  confirmed=standing.source == LabelSource.CONFIRM))
-        _edit_reply(client, message, body, standing.department, departments)
-    elif prediction is not None:
-        model = (f"baseline {prediction.baseline_model}" if prediction.baseline_model
-                 else str(prediction.model_version_id))
-        body = (blocks.routed(prediction.department, prediction.confidence, departments, model)
-                if message.routed_to else
-                blocks.out_of_scope(prediction.out_of_scope, departments, model, emoji=deps.settings.out_of_scope_emoji)
-                if prediction.department == OUT_OF_SCOPE else blocks.triage(prediction.scores, departments, model))
-        _edit_reply(client, message, body, message.routed_to or "triage", departments, answered=False)
-
-
-def _edit_reply(client: WebClient, message: SlackMessage, body: blocks.Blocks, department: str,
-                departments: list[Department], *, answered: bool = True) -> None:
-    """Rewrites the bot's reply; an audited message keeps its question, the menu showing the label in force."""
-    if not message.reply_ts:
+        fresh = session.get(SlackMessage, message.id)
+    if fresh is None or not fresh.reply_ts:
         return
-    if message.audit_requested:
-        assert message.id is not None
-        body = body + blocks.audit_request(message.id, departments, right=message.routed_to,
-                                           chosen=department if answered else None)
-    client.chat_update(channel=message.channel, ts=message.reply_ts, blocks=body, text=f"Routed to {department}")
+    shown = reply(fresh, prediction, standing, departments, out_of_scope_emoji=deps.settings.out_of_scope_emoji)
+    check_held(deps.sessions, holder)
+    client.chat_update(channel=fresh.channel, ts=fresh.reply_ts, text=shown.text,
+                       blocks=marked(reply_key(fresh.channel, fresh.ts), shown.text, shown.blocks))

@@ -1,4 +1,9 @@
-"""A customer's message: decide whether it is one, classify it, reply in its thread, forward it."""
+"""A customer's message: decide whether it is one, classify and record it, reply in its thread, forward it.
+
+Three steps, each recorded when done, so a retry resumes at the first one not done and never
+repeats one: the verdict is recorded with the message (a retry reuses it and never classifies
+again), the reply is posted once (bot/posting.py), the forward is posted once.
+"""
 
 from __future__ import annotations
 
@@ -9,35 +14,45 @@ from typing import Any
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
+from sqlalchemy.exc import IntegrityError
 
 from bot import blocks
 from bot.audits import should_audit
 from bot.deps import BotDeps
+from bot.posting import post_once
+from bot.replies import reply
 from classifier.fewshot import INVALID
 from classifier.lora_router import Classification
 from classifier.outcomes import sent_to_triage
 from classifier.serving import NoActiveModel
-from store.routed import RoutingContext, Verdict, note_reply, record_routed_message, routing_context
+from store.posts import Holder, check_held, posted
+from store.routed import RoutingContext, Verdict, record_routed_message, routing_context, shown_verdict
+from store.tables import SlackMessage
 
 log = logging.getLogger(__name__)
 
 MAX_MODEL_CHARS = 2000  # the prompt keeps 96 tokens anyway; this only bounds tokenising a 40k-char post
+ROUTED_SUBTYPES = (None, "file_share")  # a plain message, or one with a file attached (routed by its text)
+NO_TEXT = "a file with no question to route"
 _SHORTCODE = re.compile(r":[a-z0-9_+'\-]+:(:skin-tone-\d:)?", re.IGNORECASE)
 
 
 def is_customer_message(event: dict[str, Any]) -> bool:
-    """A new top-level message a person typed: nothing else is routed.
+    """A new top-level message a person typed or shared a file with: nothing else is routed.
 
-    Any subtype (edits, deletions, joins, bot posts, file shares' bookkeeping), thread replies,
-    direct messages and text that is empty or only emoji are ignored here, without reading the
-    store; messages in the channels the bot forwards to are ignored once `route_message` has read
-    the departments.
+    Other subtypes (edits, deletions, joins, bot posts), thread replies, direct messages and text
+    made only of emoji are ignored here, without reading the store; messages in the channels the
+    bot forwards to are ignored once `route_message` has read the departments. A file shared
+    without words still counts: it goes to triage, since a person must look at it.
     """
-    if event.get("subtype") or event.get("bot_id") or not event.get("user"):
+    subtype = event.get("subtype")
+    if subtype not in ROUTED_SUBTYPES or event.get("bot_id") or not event.get("user"):
         return False
     if event.get("thread_ts") and event.get("thread_ts") != event.get("ts"):
         return False
-    return event.get("channel_type") not in ("im", "mpim") and has_words(event.get("text") or "")
+    if event.get("channel_type") in ("im", "mpim"):
+        return False
+    return subtype == "file_share" or has_words(event.get("text") or "")
 
 
 def has_words(text: str) -> bool:
@@ -47,16 +62,39 @@ def has_words(text: str) -> bool:
                for ch in rest)
 
 
-def route_message(deps: BotDeps, client: WebClient, event: dict[str, Any], *, event_id: str | None) -> None:
-    """One read of the store before the model, one write after it, then the reply (and its ts)."""
-    channel, ts, user, text = event["channel"], event["ts"], event.get("user"), event["text"]
+def reply_key(channel: str, ts: str) -> str:
+    return f"reply:{channel}:{ts}"
+
+
+def route_message(deps: BotDeps, client: WebClient, event: dict[str, Any], holder: Holder) -> None:
+    channel, ts, user, text = event["channel"], event["ts"], event.get("user"), event.get("text") or ""
     with deps.sessions() as session:
         context = routing_context(session, channel=channel, ts=ts)
     if channel in context.destinations(deps.settings.triage_channel):
         return  # a department's or the triage channel: the bot posts there, it does not route
-    earlier = context.earlier
-    if earlier is not None and earlier.reply_ts:
-        return  # answered already (the same message under another event id)
+    if not has_words(text):
+        _triage_without_text(deps, client, holder, event)
+        return
+    message = context.earlier or _classify_and_record(deps, context, event, holder.event_id)
+    with deps.sessions() as session:
+        prediction, departments = shown_verdict(session, message)
+    shown = reply(message, prediction, None, departments, out_of_scope_emoji=deps.settings.out_of_scope_emoji)
+    post_once(client, deps.sessions, holder, key=reply_key(channel, ts), channel=channel, thread_ts=ts,
+              text=shown.text, blocks=shown.blocks, reply_to=message)
+    target = context.department(message.routed_to)
+    forward_to = target.channel if target else deps.settings.triage_channel if message.routed_to is None else None
+    if forward_to:
+        confidence = prediction.confidence if prediction is not None and message.routed_to else None
+        forward(client, deps, holder, key=f"forward:{channel}:{ts}", to_channel=forward_to,
+                department=message.routed_to or "triage", user=user, channel=channel, ts=ts, text=text,
+                confidence=confidence)
+    log.info("routed %s/%s to %s", channel, ts, message.routed_to or "triage")
+
+
+def _classify_and_record(deps: BotDeps, context: RoutingContext, event: dict[str, Any],
+                         event_id: str | None) -> SlackMessage:
+    """The first attempt's step: classify, decide, record. Counted in /metrics once, here."""
+    channel, ts, text = event["channel"], event["ts"], event["text"]
     try:
         result: Classification | None = deps.router.classify(text[:MAX_MODEL_CHARS])
     except NoActiveModel:
@@ -64,38 +102,35 @@ def route_message(deps: BotDeps, client: WebClient, event: dict[str, Any], *, ev
     triage = result is None or sent_to_triage(result, threshold=deps.settings.confidence_threshold,
                                               margin=deps.settings.confidence_margin)
     routed_to = None if triage or result is None else result.department
+    audit = _audit(deps, context, result.department if result else None)
+    try:
+        message = record_routed_message(
+            deps.sessions, text=text, channel=channel, ts=ts, user=event.get("user"), event_id=event_id,
+            verdict=verdict_of(result) if result else None, routed_to=routed_to, audit=audit,
+            cache_answer=result is not None and result.department != INVALID)
+    except IntegrityError:  # another delivery of the same message recorded it a moment ago: use that one
+        with deps.sessions() as session:
+            earlier = routing_context(session, channel=channel, ts=ts).earlier
+        if earlier is None:
+            raise
+        return earlier
     _count(deps, result, routed_to)
-    audit = earlier.audit_requested if earlier else _audit(deps, context, result.department if result else None)
-    message = earlier or record_routed_message(
-        deps.sessions, text=text, channel=channel, ts=ts, user=user, event_id=event_id,
-        verdict=verdict_of(result) if result else None, routed_to=routed_to, audit=audit,
-        cache_answer=result is not None and result.department != INVALID)
-    departments, target = context.departments, context.department(routed_to)
-    if result is None:
-        body = blocks.triage({}, departments, None)
-    elif result.none_of_these:
-        body = blocks.out_of_scope(result.out_of_scope, departments, _model_shown(result),
-                                   emoji=deps.settings.out_of_scope_emoji)
-    elif triage:
-        body = blocks.triage(result.scores, departments, _model_shown(result))
-    else:
-        body = blocks.routed(result.department, result.confidence, departments, _model_shown(result))
-    if message.audit_requested:
-        assert message.id is not None
-        body += blocks.audit_request(message.id, departments, right=routed_to)
-    reply = client.chat_postMessage(channel=channel, thread_ts=ts, blocks=body,
-                                    text=f"Routed to {routed_to}" if routed_to else "Needs triage")
-    note_reply(deps.sessions, message, reply["ts"])
-    forward_to = target.channel if target else deps.settings.triage_channel if triage else None
-    if forward_to:
-        forward(client, forward_to, department=routed_to or "triage", user=user, channel=channel, ts=ts, text=text,
-                confidence=result.confidence if result and not triage else None)
-    log.info("routed %s/%s to %s (model %s)", channel, ts, routed_to or "triage", result and result.model_name)
+    return message
 
 
-def _model_shown(result: Classification) -> str:
-    """How the reply names the model: "Model 3" for a registered one, "Model baseline gpt-4o" for the baseline."""
-    return str(result.model_id) if result.model_id is not None else result.model_name
+def _triage_without_text(deps: BotDeps, client: WebClient, holder: Holder, event: dict[str, Any]) -> None:
+    """A file shared without a question: triage, said so; nothing to learn from, so nothing is stored."""
+    channel, ts = event["channel"], event["ts"]
+    with deps.sessions() as session:
+        departments = routing_context(session, channel=channel, ts=ts).departments
+    post_once(client, deps.sessions, holder, key=reply_key(channel, ts), channel=channel, thread_ts=ts,
+              text="Needs triage", blocks=blocks.triage({}, departments, None, why=NO_TEXT))
+    if deps.settings.triage_channel:
+        forward(client, deps, holder, key=f"forward:{channel}:{ts}", to_channel=deps.settings.triage_channel,
+                department="triage", user=event.get("user"), channel=channel, ts=ts,
+                text=", ".join(f.get("name") or "a file" for f in event.get("files") or []) or "(a file)",
+                why=NO_TEXT)
+    deps.metrics.messages.labels(outcome="triaged").inc()
 
 
 def _count(deps: BotDeps, result: Classification | None, routed_to: str | None) -> None:
@@ -113,16 +148,23 @@ def _audit(deps: BotDeps, context: RoutingContext, guess: str | None) -> bool:
     return rate > 0 and should_audit(deps.audit_rng, guess, context.holdout, rate)
 
 
-def forward(client: WebClient, to_channel: str, *, department: str, user: str | None, channel: str, ts: str,
-            text: str, confidence: float | None = None, by_agent: str | None = None) -> None:
-    """Posts the query in a department's channel with a link back; a failure there is logged, not raised."""
+def forward(client: WebClient, deps: BotDeps, holder: Holder, *, key: str, to_channel: str, department: str,
+            user: str | None, channel: str, ts: str, text: str, confidence: float | None = None,
+            by_agent: str | None = None, why: str | None = None) -> None:
+    """Posts the query in a department's (or the triage) channel with a link back, once. Without a
+    permalink (Slack would not give one) the post still names the channel the message is in."""
+    done = posted(deps.sessions, key)
+    if done is not None and done.ts is not None:
+        return
+    check_held(deps.sessions, holder)
     try:
         permalink = client.chat_getPermalink(channel=channel, message_ts=ts).get("permalink")
-        head, body = blocks.forwarded(department, user=user, channel=channel, text=text, permalink=permalink,
-                                      by_agent=by_agent, confidence=confidence)
-        client.chat_postMessage(channel=to_channel, text=head, blocks=body, unfurl_links=False)
     except SlackApiError as exc:
-        log.warning("could not post to %s's channel %s: %s", department, to_channel, exc.response.get("error"))
+        log.warning("no permalink for %s/%s (%s): forwarding without it", channel, ts, exc.response.get("error"))
+        permalink = None
+    head, body = blocks.forwarded(department, user=user, channel=channel, text=text, permalink=permalink,
+                                  by_agent=by_agent, confidence=confidence, why=why)
+    post_once(client, deps.sessions, holder, key=key, channel=to_channel, text=head, blocks=body, unfurl_links=False)
 
 
 def verdict_of(result: Classification) -> Verdict:

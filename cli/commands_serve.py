@@ -22,10 +22,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def serve(args: argparse.Namespace) -> int:
-    from bot.app import build_app, event_handlers, make_client
+    from bot.app import build_app
+    from bot.delivery import Delivery
     from bot.metrics import BotMetrics
     from bot.outbox import OutboxWorker
     from bot.server import HttpServer, start_socket_mode
+    from bot.slack_client import make_client
     from classifier.fewshot import baseline_configured
 
     ctx = open_context()
@@ -47,13 +49,14 @@ def serve(args: argparse.Namespace) -> int:
     deps = bot_deps(ctx, router, metrics)
     client = make_client(settings.slack_bot_token.get_secret_value(), settings.slack_api_url)
     secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None
-    app = build_app(deps, client=client, signing_secret=None if socket_mode else secret)
+    delivery = Delivery(deps, client)
+    app = build_app(deps, client=client, signing_secret=None if socket_mode else secret, delivery=delivery)
 
     def health() -> dict[str, Any]:
         return {**router.health(), "mode": "socket" if socket_mode else "http"}
 
     server = HttpServer(None if socket_mode else app, health, port=args.port, metrics=metrics.exposition).start()
-    outbox = OutboxWorker(ctx.sessions, client, event_handlers(deps)).start()
+    outbox = OutboxWorker(delivery).start()
     socket = start_socket_mode(app, settings.slack_app_token.get_secret_value()) if socket_mode else None  # type: ignore[union-attr]
     trainer = start_trainer_service(ctx) if args.with_trainer else None
     log.info("serving model %s over %s; /healthz on port %d",
@@ -69,5 +72,6 @@ def serve(args: argparse.Namespace) -> int:
         if socket is not None:
             socket.close()
         server.stop()
+        delivery.close()
         router.stop()
     return 0

@@ -94,10 +94,11 @@ def slack_poster(ctx: Context) -> Post:
     token = ctx.settings.slack_bot_token
     if token is None:
         return lambda channel, user, text: log.info("no SLACK_BOT_TOKEN: not posting the report\n%s", text)
-    from slack_sdk import WebClient
     from slack_sdk.errors import SlackApiError
 
-    client = WebClient(token=token.get_secret_value(), base_url=ctx.settings.slack_api_url)
+    from bot.slack_client import make_client
+
+    client = make_client(token.get_secret_value(), ctx.settings.slack_api_url)  # waits out rate limits, as the bot
 
     def post(channel: str | None, user: str | None, text: str) -> None:
         for target in (channel, user):

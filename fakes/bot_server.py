@@ -13,9 +13,12 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
-from bot.app import build_app, make_client
+from bot.app import build_app
+from bot.delivery import Delivery, DeliveryPolicy
 from bot.deps import BotDeps
+from bot.outbox import OutboxWorker
 from bot.server import HttpServer
+from bot.slack_client import make_client
 from fakes.slack_api import FakeSlack, action_body, command_body, event_body, sign
 
 SECRET = "test-signing-secret"
@@ -37,9 +40,13 @@ class Response:
 
 
 class BotServer:
-    def __init__(self, deps: BotDeps, slack: FakeSlack, *, secret: str = SECRET) -> None:
+    def __init__(self, deps: BotDeps, slack: FakeSlack, *, secret: str = SECRET, policy: DeliveryPolicy | None = None,
+                 client: Any = None) -> None:
+        """`client`: the Web API client the bot uses (a real one on the fake's URL by default)."""
         self.deps, self.slack, self.secret = deps, slack, secret
-        self.app = build_app(deps, client=make_client("xoxb-test", slack.base_url), signing_secret=secret)
+        self.client = client or make_client("xoxb-test", slack.base_url)
+        self.delivery = Delivery(deps, self.client, policy=policy)
+        self.app = build_app(deps, client=self.client, signing_secret=secret, delivery=self.delivery)
         metrics = deps.metrics.watch(health=self.health, sessions=deps.sessions)
         self.server = HttpServer(self.app, self.health, host="127.0.0.1", port=0, metrics=metrics.exposition).start()
         self.url = f"http://127.0.0.1:{self.server.port}"
@@ -48,8 +55,13 @@ class BotServer:
     def health(self) -> dict[str, Any]:
         return {"status": "ok", "active_model": self.deps.router.model_id}
 
+    def outbox(self) -> OutboxWorker:
+        """A worker on this bot's delivery, for a test to run (`run_due()`) when it chooses."""
+        return OutboxWorker(self.delivery)
+
     def close(self) -> None:
         self.server.stop()
+        self.delivery.close()
 
     def post(self, body: str, content_type: str, *, headers: dict[str, str] | None = None,
              timestamp: int | None = None, secret: str | None = None) -> Response:
@@ -63,7 +75,10 @@ class BotServer:
             return Response(error.code, error.read().decode(), time.perf_counter() - started)
 
     def event(self, event: dict[str, Any], *, event_id: str | None = None, **kwargs: Any) -> Response:
+        """Delivers `event` as Slack does; a customer's message becomes part of the fake's channel first."""
         self._events += 1
+        if event.get("type") == "message" and event.get("ts") and not event.get("subtype"):
+            self.slack.add_message(event["channel"], event)
         body, content_type = event_body(event, event_id or f"Ev{self._events:06d}")
         return self.post(body, content_type, **kwargs)
 

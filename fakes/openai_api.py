@@ -4,7 +4,7 @@ It answers `POST /v1/chat/completions` (and `/chat/completions`) with a proper `
 content is `{"department": ...}`, chosen from the last user message by a mapping or a callable (which may
 also give the answer's probability, sent as token logprobs when the request asks for them). It can
 fail a scripted number of requests first (429 with `Retry-After: 0`, 5xx, 401...) with OpenAI-style
-error bodies, reject a wrong API key, and be stopped so that connections are refused. Every request
+error bodies, answer slowly, reject a wrong API key, and be stopped so that connections are refused. Every request
 body is recorded, failed ones included.
 """
 
@@ -46,6 +46,7 @@ class FakeOpenAI:
     ) -> None:
         self.answer = answers if callable(answers) else answers.__getitem__
         self.failures = list(failures)
+        self.delays: list[tuple[float, Callable[[], None] | None]] = []
         self.api_key = api_key
         self.requests: list[dict[str, Any]] = []
         self.usage = {"prompt_tokens": 0, "completion_tokens": 0}
@@ -78,7 +79,18 @@ class FakeOpenAI:
         with self._lock:
             self.failures.extend(statuses)
 
+    def slow_next(self, seconds: float, *, started: Callable[[], None] | None = None) -> None:
+        """The next request is answered after `seconds` (`started` is called when the wait begins)."""
+        with self._lock:
+            self.delays.append((seconds, started))
+
     def respond(self, body: dict[str, Any], authorization: str) -> tuple[int, dict[str, str], dict[str, Any]]:
+        with self._lock:
+            delay = self.delays.pop(0) if self.delays else None
+        if delay is not None:
+            if delay[1] is not None:
+                delay[1]()
+            time.sleep(delay[0])
         with self._lock:
             self.requests.append(body)
             given_key = authorization.removeprefix("Bearer ")

@@ -6,8 +6,11 @@
         assert slack.wait_for("chat.postMessage")[0].body["text"] == "hi"
 
 Every Web API call is recorded as a `Call` and answered in Slack's shapes (`auth.test`, `chat.*`, `views.*`,
-the three steps of `files_upload_v2`, `apps.connections.open`; `{"ok": true}` for any other method); failures
-can be scripted with `rate_limit` and `fail`. `socket_mode()` adds a standard-library WebSocket server
+`conversations.history` and `conversations.replies` over the messages it holds, the three steps of
+`files_upload_v2`, `apps.connections.open`; `{"ok": true}` for any other method); failures can be
+scripted with `rate_limit`, `fail` and `slow`, each for every call to a method or only those a
+predicate on the call's body picks (`when=lambda body: body["channel"] == "C1"`).
+`socket_mode()` adds a standard-library WebSocket server
 (RFC 6455) that slack_sdk's built-in `SocketModeClient` connects to: it says hello, answers pings, and lets a
 test send envelopes and wait for their acks. POSTs to `slack.response_url` (Bolt's `respond()`) are recorded
 as calls to "response_url". `sign`, `event_body`, `command_body` and `action_body` build signed requests for
@@ -26,6 +29,7 @@ import struct
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, BinaryIO
@@ -47,6 +51,10 @@ class Call:
     at: float
     status: int = 200  # 429 for a scripted rate limit
     ok: bool = True  # False for a scripted failure
+
+
+def _always(body: dict[str, Any]) -> bool:
+    return True
 
 
 def parse_body(content_type: str, raw: bytes) -> dict[str, Any]:
@@ -75,12 +83,15 @@ class FakeSlack:
         self.messages: dict[tuple[str, str], dict[str, Any]] = {}  # (channel, ts) -> message posted
         self.uploaded: dict[str, bytes] = {}  # file id -> the bytes POSTed to its upload_url
         self.socket_connected = threading.Event()  # set while a Socket Mode client is connected
+        self.slowed: list[float] = []  # when each scripted delay began (time.monotonic())
         self._calls: list[Call] = []
         self._received: list[dict[str, Any]] = []  # messages from Socket Mode clients (acks)
         self._limits: dict[str, list[int]] = {}
-        self._failures: dict[str, list[str]] = {}
+        self._failures: dict[str, list[tuple[str, Callable[[dict[str, Any]], bool]]]] = {}
+        self._delays: dict[str, list[tuple[float, Callable[[dict[str, Any]], bool]]]] = {}
         self._files: dict[str, dict[str, Any]] = {}  # file id -> name and size announced
         self._counter = itertools.count(1)
+        self._last_ts = 0.0
         self._cond = threading.Condition()
         self._ws: _SocketModeServer | None = None
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
@@ -144,17 +155,43 @@ class FakeSlack:
         with self._cond:
             self._limits.setdefault(method, []).extend([retry_after] * times)
 
-    def fail(self, method: str, error: str = "not_in_channel", times: int = 1) -> None:
-        """The next `times` calls to `method` get HTTP 200 with `{"ok": false, "error": error}`."""
+    def fail(self, method: str, error: str = "not_in_channel", times: int = 1,
+             when: Callable[[dict[str, Any]], bool] | None = None) -> None:
+        """The next `times` calls to `method` (those `when` picks) get HTTP 200 with `{"ok": false, "error": error}`."""
         with self._cond:
-            self._failures.setdefault(method, []).extend([error] * times)
+            self._failures.setdefault(method, []).extend([(error, when or _always)] * times)
+
+    def slow(self, method: str, seconds: float, times: int = 1,
+             when: Callable[[dict[str, Any]], bool] | None = None) -> None:
+        """The next `times` calls to `method` (those `when` picks) are answered after `seconds`: the call
+        is recorded, and takes effect, only once the delay has passed, as a slow Slack would do it.
+        `slowed` holds when each delay began."""
+        with self._cond:
+            self._delays.setdefault(method, []).extend([(seconds, when or _always)] * times)
+
+    def add_message(self, channel: str, message: dict[str, Any]) -> None:
+        """A message someone else posted (a customer's), so that history and thread reads find it."""
+        with self._cond:
+            self.messages[(channel, message["ts"])] = dict(message)
+
+    def _scripted(self, table: dict[str, list[tuple[Any, Callable[[dict[str, Any]], bool]]]], method: str,
+                  body: dict[str, Any]) -> Any:
+        entries = table.get(method) or []
+        index = next((i for i, (_, when) in enumerate(entries) if when(body)), None)
+        return None if index is None else entries.pop(index)[0]
 
     # -- the Web API
     def handle(self, method: str, body: dict[str, Any], token: str | None) -> tuple[int, dict, dict[str, str]]:
         """Record one call and answer it: (HTTP status, JSON body, extra headers)."""
         with self._cond:
+            delay = self._scripted(self._delays, method, body)
+            if delay:
+                self.slowed.append(time.monotonic())
+        if delay:
+            time.sleep(delay)
+        with self._cond:
             retry_after = self._limits[method].pop(0) if self._limits.get(method) else None
-            error = self._failures[method].pop(0) if self._failures.get(method) else None
+            error = self._scripted(self._failures, method, body)
         self._record(Call(method, body, token, time.time(), 200 if retry_after is None else 429,
                           ok=retry_after is None and error is None))
         if retry_after is not None:
@@ -171,8 +208,10 @@ class FakeSlack:
                          "response_metadata": {"messages": [f"[ERROR] missing required field: {missing.args[0]}"]}}, {}
 
     def _new_ts(self) -> str:
-        n = next(self._counter)
-        return f"{1_700_000_000 + n}.{n % 1_000_000:06d}"
+        """Now, as Slack's ts are, and unique: a microsecond past the last one when two come at once."""
+        with self._cond:
+            self._last_ts = max(time.time(), self._last_ts + 1e-6)
+            return f"{self._last_ts:.6f}"
 
     def _auth_test(self, body: dict, token: str) -> dict:
         return {"url": "https://fake.slack.com/", "team": "Fake", "user": "switchboard", "team_id": TEAM_ID,
@@ -200,6 +239,28 @@ class FakeSlack:
                 return {"ok": False, "error": "message_not_found"}
             message.update({k: body[k] for k in ("text", "blocks", "attachments") if k in body})
             return {"channel": channel, "ts": ts, "text": message["text"], "message": dict(message)}
+
+    def _conversations_replies(self, body: dict, token: str) -> dict:
+        require(body, "channel", "ts")
+        channel, ts = body["channel"], body["ts"]
+        with self._cond:
+            thread = [dict(m) for (c, t), m in self.messages.items()
+                      if c == channel and (t == ts or m.get("thread_ts") == ts)]
+        if not any(m["ts"] == ts for m in thread):
+            return {"ok": False, "error": "thread_not_found"}
+        thread.sort(key=lambda m: (m["ts"] != ts, float(m["ts"])))
+        return {"messages": thread, "has_more": False, "response_metadata": {"next_cursor": ""}}
+
+    def _conversations_history(self, body: dict, token: str) -> dict:
+        require(body, "channel")
+        oldest = float(body.get("oldest") or 0)
+        with self._cond:
+            top = [dict(m) for (c, t), m in self.messages.items() if c == body["channel"] and float(t) > oldest
+                   and m.get("thread_ts") in (None, t)]
+        top.sort(key=lambda m: float(m["ts"]), reverse=True)
+        limit = int(body.get("limit") or 100)
+        return {"messages": top[:limit], "has_more": len(top) > limit, "pin_count": 0,
+                "response_metadata": {"next_cursor": ""}}
 
     def _chat_postEphemeral(self, body: dict, token: str) -> dict:
         require(body, "channel", "user")

@@ -8,9 +8,11 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlmodel import Session, create_engine
 
 SessionFactory = Callable[[], Session]
@@ -72,3 +74,19 @@ def transaction(sessions: SessionFactory) -> Iterator[Session]:
         except BaseException:
             session.rollback()
             raise
+
+
+T = TypeVar("T")
+
+
+def retrying(work: Callable[[], T], *, attempts: int = 3, pause_s: float = 0.2) -> T:
+    """`work()`, tried again (after `pause_s`, then twice that) when the database fails in a way that
+    may pass: a lost connection, a full disk, a lock. Integrity errors are answers, not failures."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return work()
+        except DBAPIError as exc:
+            if isinstance(exc, IntegrityError) or attempt == attempts:
+                raise
+            time.sleep(pause_s * 2 ** (attempt - 1))
+    raise AssertionError("unreachable")

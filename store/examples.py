@@ -234,14 +234,16 @@ def _stored_labels(session: Session, digests: set[str]) -> dict[str, str]:
 
 
 def label_query(
-    session: Session, *, query: Query, department: Department, source: LabelSource, author: str | None
+    session: Session, *, query: Query, department: Department, source: LabelSource, author: str | None,
+    event_id: str | None = None,
 ) -> Label:
     """Gives a stored query a new label in force; the one it replaces is kept, marked superseded."""
     if query.split is None:
         counts = split_counts_by_department(session, source=source)
         query.split = split_for_new_label(query.text_hash, department.name, source, counts)
         session.add(query)
-    label = Label(query_id=query.id, department_id=department.id, source=source, author=author)  # type: ignore[arg-type]
+    label = Label(query_id=query.id, department_id=department.id, source=source, author=author,  # type: ignore[arg-type]
+                  event_id=event_id)
     session.add(label)
     session.flush()
     previous = session.exec(

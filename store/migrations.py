@@ -90,9 +90,66 @@ def _m009_alerts(conn: Connection) -> None:
     tables.Alert.__table__.create(conn)  # type: ignore[attr-defined]
 
 
+def _timestamp(conn: Connection) -> str:
+    return "TIMESTAMP WITH TIME ZONE" if conn.dialect.name == "postgresql" else "TIMESTAMP"
+
+
+def _m010_durable_delivery(conn: Connection) -> None:
+    """A message's path as durable steps: events held under a renewed lease by one owner, a ledger of
+    posts made at most once, labels tied to the event that gave or withdrew them, at most one open
+    retrain request, and aware timestamps everywhere on PostgreSQL.
+
+    Claims left unfinished under the old scheme (no owner) become due two minutes after they were
+    made, as before. Of retrain requests recorded twice by the old race, the oldest stays open and
+    the others are closed as its duplicates.
+    """
+    _add_columns(conn, "slack_events", {"owner": "VARCHAR", "lease_until": _timestamp(conn),
+                                        "handing_off": "BOOLEAN NOT NULL DEFAULT FALSE"})
+    conn.execute(text(
+        "UPDATE slack_events SET retry_at = claimed_at WHERE done_at IS NULL AND gave_up_at IS NULL"
+        " AND retry_at IS NULL AND owner IS NULL"))
+    tables.SlackPost.__table__.create(conn, checkfirst=True)  # type: ignore[attr-defined]
+    _add_columns(conn, "labels", {"event_id": "VARCHAR", "withdrawn_event_id": "VARCHAR"})
+    conn.execute(text("CREATE UNIQUE INDEX IF NOT EXISTS ix_labels_event_id ON labels (event_id)"))
+    conn.execute(text("CREATE INDEX IF NOT EXISTS ix_labels_withdrawn_event_id ON labels (withdrawn_event_id)"))
+    _add_columns(conn, "training_requests", {"open_slot": "INTEGER"})
+    open_ids = [row[0] for row in conn.execute(text(
+        "SELECT id FROM training_requests WHERE finished_at IS NULL ORDER BY id"))]
+    if open_ids:
+        conn.execute(text("UPDATE training_requests SET open_slot = NULL WHERE finished_at IS NOT NULL"))
+        conn.execute(text("UPDATE training_requests SET open_slot = 1 WHERE id = :id"), {"id": open_ids[0]})
+        for duplicate in open_ids[1:]:
+            conn.execute(text(
+                "UPDATE training_requests SET finished_at = CURRENT_TIMESTAMP, open_slot = NULL, "
+                "outcome = :outcome WHERE id = :id"),
+                {"id": duplicate, "outcome": f"a duplicate of request {open_ids[0]}, recorded twice by a race"})
+    conn.execute(text(
+        "CREATE UNIQUE INDEX IF NOT EXISTS ix_training_requests_open_slot ON training_requests (open_slot)"))
+    if conn.dialect.name == "postgresql":
+        _aware_timestamps(conn)
+
+
+def _aware_timestamps(conn: Connection) -> None:
+    """Every `timestamp without time zone` column becomes `timestamptz`.
+
+    Columns added by raw DDL (migration 7's `retry_at`) or created by a SQLModel release that
+    mapped `datetime` to a naive type hold the wall time of the session that wrote them, which is
+    the server's time zone unless a client changed it: that is the zone the values are read in.
+    Compared with the aware values the store binds, a naive column is converted in the session's
+    zone, so on a server outside UTC a compare-and-set on it never matched.
+    """
+    naive = conn.execute(text(
+        "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = current_schema()"
+        " AND data_type = 'timestamp without time zone'")).all()
+    zone = str(conn.execute(text("SELECT current_setting('TimeZone')")).scalar_one()).replace("'", "''")
+    for table, column in naive:  # DDL takes no bound parameters: the zone is quoted as a literal
+        conn.execute(text(f'ALTER TABLE "{table}" ALTER COLUMN "{column}" TYPE TIMESTAMP WITH TIME ZONE '
+                          f"USING \"{column}\" AT TIME ZONE '{zone}'"))
+
+
 MIGRATIONS: list[Callable[[Connection], None]] = [
     _m001_initial, _m002_baseline_predictions, _m003_slack, _m004_trustworthy_holdout, _m005_out_of_scope,
-    _m006_early_removals, _m007_outbox, _m008_training_requests, _m009_alerts]
+    _m006_early_removals, _m007_outbox, _m008_training_requests, _m009_alerts, _m010_durable_delivery]
 
 
 def current_version(engine: Engine) -> int:

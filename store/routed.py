@@ -4,7 +4,7 @@
 already, the departments with their channels, the holdout counts the audit rate follows);
 `record_routed_message` writes the query, the model's verdict, the message and, for the
 baseline's answers, the answer cache, in one transaction. The bot then writes only the reply's ts
-once Slack has given it one.
+once Slack has given it one (store/posts.py).
 """
 
 from __future__ import annotations
@@ -76,10 +76,10 @@ def record_routed_message(sessions: SessionFactory, *, text: str, channel: str, 
     return message
 
 
-def note_reply(sessions: SessionFactory, message: SlackMessage, reply_ts: str) -> None:
-    with transaction(sessions) as session:
-        message.reply_ts = reply_ts
-        session.add(message)
+def shown_verdict(session: Session, message: SlackMessage) -> tuple[Prediction | None, list[Department]]:
+    """What the reply shows: the verdict the message was routed by, and the departments."""
+    prediction = session.get(Prediction, message.prediction_id) if message.prediction_id is not None else None
+    return prediction, list_departments(session)
 
 
 def _prediction(session: Session, query_id: int, verdict: Verdict) -> Prediction:

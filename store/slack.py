@@ -1,17 +1,15 @@
-"""What the Slack bot keeps: event claims, customer messages with their replies, and agents' labels."""
+"""What the Slack bot keeps: customer messages with their replies, and agents' labels (each written once
+per Slack event, so a retried event never writes or withdraws twice). Event claims are in
+store/deliveries.py, the posts' ledger in store/posts.py."""
 
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from datetime import timedelta
-from typing import Any
 
-from sqlalchemy import delete, func, or_, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import func, or_
 from sqlmodel import Session, col, select
 
-from store.db import SessionFactory, transaction
 from store.examples import label_query
 from store.split import text_hash
 from store.tables import (
@@ -21,42 +19,10 @@ from store.tables import (
     LabelSource,
     Prediction,
     Query,
-    SlackEvent,
     SlackMessage,
     Split,
     utcnow,
 )
-
-CLAIM_EXPIRES = timedelta(minutes=2)
-KEEP_FINISHED = timedelta(days=1)  # Slack retries an event for about an hour at most
-
-
-def claim_event(sessions: SessionFactory, *, event_id: str, payload: dict[str, Any] | None = None) -> bool:
-    """True if this process should handle the event now.
-
-    False when it was handled already, or when another delivery claimed it moments ago and is
-    still working. A claim that never finished (the process died) expires, so Slack's later
-    retry is handled after all. `payload` (the event) is kept for the outbox (store/outbox.py).
-    """
-    now = utcnow()
-    try:
-        with transaction(sessions) as session:
-            session.exec(delete(SlackEvent).where(  # type: ignore[call-overload]
-                col(SlackEvent.event_id) == event_id, col(SlackEvent.done_at).is_(None),
-                col(SlackEvent.claimed_at) < now - CLAIM_EXPIRES))
-            session.add(SlackEvent(event_id=event_id, claimed_at=now, payload=payload))
-    except IntegrityError:
-        return False
-    return True
-
-
-def finish_event(sessions: SessionFactory, *, event_id: str) -> None:
-    """Marks the event handled, and forgets events handled longer ago than Slack could still retry them."""
-    now = utcnow()
-    with transaction(sessions) as session:
-        session.exec(update(SlackEvent).where(col(SlackEvent.event_id) == event_id)  # type: ignore[call-overload]
-                     .values(done_at=now))
-        session.exec(delete(SlackEvent).where(col(SlackEvent.done_at) < now - KEEP_FINISHED))  # type: ignore[call-overload]
 
 
 def query_for_text(session: Session, *, text: str, channel: str, ts: str, user: str | None,
@@ -100,19 +66,31 @@ def department_for_emoji(session: Session, *, emoji: str) -> Department | None:
     return session.exec(select(Department).where(Department.emoji == emoji)).first()
 
 
-def withdraw_label(session: Session, *, query_id: int, author: str, department_id: int,
-                   source: LabelSource) -> Label | None:
-    """Marks this agent's newest standing label of that department withdrawn; the earlier one stands."""
-    label = session.exec(
+def withdraw_labels(session: Session, *, query_id: int, author: str, department_id: int, source: LabelSource,
+                    event_id: str | None = None) -> int:
+    """Marks withdrawn every label in force that this agent gave this query for that department (one,
+    unless an older release wrote it twice), recording the event that withdrew them; returns how many.
+    The label in force before them stands again."""
+    labels = list(session.exec(
         select(Label).where(Label.query_id == query_id, Label.author == author, Label.department_id == department_id,
-                            Label.source == source, col(Label.withdrawn_at).is_(None))
-        .order_by(col(Label.id).desc())
-    ).first()
-    if label is not None:
-        label.withdrawn_at = utcnow()
+                            Label.source == source, col(Label.withdrawn_at).is_(None))))
+    now = utcnow()
+    for label in labels:
+        label.withdrawn_at, label.withdrawn_event_id = now, event_id
         session.add(label)
-        session.flush()
-    return label
+    session.flush()
+    return len(labels)
+
+
+def withdrawn_by(session: Session, event_id: str | None) -> bool:
+    """Whether this event's withdrawal is done already (a retried `reaction_removed`)."""
+    return event_id is not None and session.exec(
+        select(Label.id).where(Label.withdrawn_event_id == event_id)).first() is not None
+
+
+def label_given_by(session: Session, event_id: str | None) -> Label | None:
+    """The label this event wrote, if it wrote one already (a retried `reaction_added`)."""
+    return session.exec(select(Label).where(Label.event_id == event_id)).first() if event_id else None
 
 
 def note_early_removal(session: Session, *, query_id: int, author: str, department_id: int, removed_ts: str) -> None:
@@ -177,9 +155,25 @@ def message_in_channel(session: Session, *, message_id: int, channel: str, reply
 
 
 def label_message(session: Session, message: SlackMessage, *, department: Department, source: LabelSource,
-                  author: str) -> str:
-    """Gives the message's query a new label in force; returns the query's text."""
+                  author: str, event_id: str | None = None) -> tuple[Label, bool]:
+    """The message's query gets this label in force, once: (the label, whether it was written now).
+
+    Written once per Slack event (`event_id`), and never again while the same agent's label of the
+    same department is the one in force (an audit button clicked twice)."""
+    if (given := label_given_by(session, event_id)) is not None:
+        return given, False
+    query = session.get(Query, message.query_id)
+    assert query is not None and query.id is not None
+    current = session.exec(select(Label).where(Label.query_id == query.id, col(Label.withdrawn_at).is_(None))
+                           .order_by(col(Label.id).desc())).first()
+    if current is not None and (current.author, current.department_id, current.source) == (
+            author, department.id, source):
+        return current, False
+    return label_query(session, query=query, department=department, source=source, author=author,
+                       event_id=event_id), True
+
+
+def query_text(session: Session, message: SlackMessage) -> str:
     query = session.get(Query, message.query_id)
     assert query is not None
-    label_query(session, query=query, department=department, source=source, author=author)
     return query.text

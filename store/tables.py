@@ -10,6 +10,7 @@ from sqlalchemy import JSON, Column, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from core.vocabulary import OUT_OF_SCOPE, OUT_OF_SCOPE_ABOUT
+from store.timestamps import UTCDateTime
 
 __all__ = ["OUT_OF_SCOPE", "OUT_OF_SCOPE_ABOUT"]  # re-exported: the store's callers name the class from here
 
@@ -70,7 +71,7 @@ class Department(SQLModel, table=True):
     emoji: str | None = Field(default=None, unique=True)
     channel: str | None = None
     description: str | None = None
-    created_at: datetime = Field(default_factory=utcnow)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
 class Query(SQLModel, table=True):
@@ -85,7 +86,7 @@ class Query(SQLModel, table=True):
     slack_ts: str | None = Field(default=None, index=True)
     slack_user: str | None = None
     slack_event_id: str | None = Field(default=None, index=True)
-    received_at: datetime = Field(default_factory=utcnow)
+    received_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
 class Label(SQLModel, table=True):
@@ -97,9 +98,13 @@ class Label(SQLModel, table=True):
     department_id: int = Field(foreign_key="departments.id", index=True)
     source: LabelSource
     author: str | None = None
-    created_at: datetime = Field(default_factory=utcnow, index=True)
+    created_at: datetime = Field(default_factory=utcnow, index=True, sa_type=UTCDateTime)
     superseded_by: int | None = Field(default=None, foreign_key="labels.id")
-    withdrawn_at: datetime | None = None
+    withdrawn_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # The Slack event that gave it, and the one that took it back: a redelivered or retried event
+    # finds its own label here instead of writing (or withdrawing) another.
+    event_id: str | None = Field(default=None, unique=True, index=True)
+    withdrawn_event_id: str | None = Field(default=None, index=True)
 
 
 class ModelVersion(SQLModel, table=True):
@@ -114,8 +119,8 @@ class ModelVersion(SQLModel, table=True):
     metrics: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     status: ModelStatus = Field(default=ModelStatus.CANDIDATE, index=True)
     parent_id: int | None = Field(default=None, foreign_key="model_versions.id")
-    created_at: datetime = Field(default_factory=utcnow)
-    promoted_at: datetime | None = None
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    promoted_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 class Registry(SQLModel, table=True):
@@ -124,7 +129,7 @@ class Registry(SQLModel, table=True):
     __tablename__ = "registry"
     id: int = Field(default=1, primary_key=True)
     active_model_id: int | None = Field(default=None, foreign_key="model_versions.id")
-    changed_at: datetime = Field(default_factory=utcnow)
+    changed_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     changed_by: str | None = None
 
 
@@ -137,7 +142,7 @@ class Prediction(SQLModel, table=True):
     confidence: float
     scores: dict[str, float] = Field(sa_column=Column(JSON, nullable=False))
     latency_ms: float
-    created_at: datetime = Field(default_factory=utcnow)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     out_of_scope: float | None = None  # the router's probability that the message belongs to no department
     # Set when the few-shot baseline routed the message (cold start): what that answer cost.
     baseline_model: str | None = None
@@ -158,7 +163,7 @@ class BaselinePrediction(SQLModel, table=True):
     department: str
     prompt_tokens: int
     completion_tokens: int
-    created_at: datetime = Field(default_factory=utcnow)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
 class BaselineShot(SQLModel, table=True):
@@ -173,14 +178,14 @@ class BaselineShot(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     department: str = Field(index=True)
     text: str
-    created_at: datetime = Field(default_factory=utcnow)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
 class TrainingRun(SQLModel, table=True):
     __tablename__ = "training_runs"
     id: int | None = Field(default=None, primary_key=True)
-    started_at: datetime = Field(default_factory=utcnow)
-    finished_at: datetime | None = None
+    started_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     status: RunStatus = Field(default=RunStatus.RUNNING, index=True)
     snapshot_hash: str | None = None
     candidate_id: int | None = Field(default=None, foreign_key="model_versions.id")
@@ -207,7 +212,7 @@ class SlackMessage(SQLModel, table=True):
     prediction_id: int | None = Field(default=None, foreign_key="predictions.id")
     routed_to: str | None = None  # None: sent to triage
     reply_ts: str | None = Field(default=None, index=True)
-    created_at: datetime = Field(default_factory=utcnow)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     audit_requested: bool = Field(default=False)
 
 
@@ -221,23 +226,46 @@ class EarlyRemoval(SQLModel, table=True):
     author: str
     department_id: int = Field(foreign_key="departments.id")
     removed_ts: str  # the removal's Slack event_ts
-    created_at: datetime = Field(default_factory=utcnow)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
 class SlackEvent(SQLModel, table=True):
-    """One claim per Slack event id, so a redelivered event is handled once (and still handled if
-    the first delivery died before finishing)."""
+    """A Slack event as durable work (store/deliveries.py): held by one owner at a time under a lease
+    it renews while it works, retried after a failure, handed to people when retries run out.
+
+    `attempts` counts handlings started (the first delivery's included); `handing_off` marks an
+    event whose retries ran out and whose hand-off to the triage channel is now what is retried.
+    `gave_up_at` is when the bot stopped trying to route it: with `done_at`, handed off to people;
+    without, even the hand-off failed and an operator must look (a /metrics gauge).
+    """
 
     __tablename__ = "slack_events"
     event_id: str = Field(primary_key=True)
-    claimed_at: datetime = Field(default_factory=utcnow)
-    done_at: datetime | None = None
-    # the outbox (store/outbox.py): what to retry when handling fails after Slack's acknowledgement
+    claimed_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    done_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     payload: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
     attempts: int = Field(default=0)
-    retry_at: datetime | None = None
+    retry_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     last_error: str | None = None
-    gave_up_at: datetime | None = None
+    gave_up_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    owner: str | None = None
+    lease_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    handing_off: bool = Field(default=False)
+
+
+class SlackPost(SQLModel, table=True):
+    """A message the bot posts at most once, by key ("reply:C1:1700.1", "forward:…", "handoff:…").
+
+    The intent is written before the call and the ts after it; an intent without a ts means an
+    earlier attempt may have posted it, and Slack is asked (bot/posting.py) before posting again.
+    """
+
+    __tablename__ = "slack_posts"
+    key: str = Field(primary_key=True, max_length=200)
+    channel: str
+    thread_ts: str | None = None
+    intent_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    ts: str | None = None
 
 
 class Lock(SQLModel, table=True):
@@ -246,7 +274,7 @@ class Lock(SQLModel, table=True):
     __tablename__ = "locks"
     name: str = Field(primary_key=True)
     owner: str
-    expires_at: datetime
+    expires_at: datetime = Field(sa_type=UTCDateTime)
 
 
 class TrainingRequest(SQLModel, table=True):
@@ -256,12 +284,13 @@ class TrainingRequest(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     requested_by: str
     channel: str | None = None
-    requested_at: datetime = Field(default_factory=utcnow)
-    started_at: datetime | None = None
+    requested_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    started_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     started_by: str | None = None  # the trainer service that took it
-    finished_at: datetime | None = None
+    finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     run_id: int | None = None
     outcome: str | None = None  # the report's text, or why no run happened
+    open_slot: int | None = Field(default=1, unique=True, index=True)  # 1 while unanswered: one open request at most
 
 
 class Alert(SQLModel, table=True):
@@ -273,11 +302,11 @@ class Alert(SQLModel, table=True):
     kind: str
     department: str
     model_id: int
-    raised_at: datetime = Field(default_factory=utcnow)
+    raised_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     details: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
 
 
 class SchemaVersion(SQLModel, table=True):
     __tablename__ = "schema_version"
     version: int = Field(primary_key=True)
-    applied_at: datetime = Field(default_factory=utcnow)
+    applied_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

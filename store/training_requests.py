@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from sqlalchemy import delete, update
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from store.db import SessionFactory, transaction
@@ -21,14 +22,25 @@ TRAINER_LEASE_PREFIX = "trainer-service:"  # one lease per running trainer servi
 ORPHANED_AFTER = timedelta(minutes=2)  # a taken request whose run holds no lock this long is offered again
 
 
-def request_training(session: Session, *, by: str, channel: str | None) -> tuple[TrainingRequest, bool]:
-    """The open request (created now, or the one already waiting) and whether this call created it."""
-    waiting = open_request(session)
+def request_training(sessions: SessionFactory, *, by: str, channel: str | None) -> tuple[TrainingRequest, bool]:
+    """The open request (created now, or the one already waiting) and whether this call created it.
+
+    At most one request is open: `open_slot` is unique, so of two admins asking at the same instant
+    (on two replicas) one insert fails, and that call answers with the other's request."""
+    with sessions() as session:
+        waiting = open_request(session)
     if waiting is not None:
         return waiting, False
-    request = TrainingRequest(requested_by=by, channel=channel)
-    session.add(request)
-    session.flush()
+    request = TrainingRequest(requested_by=by, channel=channel, open_slot=1)
+    try:
+        with transaction(sessions) as session:
+            session.add(request)
+    except IntegrityError:
+        with sessions() as session:
+            waiting = open_request(session)
+        if waiting is None:  # answered in the meantime: ask again
+            return request_training(sessions, by=by, channel=channel)
+        return waiting, False
     return request, True
 
 
@@ -71,7 +83,7 @@ def answer_request(sessions: SessionFactory, request_id: int, *, run_id: int | N
         session.exec(  # type: ignore[call-overload]
             update(TrainingRequest)
             .where(col(TrainingRequest.id) == request_id, col(TrainingRequest.finished_at).is_(None))
-            .values(finished_at=utcnow(), run_id=run_id, outcome=outcome[:4000])
+            .values(finished_at=utcnow(), run_id=run_id, outcome=outcome[:4000], open_slot=None)
         )
 
 

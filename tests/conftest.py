@@ -32,6 +32,33 @@ def home(tmp_path: Path) -> Path:
     return tmp_path / "home"
 
 
+FAULT_MATRIX = pytest.StashKey[dict]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.stash[FAULT_MATRIX] = {}
+
+
+@pytest.fixture
+def fault_matrix(request: pytest.FixtureRequest) -> dict:
+    """(store, step, failure) -> whether the cell held: test_fault_matrix.py fills it, the summary prints it."""
+    return request.config.stash[FAULT_MATRIX]
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    cells = config.stash.get(FAULT_MATRIX, {})
+    for store in sorted({store for store, _, _ in cells}):
+        mine = {(step, failure): held for (s, step, failure), held in cells.items() if s == store}
+        steps = list(dict.fromkeys(step for step, _ in mine))
+        failures = list(dict.fromkeys(failure for _, failure in mine))
+        terminalreporter.write_line(f"fault matrix on {store}: {sum(mine.values())} of {len(mine)} cells held")
+        terminalreporter.write_line(f"  {'step':<20}" + "".join(f"{f:>9}" for f in failures))
+        for step in steps:
+            marks = "".join(f"{'held' if mine.get((step, f)) else ('FAILED' if (step, f) in mine else '-'):>9}"
+                            for f in failures)
+            terminalreporter.write_line(f"  {step:<20}{marks}")
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--store", choices=["sqlite", "postgres"], default="sqlite",
                      help="the store the tests' `sessions` and `settings` use; postgres needs TEST_POSTGRES_URL, "

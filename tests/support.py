@@ -31,6 +31,17 @@ from store.registry import register_model
 from store.tables import Department, Label, LabelSource, SlackMessage
 from trainer.config import TrainConfig
 
+
+def wait_until(condition: Callable[[], object], *, timeout: float = 10.0, what: str = "the condition") -> object:
+    """Polls `condition` until it returns something truthy (returned), failing after `timeout` seconds.
+    The one wait for what happens on another thread or process; tests never sleep to let time pass."""
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        assert time.monotonic() < deadline, f"{what} did not happen within {timeout:.0f} s"
+        time.sleep(0.01)
+    return value
+
+
 # Training on the tiny Llama
 
 EXAMPLES = [(f"{word} question {i}", label) for i in range(12)
@@ -96,7 +107,8 @@ class ScriptedRouter:
                               out_of_scope=0.97 if none else 0.1, none_of_these=none, model_id=self.model_id)
 
 
-def scripted_bot(home, sessions, slack, *, audit_rng: random.Random | None = None, **env: str) -> BotServer:
+def scripted_bot(home, sessions, slack, *, audit_rng: random.Random | None = None, policy=None, client=None,
+                 router=None, **env: str) -> BotServer:
     """The bot on the scripted router: DEPARTMENTS, two agents, an admin, a triage channel; `env` adds settings."""
     settings = Settings(SWITCHBOARD_HOME=home, SWITCHBOARD_AGENTS=f"{AGENT},{OTHER_AGENT}",
                         SWITCHBOARD_ADMINS=ADMIN, SWITCHBOARD_TRIAGE_CHANNEL="CTRIAGE", **env)
@@ -105,9 +117,9 @@ def scripted_bot(home, sessions, slack, *, audit_rng: random.Random | None = Non
             upsert_department(session, name=name, emoji=emoji, channel=channel)
         register_model(session, adapter_path="scripted", base_model="scripted", labels=[d[0] for d in DEPARTMENTS],
                        hyperparameters={}, metrics={}, parent_id=None)
-    deps = BotDeps(settings=settings, sessions=sessions, router=ScriptedRouter(),
+    deps = BotDeps(settings=settings, sessions=sessions, router=router or ScriptedRouter(),
                    audit_rng=audit_rng or random.Random())
-    return BotServer(deps, slack)
+    return BotServer(deps, slack, policy=policy, client=client)
 
 
 def posts(slack: FakeSlack, channel: str | None = None) -> list[dict]:
@@ -129,10 +141,8 @@ def route(bot: BotServer, text: str, ts: str) -> dict:
     before = len(posts(bot.slack, "CSUPPORT"))
     assert bot.event(message(text, ts=ts)).status == 200
     bot.slack.wait_for("chat.postMessage", before + 1)
-    deadline = time.time() + 10
-    while not (stored := stored_message(bot.deps.sessions, ts)) or not stored.reply_ts:
-        assert time.time() < deadline, "the reply's ts was never stored"
-        time.sleep(0.02)
+    wait_until(lambda: (stored := stored_message(bot.deps.sessions, ts)) and stored.reply_ts,
+               what="storing the reply's ts")
     return posts(bot.slack, "CSUPPORT")[before]
 
 

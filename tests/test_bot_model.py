@@ -9,9 +9,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from bot.app import build_app, make_client
+from bot.app import build_app
 from bot.deps import BotDeps
 from bot.server import start_socket_mode
+from bot.slack_client import make_client
 from classifier.adapters import check_adapter_path
 from classifier.base_model import load_base_model
 from classifier.serving import ActiveModelRouter

@@ -217,17 +217,18 @@ def test_the_next_run_removes_the_scratch_folder_a_crashed_run_left(settings, se
 def test_event_claims_are_forgotten_once_slack_can_no_longer_retry_them(sessions):
     from datetime import UTC, datetime
 
-    from store.slack import KEEP_FINISHED, claim_event, finish_event
+    from store.deliveries import KEEP_FINISHED, claim, finish
     from store.tables import SlackEvent
 
     with transaction(sessions) as session:
         session.add(SlackEvent(event_id="Ev-old", claimed_at=datetime(2026, 1, 1, tzinfo=UTC),
                                done_at=datetime.now(UTC) - KEEP_FINISHED - timedelta(minutes=1)))
-    assert claim_event(sessions, event_id="Ev-new")
-    finish_event(sessions, event_id="Ev-new")
+    lease = timedelta(minutes=1)
+    assert claim(sessions, event_id="Ev-new", payload={}, owner="me", lease=lease)
+    finish(sessions, event_id="Ev-new")
     with sessions() as session:
         assert [e.event_id for e in session.exec(select(SlackEvent))] == ["Ev-new"]
-    assert not claim_event(sessions, event_id="Ev-new")  # a recent one is still a duplicate
+    assert not claim(sessions, event_id="Ev-new", payload={}, owner="me", lease=lease)  # still a duplicate
 
 
 def test_a_stuck_model_thread_times_callers_out_and_health_says_degraded_until_it_recovers(monkeypatch):
@@ -243,6 +244,7 @@ def test_a_stuck_model_thread_times_callers_out_and_health_says_degraded_until_i
         health = router.health()
         assert health["status"] == "degraded" and "on one request" in health["reasons"][0]
         time.sleep(1.0)
-        assert router.health() == {"status": "ok", "reasons": [], "backlog": 0, "active_model": None}
+        assert router.health() == {"status": "ok", "reasons": [], "backlog": 0, "active_model": None,
+                                   "registry_model": None}
     finally:
         router.stop()

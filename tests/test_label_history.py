@@ -10,7 +10,7 @@ from sqlmodel import select
 from store.db import transaction
 from store.examples import add_examples, get_department, label_query
 from store.label_history import label_history
-from store.slack import withdraw_label
+from store.slack import withdraw_labels
 from store.tables import LabelSource, Query
 from tests.support import run_cli
 
@@ -29,7 +29,7 @@ def seed(sessions) -> None:
     relabel(sessions, "my card was charged twice", "Billing", "UAGENT2")
     with transaction(sessions) as session:
         query = session.exec(select(Query).where(Query.text == "my card was charged twice")).one()
-        withdraw_label(session, query_id=query.id, author="UAGENT2", department_id=get_department(
+        withdraw_labels(session, query_id=query.id, author="UAGENT2", department_id=get_department(
             session, name="Billing").id, source=LabelSource.AGENT)
 
 

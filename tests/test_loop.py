@@ -267,9 +267,9 @@ def test_switchboard_trainer_retrains_on_labels_and_on_request_and_stops_cleanly
         from store.training_requests import request_training, trainer_running
 
         store = session_factory(make_engine(f"sqlite:///{home / 'switchboard.db'}"))
-        with transaction(store) as session:
+        with store() as session:
             assert trainer_running(session)
-            request, created = request_training(session, by="UADMIN", channel="CADMIN")
+        request, created = request_training(store, by="UADMIN", channel="CADMIN")
         assert created
         while time.monotonic() < deadline:
             with store() as session:

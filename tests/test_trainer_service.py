@@ -26,20 +26,16 @@ from trainer.service import TrainerService
 
 
 def test_a_second_request_while_one_waits_records_nothing_new(sessions):
-    with transaction(sessions) as session:
-        first, created = request_training(session, by="U1", channel="C1")
-    with transaction(sessions) as session:
-        again, created_again = request_training(session, by="U2", channel="C2")
+    first, created = request_training(sessions, by="U1", channel="C1")
+    again, created_again = request_training(sessions, by="U2", channel="C2")
     assert created and not created_again and again.id == first.id and again.requested_by == "U1"
     answer_request(sessions, first.id, run_id=None, outcome="done")
-    with transaction(sessions) as session:
-        _, created_after = request_training(session, by="U2", channel="C2")
+    _, created_after = request_training(sessions, by="U2", channel="C2")
     assert created_after
 
 
 def test_two_trainers_polling_at_once_take_a_request_once(sessions):
-    with transaction(sessions) as session:
-        request_training(session, by="U1", channel="C1")
+    request_training(sessions, by="U1", channel="C1")
     taken: list[TrainingRequest | None] = []
     start = threading.Barrier(4)
 
@@ -57,8 +53,7 @@ def test_two_trainers_polling_at_once_take_a_request_once(sessions):
 
 
 def test_a_request_taken_by_a_trainer_that_died_is_offered_again(sessions):
-    with transaction(sessions) as session:
-        request, _ = request_training(session, by="U1", channel="C1")
+    request, _ = request_training(sessions, by="U1", channel="C1")
     assert take_request(sessions, worker="dead") is not None
     assert take_request(sessions, worker="alive") is None  # just taken: its run may be starting
     with transaction(sessions) as session:
@@ -97,8 +92,7 @@ def test_the_service_answers_a_request_with_the_report_in_the_channel_that_asked
 
     service = TrainerService(sessions, run_now, post=lambda *args: posted.append(args))
     assert service.answer_next() is False and runs == []
-    with transaction(sessions) as session:
-        request, _ = request_training(session, by="UADMIN", channel="CADMIN")
+    request, _ = request_training(sessions, by="UADMIN", channel="CADMIN")
     assert service.answer_next() is True and service.answer_next() is False
     assert runs == ["slack"]
     [(channel, user, text)] = posted
@@ -118,8 +112,7 @@ def test_a_request_waits_while_another_run_holds_the_lock_and_a_failure_is_repor
         raise outcome
 
     service = TrainerService(sessions, run_now, post=lambda channel, user, text: posted.append(text))
-    with transaction(sessions) as session:
-        request, _ = request_training(session, by="U1", channel="C1")
+    request, _ = request_training(sessions, by="U1", channel="C1")
     assert service.answer_next() is False and posted == []
     with sessions() as session:
         assert session.get(TrainingRequest, request.id).started_at is None  # given back, not lost
@@ -134,8 +127,7 @@ def test_the_running_service_polls_and_says_it_is_alive(sessions):
     service = TrainerService(sessions, lambda trigger: _report(1), post=lambda *args: answered.set(),
                              poll_seconds=0.05).start()
     try:
-        with transaction(sessions) as session:
-            request_training(session, by="U1", channel="C1")
+        request_training(sessions, by="U1", channel="C1")
         assert answered.wait(10)
         with sessions() as session:
             assert trainer_running(session)

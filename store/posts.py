@@ -1,0 +1,92 @@
+"""The post ledger: each message the bot sends is posted at most once, by key.
+
+`begin_post` records the intent before the call (checking, in the same transaction, that the
+caller still holds its event), `record_post` the message's ts after it. A later attempt that finds
+the ts skips the post; one that finds only the intent knows an earlier attempt may have posted it
+and asks Slack first (bot/posting.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, update
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col
+
+from store.db import SessionFactory, transaction
+from store.deliveries import hold
+from store.tables import SlackMessage, SlackPost
+
+
+@dataclass(frozen=True)
+class Holder:
+    """Who is posting: the owner of a held event (checked before each post), or nobody's event
+    (an audit click, acknowledged and handled in one request)."""
+
+    owner: str
+    event_id: str | None = None
+    lease: timedelta = timedelta(minutes=1)
+
+
+@dataclass(frozen=True)
+class PostState:
+    ts: str | None  # posted and recorded
+    intent_at: datetime | None  # an earlier attempt meant to post it: it may be in Slack already
+
+
+class NotHeld(Exception):
+    """The event is no longer this owner's (its lease ran out and another process took it)."""
+
+
+def begin_post(sessions: SessionFactory, *, key: str, channel: str, thread_ts: str | None,
+               holder: Holder) -> PostState:
+    """The post's state; when it is new, its intent is recorded. Raises NotHeld if the holder lost its event."""
+    try:
+        with transaction(sessions) as session:
+            if holder.event_id is not None and not hold(session, event_id=holder.event_id, owner=holder.owner,
+                                                        lease=holder.lease):
+                raise NotHeld(holder.event_id)
+            post = session.get(SlackPost, key)
+            if post is not None:
+                return PostState(post.ts, post.intent_at)
+            session.add(SlackPost(key=key, channel=channel, thread_ts=thread_ts))
+            return PostState(None, None)
+    except IntegrityError:  # another event's handler recorded the same intent a moment ago
+        with sessions() as session:
+            post = session.get(SlackPost, key)
+        assert post is not None
+        return PostState(post.ts, post.intent_at)
+
+
+def record_post(sessions: SessionFactory, *, key: str, ts: str, reply_to: SlackMessage | None = None) -> None:
+    """The post's ts; for the routing reply (`reply_to`), the message's reply_ts in the same transaction."""
+    with transaction(sessions) as session:
+        session.exec(update(SlackPost).where(col(SlackPost.key) == key).values(ts=ts))  # type: ignore[call-overload]
+        if reply_to is not None:
+            session.exec(update(SlackMessage)  # type: ignore[call-overload]
+                         .where(col(SlackMessage.id) == reply_to.id).values(reply_ts=ts))
+            reply_to.reply_ts = ts
+
+
+def forget_intent(sessions: SessionFactory, *, key: str) -> None:
+    """Slack answered that the post failed: it is certainly not there, so no later attempt need look for it."""
+    with transaction(sessions) as session:
+        session.exec(delete(SlackPost).where(col(SlackPost.key) == key, col(SlackPost.ts).is_(None)))  # type: ignore[call-overload]
+
+
+def posted(sessions: SessionFactory, key: str) -> PostState | None:
+    with sessions() as session:
+        post = session.get(SlackPost, key)
+        return PostState(post.ts, post.intent_at) if post is not None else None
+
+
+def check_held(sessions: SessionFactory, holder: Holder) -> None:
+    """Raises NotHeld unless the holder still holds its event (extending the lease): before a Slack call
+    that the ledger does not guard (an edit, a permalink)."""
+    if holder.event_id is None:
+        return
+    with transaction(sessions) as session:
+        if not hold(session, event_id=holder.event_id, owner=holder.owner, lease=holder.lease):
+            raise NotHeld(holder.event_id)
