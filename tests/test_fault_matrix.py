@@ -159,8 +159,11 @@ class World:
             return  # the fault was on a step this event does not take
         wait_until(lambda: time.monotonic() > started + 1.5 * LEASE.total_seconds(), what="the lease's length")
         self.fault.fired = 2  # mark the check as done (a second slow step in this cell would not be checked)
+        assert not self.replica.claim(event_id, event), "Slack's retry, on another replica, took the event"
+        assert self.other.run_due() == 0, "another replica's outbox took an event whose owner was still working"
         assert self.bot.event(event, event_id=event_id, headers={"X-Slack-Retry-Num": "1"}).status == 200
-        assert self.other.run_due() == 0, "another replica took an event whose owner was still working"
+        with self.sessions() as session:
+            assert session.get(SlackEvent, event_id).attempts == 1, "a redelivery started the work again"
 
     def _finished(self, event_id: str) -> bool:
         with self.sessions() as session:
