@@ -73,7 +73,10 @@ class _StoreCollector(Collector):
         yield runs
         yield GaugeMetricFamily("switchboard_events_waiting_retry", "Slack events whose handling failed and "
                                 "waits for the outbox's retry", value=gauges.events_waiting_retry)
-        yield GaugeMetricFamily("switchboard_events_given_up", "Slack events the outbox gave up on",
-                                value=gauges.events_given_up)
+        yield GaugeMetricFamily("switchboard_events_handed_off", "Slack events whose retries ran out and "
+                                "that were handed to people (the triage channel) in the last day",
+                                value=gauges.events_handed_off)
+        yield GaugeMetricFamily("switchboard_events_abandoned", "Slack events even the hand-off failed for: "
+                                "alert on any", value=gauges.events_abandoned)
         yield GaugeMetricFamily("switchboard_retrain_requests_waiting", "Admins' retrain requests not yet "
                                 "answered by the trainer", value=gauges.retrain_requests_waiting)

@@ -15,7 +15,8 @@ from store.tables import SlackEvent, TrainingRequest, TrainingRun
 class StoreGauges:
     runs_by_outcome: dict[str, int]
     events_waiting_retry: int  # handling failed after Slack's acknowledgement; the outbox retries them
-    events_given_up: int
+    events_handed_off: int  # retries ran out: handed to people (kept a day, as every finished event)
+    events_abandoned: int  # even the hand-off failed: an operator must look
     retrain_requests_waiting: int
 
 
@@ -24,10 +25,13 @@ def store_gauges(session: Session) -> StoreGauges:
     waiting = session.exec(select(func.count()).select_from(SlackEvent).where(
         col(SlackEvent.done_at).is_(None), col(SlackEvent.gave_up_at).is_(None),
         col(SlackEvent.retry_at).is_not(None))).one()
-    given_up = session.exec(select(func.count()).select_from(SlackEvent).where(
-        col(SlackEvent.gave_up_at).is_not(None))).one()
+    handed_off = session.exec(select(func.count()).select_from(SlackEvent).where(
+        col(SlackEvent.gave_up_at).is_not(None), col(SlackEvent.done_at).is_not(None))).one()
+    abandoned = session.exec(select(func.count()).select_from(SlackEvent).where(
+        col(SlackEvent.gave_up_at).is_not(None), col(SlackEvent.done_at).is_(None))).one()
     requests = session.exec(select(func.count()).select_from(TrainingRequest).where(
         col(TrainingRequest.finished_at).is_(None))).one()
     return StoreGauges(runs_by_outcome={str(getattr(k, "value", k)): int(v) for k, v in runs.items()},
-                       events_waiting_retry=int(waiting), events_given_up=int(given_up),
+                       events_waiting_retry=int(waiting), events_handed_off=int(handed_off),
+                       events_abandoned=int(abandoned),
                        retrain_requests_waiting=int(requests))
