@@ -91,7 +91,7 @@ tests=(tests/test_split.py tests/test_import.py tests/test_holdout.py tests/test
 pg_tests=(tests/test_import.py tests/test_holdout.py tests/test_outbox.py tests/test_trainer_service.py
           tests/test_faults.py)
 set +e
-"$venv/bin/python" -m pytest -q -p no:cacheprovider -m "not slow" "${tests[@]}" "$@"
+"$venv/bin/python" -m pytest -q -n 2 -p no:cacheprovider -m "not slow" "${tests[@]}" "$@"
 status=$?
 sqlite_done=$(date +%s)
 echo "tests on SQLite: $((sqlite_done - installed)) s"
@@ -100,7 +100,7 @@ if [ "${FLOORS_POSTGRES:-1}" != 0 ]; then  # FLOORS_POSTGRES=0 skips it (it need
     export PGPORT_FOR_TESTS=${PGPORT_FOR_TESTS:-$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}
     read -r pgdir url < <(scripts/postgres.sh start)
     trap 'scripts/postgres.sh stop "$pgdir"' EXIT
-    TEST_POSTGRES_URL=$url "$venv/bin/python" -m pytest -q -p no:cacheprovider --store=postgres -m "not slow" \
+    TEST_POSTGRES_URL=$url "$venv/bin/python" -m pytest -q -n 2 -p no:cacheprovider --store=postgres -m "not slow" \
         "${pg_tests[@]}" "$@"
     pg_status=$?
     echo "tests on PostgreSQL: $(($(date +%s) - sqlite_done)) s"

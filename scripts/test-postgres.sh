@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 read -r pgdir url < <(scripts/postgres.sh start)
 trap 'scripts/postgres.sh stop "$pgdir"' EXIT
-TEST_POSTGRES_URL=$url .venv/bin/python -m pytest -q --store=postgres -m "not slow" \
+TEST_POSTGRES_URL=$url .venv/bin/python -m pytest -q -n 2 --store=postgres -m "not slow" \
     tests/test_split.py tests/test_import.py tests/test_holdout.py tests/test_gate.py tests/test_pipeline.py \
     tests/test_faults.py tests/test_loop.py tests/test_cold_start.py tests/test_cost.py tests/test_baseline.py \
     tests/test_out_of_scope.py tests/test_bot.py tests/test_out_of_scope_bot.py tests/test_audits.py \

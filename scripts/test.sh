@@ -9,4 +9,5 @@ python3 -m venv .venv
 .venv/bin/ruff check .
 .venv/bin/mypy                                  # every package of ours, the CLI included
 .venv/bin/lint-imports                          # the walls between the packages (pyproject.toml)
-.venv/bin/python -m pytest -q --durations=15 "$@"
+# Two workers on the two cores, one torch thread each (tests/conftest.py): waits overlap, nothing spins.
+.venv/bin/python -m pytest -q -n 2 --durations=15 "$@"

@@ -32,31 +32,41 @@ def home(tmp_path: Path) -> Path:
     return tmp_path / "home"
 
 
-FAULT_MATRIX = pytest.StashKey[dict]()
+class FaultMatrixReport:
+    """Collects the fault matrix's cells from test reports (so from xdist's workers too) and prints the
+    table at the end of the run: test_fault_matrix.py records each cell as a user property."""
+
+    def __init__(self) -> None:
+        self.cells: dict[tuple[str, str, str], bool] = {}
+        self.order: dict[str, int] = {}  # steps and failures in the test module's order, whatever ran first
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        for name, value in report.user_properties:
+            if name == "fault_matrix" and report.when == "call":
+                store, step, failure, step_index, failure_index = value
+                self.cells[(store, step, failure)] = report.passed
+                self.order |= {step: step_index, failure: failure_index}
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        for store in sorted({store for store, _, _ in self.cells}):
+            mine = {(step, failure): held for (s, step, failure), held in self.cells.items() if s == store}
+            steps = sorted({step for step, _ in mine}, key=self.order.__getitem__)
+            failures = sorted({failure for _, failure in mine}, key=self.order.__getitem__)
+            terminalreporter.write_line(f"fault matrix on {store}: {sum(mine.values())} of {len(mine)} cells held")
+            terminalreporter.write_line(f"  {'step':<20}" + "".join(f"{f:>9}" for f in failures))
+            for step in steps:
+                marks = "".join(f"{'held' if mine.get((step, f)) else ('FAILED' if (step, f) in mine else '-'):>9}"
+                                for f in failures)
+                terminalreporter.write_line(f"  {step:<20}{marks}")
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.stash[FAULT_MATRIX] = {}
+    config.pluginmanager.register(FaultMatrixReport(), "fault-matrix-report")
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # two workers on two cores: one thread each, or they spin
+        os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"  # and every process a test starts
+        import torch
 
-
-@pytest.fixture
-def fault_matrix(request: pytest.FixtureRequest) -> dict:
-    """(store, step, failure) -> whether the cell held: test_fault_matrix.py fills it, the summary prints it."""
-    return request.config.stash[FAULT_MATRIX]
-
-
-def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
-    cells = config.stash.get(FAULT_MATRIX, {})
-    for store in sorted({store for store, _, _ in cells}):
-        mine = {(step, failure): held for (s, step, failure), held in cells.items() if s == store}
-        steps = list(dict.fromkeys(step for step, _ in mine))
-        failures = list(dict.fromkeys(failure for _, failure in mine))
-        terminalreporter.write_line(f"fault matrix on {store}: {sum(mine.values())} of {len(mine)} cells held")
-        terminalreporter.write_line(f"  {'step':<20}" + "".join(f"{f:>9}" for f in failures))
-        for step in steps:
-            marks = "".join(f"{'held' if mine.get((step, f)) else ('FAILED' if (step, f) in mine else '-'):>9}"
-                            for f in failures)
-            terminalreporter.write_line(f"  {step:<20}{marks}")
+        torch.set_num_threads(1)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

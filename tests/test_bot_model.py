@@ -199,7 +199,8 @@ def test_switchboard_serve_runs_the_bot_over_http(home, tiny_model_dir, tmp_path
                                     "serve", "--port", str(port)], env=full_env, stderr=subprocess.PIPE, text=True)
         try:
             health = wait_until(lambda: _get_json(f"http://127.0.0.1:{port}/healthz"), timeout=120)
-            assert health == {"status": "ok", "reasons": [], "backlog": 0, "mode": "http", "active_model": 1}
+            assert health == {"status": "ok", "reasons": [], "backlog": 0, "mode": "http", "active_model": 1,
+                              "registry_model": 1}
             body, content_type = event_body(message("alpha question 9", ts="6.0"), "EvSERVE")
             request = urllib.request.Request(f"http://127.0.0.1:{port}/slack/events", data=body.encode(),
                                              headers={"Content-Type": content_type, **sign(SECRET, body)})

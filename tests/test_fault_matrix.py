@@ -11,7 +11,7 @@ PostgreSQL with --store=postgres). Each cell asserts what the customer and the a
 A slow step outlasts the event's lease: meanwhile a redelivery from Slack and another replica's outbox
 must both leave the event alone. A killed step dies right after its effect (tests/faults.py); another
 replica finishes the work once the lease runs out. The cells' outcomes are printed as a table at the
-end of the run (conftest.py).
+end of the run (conftest.py's FaultMatrixReport).
 """
 
 from __future__ import annotations
@@ -209,7 +209,9 @@ CELLS = [(step, failure) for step in STEPS for failure in FAILURES]
 
 
 @pytest.mark.parametrize(("step", "failure"), CELLS, ids=[f"{s}-{f}".replace(" ", "_") for s, f in CELLS])
-def test_fault_matrix(step, failure, home, sessions, request, fault_matrix):
+def test_fault_matrix(step, failure, home, sessions, request):
+    request.node.user_properties.append(("fault_matrix", (request.config.getoption("--store"), step, failure,
+                                                          STEPS.index(step), FAILURES.index(failure))))
     fault = Fault(failure)
     with FakeSlack() as slack:
         world = World(home, sessions, slack, step, fault)
@@ -237,5 +239,4 @@ def test_fault_matrix(step, failure, home, sessions, request, fault_matrix):
         "labels": seen.labels == want.labels,
         "shown": want.shown in seen.shown,
     }
-    fault_matrix[(request.config.getoption("--store"), step, failure)] = all(checks.values())
     assert all(checks.values()), f"{step} x {failure}: {[k for k, ok in checks.items() if not ok]} failed; saw {seen}"

@@ -48,6 +48,6 @@ def test_intents_whose_tokens_branch_deep_match_the_plain_path(tiny_model_dir, t
 def test_the_embedded_model_matches_the_plain_path(embedded_cache):
     model, tokenizer = load_base_model("smollm2-135m", cache_dir=embedded_cache)
     texts, labels = banking77("departments")
-    assert_same(model, tokenizer, texts[::10], labels)
+    assert_same(model, tokenizer, texts[::40], labels)  # 77 queries: bench/speed.py checks its own 100 too
     texts, labels = banking77("intents")
-    assert_same(model, tokenizer, texts[::40], labels)
+    assert_same(model, tokenizer, texts[::154], labels)  # 20 queries x 77 labels, each label a plain pass
