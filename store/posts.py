@@ -17,7 +17,7 @@ from sqlmodel import col
 
 from store.db import SessionFactory, transaction
 from store.deliveries import hold
-from store.tables import SlackMessage, SlackPost
+from store.tables import SlackEvent, SlackMessage, SlackPost
 
 
 @dataclass(frozen=True)
@@ -83,10 +83,12 @@ def posted(sessions: SessionFactory, key: str) -> PostState | None:
 
 
 def check_held(sessions: SessionFactory, holder: Holder) -> None:
-    """Raises NotHeld unless the holder still holds its event (extending the lease): before a Slack call
-    that the ledger does not guard (an edit, a permalink)."""
+    """Raises NotHeld unless the holder still owns its event: before a Slack call that the ledger does not
+    guard (an edit, a permalink). A read, not a write: ownership changes only when another process takes
+    the event over, and the heartbeat keeps the lease."""
     if holder.event_id is None:
         return
-    with transaction(sessions) as session:
-        if not hold(session, event_id=holder.event_id, owner=holder.owner, lease=holder.lease):
+    with sessions() as session:
+        event = session.get(SlackEvent, holder.event_id)
+        if event is None or event.owner != holder.owner or event.done_at is not None:
             raise NotHeld(holder.event_id)

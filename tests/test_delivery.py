@@ -5,6 +5,7 @@ every failure; these pin the cases found in review, through the real Bolt app ov
 from __future__ import annotations
 
 import threading
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -26,14 +27,16 @@ POLICY = DeliveryPolicy(lease=timedelta(seconds=2), heartbeat=timedelta(seconds=
                         retry=RetryPolicy(max_attempts=3, first_delay=timedelta(0)))
 
 
-def failing_statements(sessions, starts: str) -> dict[str, bool]:
-    """The store refuses statements beginning with `starts` (as a full disk would) while `state["full"]`."""
-    state = {"full": True, "once": False}
+def failing_statements(sessions, starts: str, *, times: int | None = None) -> dict[str, Any]:
+    """The store refuses statements beginning with `starts` (as a full disk would) while `state["full"]`,
+    or only the next `times` of them."""
+    state: dict[str, Any] = {"full": True, "left": times}
 
     def before(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
         if state["full"] and statement.lstrip().upper().startswith(starts.upper()):
-            if state["once"]:
-                state["full"] = False
+            if state["left"] is not None:
+                state["left"] -= 1
+                state["full"] = state["left"] > 0
             raise conn.dialect.loaded_dbapi.OperationalError("database or disk is full")
 
     event.listen(sessions().get_bind(), "before_cursor_execute", before)
@@ -68,7 +71,7 @@ def test_a_store_that_cannot_take_the_claim_gets_slack_to_send_the_event_again(b
 def test_a_reply_whose_ts_could_not_be_stored_is_not_posted_again_nor_apologised_for(home, sessions, slack):
     bot = scripted_bot(home, sessions, slack, policy=POLICY, SWITCHBOARD_AUDIT_RATE="0")
     try:
-        failing_statements(sessions, "UPDATE slack_messages SET reply_ts")["once"] = True
+        failing_statements(sessions, "UPDATE slack_messages SET reply_ts", times=3)  # the attempt's every try
         bot.event(message("charged twice", ts="31.0"), event_id="EvTS")
         settle(bot, sessions)
         assert [said.startswith("Routed to") for said in thread(slack, "31.0")] == [True]
@@ -129,13 +132,18 @@ def test_a_message_with_a_file_is_routed_by_its_text_and_a_file_alone_goes_to_tr
 
 
 def test_admins_asking_to_retrain_at_the_same_instant_record_one_request(sessions):
-    start, created = threading.Barrier(6), []
+    def slow_reads(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.lstrip().upper().startswith("SELECT") and "FROM training_requests" in statement:
+            time.sleep(0.05)  # every asker has read "none waiting" before any of them writes
+
+    event.listen(sessions().get_bind(), "after_cursor_execute", slow_reads)
+    start, created = threading.Barrier(8), []
 
     def ask(i: int) -> None:
         start.wait()
         created.append(request_training(sessions, by=f"UADMIN{i}", channel="C1")[1])
 
-    threads = [threading.Thread(target=ask, args=(i,)) for i in range(6)]
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(8)]
     for t in threads:
         t.start()
     for t in threads:
