@@ -26,7 +26,7 @@ def test_quick_train_on_the_sample_routes_new_queries(tmp_path, home):
     small.write_text("\n".join(rows[:61]) + "\n")
     env = {"SWITCHBOARD_HOME": str(home)}
     assert run_cli("import", str(small), env=env).returncode == 0
-    trained = run_cli("train", "--json", "--epochs", "1", env=env)
+    trained = run_cli("train", "--json", "--epochs", "1", "--alternatives", "none", env=env)
     assert trained.returncode == 0, trained.stderr
     assert json.loads(trained.stdout)["promoted"] is True
     departments = {json.loads(line)["label"] for line in run_cli("export", env=env).stdout.splitlines()}
