@@ -12,15 +12,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from classifier.lora_router import Classification
+from core.margins import top_two_margin
 from core.vocabulary import OUT_OF_SCOPE
 
 THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
 
 def needs_triage(result: Classification, *, threshold: float, margin: float) -> bool:
-    ranked = sorted(result.scores.values(), reverse=True)
-    runner_up = ranked[1] if len(ranked) > 1 else 0.0
-    return result.confidence < threshold or result.confidence - runner_up < margin
+    return result.confidence < threshold or top_two_margin(result.scores) < margin
 
 
 def sent_to_triage(result: Classification, *, threshold: float, margin: float) -> bool:

@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     gate_confidence: float = Field(0.9, gt=0.5, lt=1, validation_alias=_env("SWITCHBOARD_GATE_CONFIDENCE"))
     audit_rate: float = Field(0.1, ge=0, le=1, validation_alias=_env("SWITCHBOARD_AUDIT_RATE"))
     distil_budget_usd: float = Field(0.0, ge=0, validation_alias=_env("SWITCHBOARD_DISTIL_BUDGET_USD"))
+    implicit_after_hours: float = Field(24.0, ge=0, validation_alias=_env("SWITCHBOARD_IMPLICIT_AFTER_HOURS"))
+    implicit_weight: float = Field(0.5, ge=0, le=1, validation_alias=_env("SWITCHBOARD_IMPLICIT_WEIGHT"))
+    ask_rate: float = Field(0.05, ge=0, le=1, validation_alias=_env("SWITCHBOARD_ASK_RATE"))
     host_usd_per_hour: float = Field(0.10, ge=0, validation_alias=_env("SWITCHBOARD_HOST_USD_PER_HOUR"))
 
     confidence_threshold: float = Field(0.5, ge=0, le=1, validation_alias=_env("SWITCHBOARD_CONFIDENCE_THRESHOLD"))

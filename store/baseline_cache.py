@@ -4,12 +4,14 @@ which distillation asks it about."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from store.db import SessionFactory, transaction
 from store.examples import get_department, label_query
-from store.tables import BaselinePrediction, LabelSource, Query
+from store.tables import BaselinePrediction, LabelSource, Query, SlackMessage
 
 
 def cached_answers(session: Session, *, model: str, version: str, query_ids: list[int]) -> dict[int, str]:
@@ -34,10 +36,16 @@ def cache_answer(sessions: SessionFactory, *, query_id: int, version: str, model
         pass
 
 
-def unlabelled_queries(session: Session) -> list[tuple[int, str]]:
-    """Routed messages no one has labelled (no split yet), oldest first."""
-    return [(q.id, q.text) for q in session.exec(select(Query).where(col(Query.split).is_(None))
-                                                 .order_by(col(Query.id))) if q.id is not None]
+def unlabelled_queries(session: Session, *, routed_before: datetime | None = None) -> list[tuple[int, str]]:
+    """Routed messages no one has labelled (no split yet) and no one was asked about (an audit or a question
+    waits for a person's answer; an audit may yet land in the holdout), oldest first; with `routed_before`,
+    only those older than it (the implicit labels' grace window: agents correct first)."""
+    asked = select(SlackMessage.query_id).where(
+        (col(SlackMessage.audit_requested).is_(True)) | (col(SlackMessage.ask_requested).is_(True)))
+    stmt = select(Query).where(col(Query.split).is_(None), col(Query.id).not_in(asked))
+    if routed_before is not None:
+        stmt = stmt.where(col(Query.received_at) <= routed_before)
+    return [(q.id, q.text) for q in session.exec(stmt.order_by(col(Query.id))) if q.id is not None]
 
 
 def label_if_unlabelled(session: Session, *, query_id: int, department_name: str, model: str) -> bool:

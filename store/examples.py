@@ -239,7 +239,7 @@ def label_query(
 ) -> Label:
     """Gives a stored query a new label in force; the one it replaces is kept, marked superseded."""
     if query.split is None:
-        counts = split_counts_by_department(session, source=source)
+        counts = split_counts_by_department(session, source=source) if source.judges else Counter()
         query.split = split_for_new_label(query.text_hash, department.name, source, counts)
         session.add(query)
     label = Label(query_id=query.id, department_id=department.id, source=source, author=author,  # type: ignore[arg-type]
@@ -257,8 +257,12 @@ def label_query(
     return label
 
 
-def count_labels_since(session: Session, since: datetime | None) -> int:
+def count_labels_since(session: Session, since: datetime | None, *, by_people: bool = False) -> int:
+    """Labels in force given after `since`; `by_people`: only those a person gave (the retrain trigger's
+    count: implicit and distilled labels are written by the runs themselves)."""
     stmt = select(func.count()).select_from(Label).where(col(Label.withdrawn_at).is_(None))
+    if by_people:
+        stmt = stmt.where(col(Label.source).not_in([LabelSource.IMPLICIT, LabelSource.BASELINE]))
     if since is not None:
         stmt = stmt.where(Label.created_at > since)
     return int(session.exec(stmt).one())

@@ -147,9 +147,18 @@ def _aware_timestamps(conn: Connection) -> None:
                           f"USING \"{column}\" AT TIME ZONE '{zone}'"))
 
 
+def _m011_learning_from_everything(conn: Connection) -> None:
+    """Implicit labels (routes no agent corrected) and agents' answers to the bot's questions."""
+    if conn.dialect.name == "postgresql":
+        for name in ("IMPLICIT", "ASKED"):
+            conn.execute(text(f"ALTER TYPE labelsource ADD VALUE IF NOT EXISTS '{name}'"))
+    _add_columns(conn, "slack_messages", {"ask_requested": "BOOLEAN NOT NULL DEFAULT FALSE"})
+
+
 MIGRATIONS: list[Callable[[Connection], None]] = [
     _m001_initial, _m002_baseline_predictions, _m003_slack, _m004_trustworthy_holdout, _m005_out_of_scope,
-    _m006_early_removals, _m007_outbox, _m008_training_requests, _m009_alerts, _m010_durable_delivery]
+    _m006_early_removals, _m007_outbox, _m008_training_requests, _m009_alerts, _m010_durable_delivery,
+    _m011_learning_from_everything]
 
 
 def current_version(engine: Engine) -> int:

@@ -12,7 +12,7 @@ from store.examples import count_labels_since, labelled_examples, list_departmen
 from store.registry import active_model
 from store.run_report import ModelScore, RunReport
 from store.runs import TRAINING_LOCK, last_finished_run, last_trained_at, lock_held
-from store.tables import ModelVersion, RunStatus, Split, TrainingRun
+from store.tables import LabelSource, ModelVersion, RunStatus, Split, TrainingRun
 
 
 def status(session: Session, *, pricing: Pricing | None) -> dict[str, Any]:
@@ -33,7 +33,9 @@ def status(session: Session, *, pricing: Pricing | None) -> dict[str, Any]:
             "baseline_macro_f1": _baseline_f1_for(session, active.id)},
         "examples": {"train": sum(e.split == Split.TRAIN for e in examples),
                      "holdout": sum(e.split == Split.HOLDOUT for e in examples),
-                     "pending": count_labels_since(session, last_trained_at(session))},
+                     "pending": count_labels_since(session, last_trained_at(session), by_people=True),
+                     "inferred": {source.value: sum(e.source == source for e in examples)
+                                  for source in (LabelSource.IMPLICIT, LabelSource.BASELINE)}},
         "training": lock_held(session, name=TRAINING_LOCK),
         "last_run": None if run is None else {"run_id": run.id, "status": run.status.value,
                                               "finished_at": run.finished_at, **(run.report or {})},
@@ -60,7 +62,8 @@ def status_lines(payload: dict[str, Any]) -> list[str]:
         "active model: " + ("none (run `switchboard train`)" if model is None else
                             f"{model['id']} (holdout macro-F1 {model['macro_f1']:.3f}"
                             + (f", baseline {baseline:.3f})" if baseline is not None else ")")),
-        "examples: train {train}, holdout {holdout}, labelled since last run {pending}".format(**payload["examples"]),
+        "examples: train {train} ({inferred[implicit]} implicit, {inferred[baseline]} distilled), holdout {holdout}, "
+        "labelled by people since last run {pending}".format(**payload["examples"]),
         f"training now: {'yes' if payload['training'] else 'no'}",
         "last run: " + ("none" if run is None else f"{run['run_id']} {run['status']}: {run.get('reason', '')}"),
         "routing: " + routing_text(payload["routing"]),

@@ -10,15 +10,18 @@ once Slack has given it one (store/posts.py).
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
+from core.margins import top_two_margin
 from store.db import SessionFactory, transaction
 from store.examples import list_departments
 from store.slack import find_message, holdout_counts, query_for_text
 from store.tables import BaselinePrediction, Department, Prediction, SlackMessage
+
+RECENT = 500  # routed messages whose margins decide what "least sure" means now
 
 
 @dataclass(frozen=True)
@@ -26,6 +29,8 @@ class RoutingContext:
     earlier: SlackMessage | None  # the same message handled before (under another event id)
     departments: list[Department]
     holdout: Counter[str]
+    margins: list[float] = field(default_factory=list)  # the last routed messages' top-two margins
+    asked: int = 0  # how many of those the bot asked agents about
 
     def destinations(self, triage_channel: str | None) -> set[str]:
         """Channels the bot posts into: messages there are never routed."""
@@ -36,8 +41,14 @@ class RoutingContext:
 
 
 def routing_context(session: Session, *, channel: str, ts: str) -> RoutingContext:
+    recent = session.exec(
+        select(SlackMessage.ask_requested, Prediction.scores)
+        .join(Prediction, col(Prediction.id) == SlackMessage.prediction_id)
+        .where(col(SlackMessage.routed_to).is_not(None))
+        .order_by(col(SlackMessage.id).desc()).limit(RECENT)).all()
     return RoutingContext(find_message(session, channel=channel, ts=ts), list_departments(session),
-                          holdout_counts(session))
+                          holdout_counts(session), [top_two_margin(scores) for _, scores in recent],
+                          sum(1 for asked, _ in recent if asked))
 
 
 @dataclass(frozen=True)
@@ -59,7 +70,7 @@ class Verdict:
 
 def record_routed_message(sessions: SessionFactory, *, text: str, channel: str, ts: str, user: str | None,
                           event_id: str | None, verdict: Verdict | None, routed_to: str | None,
-                          audit: bool, cache_answer: bool = False) -> SlackMessage:
+                          audit: bool, ask: bool = False, cache_answer: bool = False) -> SlackMessage:
     """Stores the message, its query and the verdict; `cache_answer` keeps a baseline's answer for
     the gate and distillation, so they never pay for it again."""
     with transaction(sessions) as session:
@@ -68,7 +79,7 @@ def record_routed_message(sessions: SessionFactory, *, text: str, channel: str, 
         prediction = _prediction(session, query.id, verdict) if verdict is not None else None
         message = SlackMessage(channel=channel, ts=ts, user=user, event_id=event_id, query_id=query.id,
                                prediction_id=prediction.id if prediction else None, routed_to=routed_to,
-                               audit_requested=audit)
+                               audit_requested=audit, ask_requested=ask)
         session.add(message)
         if verdict is not None and cache_answer and verdict.prompt_version and verdict.baseline_model:
             _cache_baseline_answer(session, query.id, verdict, verdict.prompt_version, verdict.baseline_model)

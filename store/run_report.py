@@ -84,6 +84,7 @@ class RunReport:
     alternatives: dict[str, dict[str, Any]] = field(default_factory=dict)
     baseline_cost: BaselineCost | None = None
     distillation: Distillation | None = None
+    implicit_labels: int = 0  # routes no agent corrected within the grace window, labelled by this run
     training: dict[str, Any] | None = None
     # the candidate's temperature and the calibration fold's ECE before and after it
     calibration: dict[str, Any] | None = None

@@ -40,10 +40,17 @@ class LabelSource(StrEnum):
     ADMIN = "admin"
     AUDIT = "audit"
     BASELINE = "baseline"
+    IMPLICIT = "implicit"  # a route no agent corrected within the grace window (store/implicit.py)
+    ASKED = "asked"  # an agent's answer when the bot asked about a message it was least sure of
 
     @property
     def judges(self) -> bool:
         return self in (LabelSource.IMPORT, LabelSource.ADMIN, LabelSource.AUDIT)
+
+    @property
+    def by_a_person(self) -> bool:
+        """Given by someone who looked at the message (not inferred from silence, nor the baseline's)."""
+        return self not in (LabelSource.IMPLICIT, LabelSource.BASELINE)
 
 
 class ModelStatus(StrEnum):
@@ -214,6 +221,7 @@ class SlackMessage(SQLModel, table=True):
     reply_ts: str | None = Field(default=None, index=True)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     audit_requested: bool = Field(default=False)
+    ask_requested: bool = Field(default=False)  # the bot asked agents for the department (it was least sure)
 
 
 class EarlyRemoval(SQLModel, table=True):

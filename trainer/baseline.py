@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from classifier.fewshot import INVALID, BaselineUnavailable, FewShotPrompt, Shot, ask, build_prompt, price_usd
@@ -92,18 +93,19 @@ def score_baseline(
     return result
 
 
-def distil(client: openai.OpenAI, sessions: SessionFactory, *, model: str, departments: Sequence[str],
-           budget_usd: float, backoff_s: float = 1.0) -> Distillation:
+def distil(client: openai.OpenAI | None, sessions: SessionFactory, *, model: str, departments: Sequence[str],
+           budget_usd: float, routed_before: datetime | None = None, backoff_s: float = 1.0) -> Distillation:
     """Labels routed messages no person labelled with the baseline's answers (source `baseline`: train only).
 
     Answers already paid for (the bot's cold-start routing, earlier runs) are used first and cost
-    nothing. New requests stop before the one that would pass the budget, judged by the mean cost
-    of the requests so far. A model without a known price cannot be metered, so it distils only
-    from the cache.
+    nothing: that part runs whatever the budget, with no client at all. New requests stop before
+    the one that would pass the budget, judged by the mean cost of the requests so far. A model
+    without a known price cannot be metered, so it distils only from the cache. `routed_before`:
+    only messages older than this (agents have had the grace window to label them themselves).
     """
     prompt = fixed_prompt(sessions, departments)
     with sessions() as session:
-        pending = unlabelled_queries(session)
+        pending = unlabelled_queries(session, routed_before=routed_before)
         cache = cached_answers(session, model=model, version=prompt.version, query_ids=[i for i, _ in pending])
     result = BaselineResult(predictions={}, model=model, prompt_version=prompt.version)
     labelled = 0
@@ -114,8 +116,8 @@ def distil(client: openai.OpenAI, sessions: SessionFactory, *, model: str, depar
         if answer is None:
             spent = result.cost_usd
             mean = (spent / result.requests) if spent is not None and result.requests else 0.0
-            if spent is None or spent + mean > budget_usd or budget_usd <= 0:
-                stopped = True
+            if client is None or spent is None or spent + mean > budget_usd or budget_usd <= 0:
+                stopped = budget_usd > 0
                 continue
             answer = _ask_and_cache(client, sessions, prompt, query_id, text, model=model, result=result,
                                     max_attempts=5, backoff_s=backoff_s, sleep=time.sleep)

@@ -30,10 +30,14 @@ MAX_BANK = 5000  # trained-on messages the head is fitted on and the out-of-scop
 
 
 def split_fold(train: Sequence[Example]) -> tuple[list[Example], list[Example]]:
-    """(examples to train on, calibration fold). A department keeps at least one training example."""
+    """(examples to train on, calibration fold). A department keeps at least one training example.
+
+    Only labels a person gave can be held in the fold: it measures how sure the model should be,
+    and an implicit or distilled label (trained on at a lower weight) would measure it against a
+    guess. Those always train."""
     if len(train) < MIN_TRAIN_FOR_FOLD:
         return list(train), []
-    held = [_unit(e.text) < FOLD_SHARE for e in train]
+    held = [_unit(e.text) < FOLD_SHARE and e.source.by_a_person for e in train]
     fold = [e for e, h in zip(train, held, strict=True) if h]
     rest = [e for e, h in zip(train, held, strict=True) if not h]
     orphaned = {e.label for e in fold} - {e.label for e in rest}

@@ -28,9 +28,9 @@ if TYPE_CHECKING:
 
 def train_candidate(settings: Settings, *, snapshot: Snapshot, training_set: TrainingSet,
                     warm_start: ModelVersion | None, config: TrainConfig, progress: bool, scratch: Path,
-                    name: str) -> tuple[LoraRouter, TrainResult, Calibration, int]:
+                    name: str, inferred_weight: float = 1.0) -> tuple[LoraRouter, TrainResult, Calibration, int]:
     """The calibrated candidate, with its adapter, snapshot, bank of hidden states and head written to `scratch`,
-    and how many examples it trained on."""
+    and how many examples it trained on. Labels no person gave weigh `inferred_weight` in the loss."""
     fold_ids = {e.query_id for e in split_fold(snapshot.train)[1]}
     train_on = [e for e in training_set.examples if e.query_id not in fold_ids] or training_set.examples
     trained_ids = {e.query_id for e in train_on}
@@ -41,7 +41,7 @@ def train_candidate(settings: Settings, *, snapshot: Snapshot, training_set: Tra
     candidate, result, fitted = train_router(
         model=model, tokenizer=tokenizer, train_on=train_on, fold=fold, labels=snapshot.labels, prompt=prompt,
         config=config, init_adapter=Path(warm_start.adapter_path) if warm_start else None, progress=progress,
-        name=name)
+        name=name, inferred_weight=inferred_weight)
     result.model.save_pretrained(str(scratch))
     snapshot.write(scratch / "snapshot.json", trained_on=train_on)
     write_bank(scratch, fitted.bank)
@@ -52,12 +52,15 @@ def train_candidate(settings: Settings, *, snapshot: Snapshot, training_set: Tra
 
 def train_router(*, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, train_on: Sequence[Example],
                  fold: Sequence[Example], labels: Sequence[str], prompt: PromptFormat, config: TrainConfig,
-                 init_adapter: Path | None = None, progress: bool = True, name: str | None = None
-                 ) -> tuple[LoraRouter, TrainResult, Fitted]:
-    """The recipe, for the trainer and the benchmarks alike: the LoRA on `train_on`, then the head
-    and the bank from the trained-on messages and the calibration from `fold` (trainer/calibrate.py)."""
+                 init_adapter: Path | None = None, progress: bool = True, name: str | None = None,
+                 inferred_weight: float = 1.0) -> tuple[LoraRouter, TrainResult, Fitted]:
+    """The recipe, for the trainer and the benchmarks alike: the LoRA on `train_on` (labels no person gave
+    at `inferred_weight`, the fold's loss watched to keep the best epoch), then the head and the bank
+    from the trained-on messages and the calibration from `fold` (trainer/calibrate.py)."""
     result = train_lora(model=model, tokenizer=tokenizer, prompt=prompt, config=config,
-                        examples=[(e.text, e.label) for e in train_on], init_adapter=init_adapter, progress=progress)
+                        examples=[(e.text, e.label) for e in train_on],
+                        weights=[1.0 if e.source.by_a_person else inferred_weight for e in train_on],
+                        watch=[(e.text, e.label) for e in fold], init_adapter=init_adapter, progress=progress)
     router = LoraRouter(model=result.model.get_base_model(), tokenizer=tokenizer, labels=labels, prompt=prompt,
                         name=name or "candidate")
     fitted = calibrate(router, fold, train_on, with_head=config.head)

@@ -35,6 +35,11 @@ class TrainConfig:
     head: bool = field(
         default=True, metadata={"help": "average the label scores with a linear head on the final hidden state "
                                         "(classifier/head.py); off: the label scores alone"})
+    best_on_fold: bool = field(
+        default=True, metadata={"help": "watch the loss on the calibration fold while training, keep the adapter "
+                                        "where it was lowest and stop once it stops falling"})
+    fold_evaluations: int = field(default=10, metadata={"help": "times the fold's loss is measured in a run"})
+    patience: int = field(default=3, metadata={"help": "measurements without a new lowest loss before stopping"})
     max_text_tokens: int = field(default=96, metadata={"help": "query tokens kept; longer queries are cut"})
     seed: int = field(default=13, metadata={"help": "seed for shuffling and LoRA initialisation"})
 

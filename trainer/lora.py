@@ -1,5 +1,9 @@
 """One LoRA fine-tune with TRL's SFTTrainer, with the loss on the label only.
 
+Each example's loss can weigh less than 1 (labels no person gave: trainer/candidate.py). With a
+`watch` set (the calibration fold), its loss is measured `fold_evaluations` times in the run; the
+adapter where it was lowest is kept and training stops once it stops falling (`BestOnFold`).
+
 It refuses the silent failures: no trainable parameters, no supervised tokens, a loss that is
 not a number. Each raises `TrainingFailed` with the reason, and no adapter is written.
 """
@@ -9,7 +13,7 @@ from __future__ import annotations
 import math
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,15 +40,19 @@ class TrainResult:
     config: TrainConfig  # with the batch size and epochs this run used
     seconds: float
     examples_per_second: float
+    curve: list[dict[str, Any]] = field(default_factory=list)  # the fold's loss as training went
+    best_step: int | None = None  # where the kept weights come from (None: the last step)
 
 
 def tokenise_examples(
-    tokenizer: PreTrainedTokenizerBase, prompt: PromptFormat, examples: list[tuple[str, str]]
-) -> list[dict[str, list[int]]]:
-    rows = []
-    for text, label in examples:
+    tokenizer: PreTrainedTokenizerBase, prompt: PromptFormat, examples: list[tuple[str, str]],
+    weights: list[float] | None = None,
+) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    for i, (text, label) in enumerate(examples):
         head, tail = prompt_ids(tokenizer, prompt, text), label_ids(tokenizer, prompt, label)
-        rows.append({"input_ids": head + tail, "completion_mask": [0] * len(head) + [1] * len(tail)})
+        rows.append({"input_ids": head + tail, "completion_mask": [0] * len(head) + [1] * len(tail),
+                     "weight": float(weights[i]) if weights is not None else 1.0})
     return rows
 
 
@@ -79,22 +87,28 @@ def train_lora(
     examples: list[tuple[str, str]],
     prompt: PromptFormat,
     config: TrainConfig,
+    weights: list[float] | None = None,
+    watch: list[tuple[str, str]] | None = None,
     init_adapter: Path | None = None,
     progress: bool = True,
 ) -> TrainResult:
+    """`weights`: each example's share of the loss (1 each by default). `watch`: labelled examples never
+    trained on (the calibration fold) whose loss picks the epoch kept, when `config.best_on_fold`."""
     from datasets import Dataset
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
     from trl import SFTConfig
 
-    from trainer.progress import LossBar, NanGuard
+    from trainer.progress import BestOnFold, LossBar, NanGuard
 
     if not examples:
         raise TrainingFailed("no training examples")
     if config.loss_vocabulary not in ("full", "labels"):
         raise TrainingFailed(f"loss_vocabulary must be 'full' or 'labels', not {config.loss_vocabulary!r}")
     config = config.for_examples(len(examples))
-    rows = tokenise_examples(tokenizer, prompt, examples)
-    label_tokens = sorted({t for _, label in examples for t in label_ids(tokenizer, prompt, label)})
+    rows = tokenise_examples(tokenizer, prompt, examples, weights)
+    watched = tokenise_examples(tokenizer, prompt, watch) if watch and config.best_on_fold else []
+    label_tokens = sorted({t for _, label in [*examples, *(watch or [])]
+                           for t in label_ids(tokenizer, prompt, label)})
     supervised = sum(sum(r["completion_mask"]) for r in rows)
     if supervised == 0:
         raise TrainingFailed("no supervised tokens: every label tokenised to nothing")
@@ -124,12 +138,17 @@ def train_lora(
             disable_tqdm=True,
             train_sampling_strategy="group_by_length",  # similar lengths per batch: less padding
             gradient_checkpointing=False,  # TRL turns it on; on a small model it only costs time
+            eval_strategy="steps" if watched else "no",
+            eval_steps=max(1, _total_steps(len(rows), config) // max(1, config.fold_evaluations)),
+            per_device_eval_batch_size=32,
         )
-        guard = NanGuard()
+        guard, best = NanGuard(), BestOnFold(config.patience)
         trainer = _completion_trainer_class(label_tokens if config.loss_vocabulary == "labels" else None)(
-            model=peft_model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer,
-            callbacks=[guard, *([LossBar()] if progress else [])],
+            model=peft_model, args=args, train_dataset=Dataset.from_list(rows),
+            eval_dataset=Dataset.from_list(watched) if watched else None, processing_class=tokenizer,
+            callbacks=[guard, *([best] if watched else []), *([LossBar()] if progress else [])],
         )
+        trainer.data_collator = _with_weights(trainer.data_collator)
         trainer.remove_callback(ProgressCallback)
         trainer.remove_callback(PrinterCallback)
         if not any(t != -100 for labels in trainer.train_dataset["labels"] for t in labels):
@@ -137,6 +156,7 @@ def train_lora(
         started = time.perf_counter()
         output = trainer.train()
         seconds = time.perf_counter() - started
+        restored = best.restore(peft_model)
     if guard.bad_loss is not None or not math.isfinite(output.training_loss):
         raise TrainingFailed(f"training loss is not a number ({guard.bad_loss or output.training_loss})")
     peft_model.eval()
@@ -149,8 +169,26 @@ def train_lora(
         steps=int(output.global_step),
         config=config,
         seconds=seconds,
-        examples_per_second=len(rows) * config.epochs / seconds if seconds else 0.0,
+        examples_per_second=output.global_step * config.batch_size / seconds if seconds else 0.0,
+        curve=best.curve,
+        best_step=best.best_step if restored else None,
     )
+
+
+def _total_steps(n: int, config: TrainConfig) -> int:
+    return int(config.epochs * max(1, -(-n // config.batch_size)))
+
+
+def _with_weights(collate: Any) -> Any:
+    """TRL's collator pads the sequences and drops every other column: each example's weight is put back."""
+    import torch
+
+    def collate_with_weights(examples: list[dict[str, Any]]) -> dict[str, Any]:
+        batch = collate(examples)
+        batch["weight"] = torch.tensor([float(e.get("weight", 1.0)) for e in examples])
+        return batch
+
+    return collate_with_weights
 
 
 def _completion_trainer_class(label_tokens: list[int] | None) -> type:
@@ -167,7 +205,13 @@ def _completion_trainer_class(label_tokens: list[int] | None) -> type:
     from trl import SFTTrainer
 
     class CompletionOnlySFTTrainer(SFTTrainer):  # type: ignore[misc]
+        def _set_signature_columns_if_needed(self) -> None:
+            super()._set_signature_columns_if_needed()
+            columns: list[str] = list(self._signature_columns or [])
+            self._signature_columns = columns if "weight" in columns else [*columns, "weight"]  # type: ignore[assignment]
+
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # type: ignore[no-untyped-def]
+            weight = inputs.pop("weight", None)
             labels = inputs["labels"][:, 1:]
             causal_lm = model.get_base_model()
             hidden = causal_lm.model(input_ids=inputs["input_ids"], attention_mask=inputs.get("attention_mask"),
@@ -180,7 +224,10 @@ def _completion_trainer_class(label_tokens: list[int] | None) -> type:
                 head = head[vocabulary]
                 targets = torch.searchsorted(vocabulary, targets)
             logits = (hidden[mask] @ head.T).float()
-            total = torch.nn.functional.cross_entropy(logits, targets, reduction="sum")
+            losses = torch.nn.functional.cross_entropy(logits, targets, reduction="none")
+            if weight is not None:  # each supervised token weighs what its example does
+                losses = losses * weight.to(losses.device)[:, None].expand_as(labels)[mask]
+            total = losses.sum()
             count = mask.sum() if num_items_in_batch is None else num_items_in_batch
             loss = total / torch.as_tensor(count).clamp(min=1)
             mode = "train" if model.training else "eval"

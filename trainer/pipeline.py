@@ -1,4 +1,5 @@
-"""One retraining run, top to bottom: lock, distil, snapshot, plan, train, evaluate, gate, promote, report.
+"""One retraining run, top to bottom: lock, infer labels (implicit, distilled), snapshot, plan, train,
+evaluate, gate, promote, report.
 
 `switchboard train`, the slash command and the scheduler all call `run_training`. A crash anywhere
 leaves the active model and every label as they were: the adapter is published to a new folder
@@ -8,6 +9,7 @@ and registered only at the end, and promotion is one transaction.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,6 +24,7 @@ from core.settings import Settings
 from reports.costs import Pricing
 from store.db import SessionFactory, transaction
 from store.examples import count_labels_since
+from store.implicit import add_implicit_labels
 from store.overview import routing
 from store.registry import ActiveModelMoved, active_model, promote, register_model
 from store.run_report import Distillation, RunReport
@@ -49,6 +52,9 @@ from trainer.replay import TrainingSet, select_training_set
 from trainer.snapshot import Snapshot, take_snapshot
 
 LOCK_TTL = timedelta(minutes=5)
+# The active model's own routes become implicit labels only when it was this sure: below, a route it
+# got wrong and agents missed would teach it its own mistake (chosen by bench/loop.py's measurement).
+IMPLICIT_MIN_MODEL_CONFIDENCE = 0.9
 log = logging.getLogger(__name__)
 
 
@@ -65,6 +71,7 @@ class RunOptions:
     openai_client: Any | None = None  # tests hand in one pointed at a loopback server
     baseline_backoff_s: float = 1.0  # first wait before retrying a rate-limited or failed baseline request
     alternatives: str = "all"  # "all", "fast" (no fine-tuned encoder: seconds, not minutes, on a CPU) or "none"
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))  # the bench runs on simulated time
 
 
 @dataclass
@@ -103,7 +110,7 @@ def run_training(settings: Settings, sessions: SessionFactory, options: RunOptio
 def _run(settings: Settings, sessions: SessionFactory, options: RunOptions, run_id: int,
          heartbeat: Heartbeat) -> RunReport:
     started = datetime.now(UTC)
-    distillation = _distil(settings, sessions, options)
+    implicit, distillation = _infer_labels(settings, sessions, options)
     plan = _plan(settings, sessions, run_id)
     if plan.skip_reason or plan.training_set is None:
         return _finish(sessions, run_id, RunStatus.SKIPPED, plan.skip_reason or "nothing to train", plan.snapshot)
@@ -111,7 +118,8 @@ def _run(settings: Settings, sessions: SessionFactory, options: RunOptions, run_
     try:
         candidate, result, calibration, trained_on = train_candidate(
             settings, snapshot=plan.snapshot, training_set=plan.training_set, warm_start=plan.warm_start,
-            config=options.config, progress=options.progress, scratch=scratch, name=final.name)
+            config=options.config, progress=options.progress, scratch=scratch, name=final.name,
+            inferred_weight=settings.implicit_weight)
         heartbeat.check()
         publish(scratch, final, AdapterMeta(labels=plan.snapshot.labels, prompt=candidate.prompt,
                                             base_model=settings.base_model, hyperparameters=result.config.to_dict(),
@@ -159,7 +167,7 @@ def _run(settings: Settings, sessions: SessionFactory, options: RunOptions, run_
             return _report(settings, session, run_id, plan, decision, promoted, reason, registered, final, started,
                            scores=scores, result=result, calibration=calibration, trained_on=trained_on, png=png,
                            alternatives=alternatives, baseline_cost=baseline_cost, known_mistakes=known_mistakes,
-                           distillation=distillation)
+                           distillation=distillation, implicit=implicit)
     except LeaseLost as exc:
         discard(final)
         return _finish(sessions, run_id, RunStatus.FAILED, str(exc), plan.snapshot)
@@ -168,7 +176,7 @@ def _run(settings: Settings, sessions: SessionFactory, options: RunOptions, run_
 def _report(settings: Settings, session: Any, run_id: int, plan: Plan, decision: Decision, promoted: bool,
             reason: str, registered: ModelVersion, final: Path, started: datetime, *, scores: Any, result: TrainResult,
             calibration: Calibration, trained_on: int, png: Path | None, alternatives: Any, baseline_cost: Any,
-            known_mistakes: Any, distillation: Distillation | None) -> RunReport:
+            known_mistakes: Any, distillation: Distillation | None, implicit: int) -> RunReport:
     """The run's report, written to the run in the caller's transaction."""
     assert plan.training_set is not None
     status = RunStatus.PROMOTED if promoted else RunStatus.NOT_PROMOTED
@@ -181,7 +189,7 @@ def _report(settings: Settings, session: Any, run_id: int, plan: Plan, decision:
         not_judged=decision.not_judged, bootstrap_macro_f1_difference=decision.intervals,
         holdout_sources=plan.snapshot.sources("holdout"), train_sources=plan.snapshot.sources("train"),
         known_mistakes=known_mistakes, alternatives=alternatives, baseline_cost=baseline_cost,
-        distillation=distillation,
+        distillation=distillation, implicit_labels=implicit,
         training={**plan.training_set.describe(), "trained_on": trained_on, **_training_summary(result),
                   "warm_start_model": plan.warm_start.id if plan.warm_start else None},
         calibration=calibration.summary(), confusion_png=str(png) if png else None,
@@ -195,17 +203,30 @@ def _report(settings: Settings, session: Any, run_id: int, plan: Plan, decision:
     return report
 
 
-def _distil(settings: Settings, sessions: SessionFactory, options: RunOptions) -> Distillation | None:
-    """The baseline labels unlabelled routed messages, within the run's budget (off at the default of $0)."""
-    if settings.distil_budget_usd <= 0 or not (baseline_configured(settings) or options.openai_client):
-        return None
+def _infer_labels(settings: Settings, sessions: SessionFactory, options: RunOptions) -> tuple[int, Distillation | None]:
+    """Labels no person gave, for messages past the grace window that no one labelled: a route no agent
+    corrected (store/implicit.py), then the baseline's answer, from its cache (free) or, within the
+    run's budget, asked now. Both only ever train, at `SWITCHBOARD_IMPLICIT_WEIGHT`."""
+    before = options.clock() - timedelta(hours=settings.implicit_after_hours)
+    with transaction(sessions) as session:
+        active = active_model(session)
+        implicit = add_implicit_labels(session, routed_before=before, active_model_id=active.id if active else None,
+                                       min_model_confidence=IMPLICIT_MIN_MODEL_CONFIDENCE)
+    return implicit, _distil(settings, sessions, options, routed_before=before)
+
+
+def _distil(settings: Settings, sessions: SessionFactory, options: RunOptions, *,
+            routed_before: datetime) -> Distillation | None:
+    """The baseline labels unlabelled routed messages: its cached answers always, new ones within the budget."""
     with sessions() as session:
         departments = take_snapshot(session).labels
     if not departments:
         return None
+    paid = settings.distil_budget_usd > 0 and (baseline_configured(settings) or options.openai_client is not None)
+    client = (options.openai_client or make_openai_client(settings)) if paid else None
     try:
-        return distil(options.openai_client or make_openai_client(settings), sessions,
-                      model=settings.baseline_model, departments=departments, budget_usd=settings.distil_budget_usd,
+        return distil(client, sessions, model=settings.baseline_model, departments=departments,
+                      budget_usd=settings.distil_budget_usd if paid else 0.0, routed_before=routed_before,
                       backoff_s=options.baseline_backoff_s)
     except BaselineUnavailable as exc:
         log.warning("distillation stopped: %s", exc)
@@ -232,7 +253,8 @@ def _plan(settings: Settings, sessions: SessionFactory, run_id: int) -> Plan:
 
 
 def _training_summary(result: TrainResult) -> dict[str, Any]:
-    return {"steps": result.steps, "seconds": round(result.seconds, 1),
+    return {"steps": result.steps, "seconds": round(result.seconds, 1), "fold_loss_curve": result.curve,
+            "best_step": result.best_step,
             "examples_per_second": round(result.examples_per_second, 2), "final_loss": round(result.final_loss, 4),
             "trainable_parameters": result.trainable_parameters}
 

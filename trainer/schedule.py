@@ -37,8 +37,9 @@ class ScheduleConfig:
 
 
 def pending_labels(sessions: SessionFactory) -> int:
+    """People's labels since the last run that trained: what the label-count trigger counts."""
     with sessions() as session:
-        return count_labels_since(session, last_trained_at(session))
+        return count_labels_since(session, last_trained_at(session), by_people=True)
 
 
 def run_if_enough_labels(sessions: SessionFactory, run_now: RunNow, threshold: int) -> RunReport | None:
