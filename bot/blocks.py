@@ -12,6 +12,7 @@ QUOTE_CHARS = 500
 AUDIT_RIGHT, AUDIT_DEPARTMENT, AUDIT_NONE = "audit_right", "audit_department", "audit_none"
 OUT_OF_SCOPE_WORDING = "This does not look like a question for any department"
 AUDIT_BLOCK = "audit:"  # the actions block's id: this prefix, then the SlackMessage's id in the store
+ASK_BLOCK = "ask:"  # the same for a question about a message the model was least sure of
 MAX_OPTIONS, OPTION_CHARS = 100, 75  # Slack's limits for a static_select and an option's text
 HELP_CHARS = 1500  # the emoji list's share of a context text (Slack's limit for one is 2,000 characters)
 
@@ -72,8 +73,11 @@ def relabelled(department: str, agent: str, *, confirmed: bool, departments: Seq
 
 
 def audit_request(message_id: int, departments: Sequence[Department], *, right: str | None,
-                  chosen: str | None = None) -> Blocks:
+                  chosen: str | None = None, asking: bool = False) -> Blocks:
     """The quality-check question under a reply: ✅ Right (only when the message was routed) and a department menu.
+
+    `asking`: the bot's own question about a message it was least sure of (bot/asks.py), answered
+    with the same buttons; its answers train, an audit's may also judge models.
 
     `right` is the department the message was routed to, carried in the button's value; `chosen`
     is shown as the menu's selection once someone has answered.
@@ -93,18 +97,24 @@ def audit_request(message_id: int, departments: Sequence[Department], *, right: 
                          "text": {"type": "plain_text", "text": f"🚫 {OUT_OF_SCOPE}", "emoji": True}})
     if not elements:
         return []
-    return [_section("Quality check: is this right? Agents answer here; audited answers measure the model."),
-            {"type": "actions", "block_id": f"{AUDIT_BLOCK}{message_id}", "elements": elements}]
+    question = ("Not sure about this one: which department is right? Agents' answers teach the model."
+                if asking else "Quality check: is this right? Agents answer here; audited answers measure the model.")
+    return [_section(question),
+            {"type": "actions", "block_id": f"{ASK_BLOCK if asking else AUDIT_BLOCK}{message_id}",
+             "elements": elements}]
 
 
 def audited_message_id(block_id: str | None) -> int | None:
-    """The SlackMessage id in an audit block's id, or None for any other block."""
-    head, _, rest = (block_id or "").partition(AUDIT_BLOCK)
-    return int(rest) if not head and rest.isdigit() else None
+    """The SlackMessage id in an audit's or a question's block id, or None for any other block."""
+    for prefix in (AUDIT_BLOCK, ASK_BLOCK):
+        head, _, rest = (block_id or "").partition(prefix)
+        if not head and rest.isdigit():
+            return int(rest)
+    return None
 
 
-def audited(department: str, agent: str, departments: Sequence[Department]) -> Blocks:
-    return [_section(f"Audited by <@{agent}>: *{department}*"), _context(reroute_help(departments))]
+def audited(department: str, agent: str, departments: Sequence[Department], *, verb: str = "Audited") -> Blocks:
+    return [_section(f"{verb} by <@{agent}>: *{department}*"), _context(reroute_help(departments))]
 
 
 def forwarded(department: str, *, user: str | None, channel: str, text: str, permalink: str | None,

@@ -4,7 +4,9 @@ The reaction event carries no text, only (channel, ts) of the message reacted to
 found in the store by that ts, the customer's message or the bot's reply alike. On a message
 picked for audit (`audit_requested`), an agent's reaction is its audit answer, as is a click on the
 reply's ✅ Right or department menu: those labels are stored as audits, which may judge models,
-since the message was chosen at random rather than by the agent.
+since the message was chosen at random rather than by the agent. On a message the bot asked about
+(`ask_requested`: it was among the least sure), the answer is stored as `asked`: it trains only,
+since the model's doubt chose the message.
 
 Each reaction's steps are recorded when done: the label is written (or withdrawn) once per event,
 a reroute is forwarded once, and the reply is edited to show the label in force as the store holds
@@ -78,8 +80,8 @@ def _target(deps: BotDeps, session: Session, event: dict[str, Any]) -> Target | 
         department = out_of_scope_class(session)
     else:
         department = department_for_emoji(session, emoji=emoji)
-    source = (LabelSource.AUDIT if message.audit_requested else LabelSource.CONFIRM if confirms
-              else LabelSource.AGENT)
+    source = (LabelSource.AUDIT if message.audit_requested else LabelSource.ASKED if message.ask_requested
+              else LabelSource.CONFIRM if confirms else LabelSource.AGENT)
     return Target(message, department, source, confirms) if department is not None else None
 
 
@@ -151,7 +153,8 @@ def audit_answered(deps: BotDeps, client: WebClient, body: dict[str, Any], actio
             log.warning("audit answer by %s on %s/%s names no stored message or department (%r)",
                         agent, channel, reply_ts, name)
             return
-        target = Target(message, department, LabelSource.AUDIT, confirms=department.name == message.routed_to)
+        source = LabelSource.AUDIT if message.audit_requested else LabelSource.ASKED
+        target = Target(message, department, source, confirms=department.name == message.routed_to)
         text, written = _label(session, target, agent, None)
     _after_label(deps, client, holder, target, agent, text, written,
                  key=f"reroute:audit:{message.id}:{department.name}")

@@ -12,7 +12,8 @@ from bot import blocks
 from store.slack import StandingLabel
 from store.tables import OUT_OF_SCOPE, Department, LabelSource, Prediction, SlackMessage
 
-SHOWN_SOURCES = (LabelSource.AGENT, LabelSource.CONFIRM, LabelSource.AUDIT)  # a person's label on this message
+# a person's label on this message
+SHOWN_SOURCES = (LabelSource.AGENT, LabelSource.CONFIRM, LabelSource.AUDIT, LabelSource.ASKED)
 
 
 @dataclass(frozen=True)
@@ -32,16 +33,19 @@ def reply(message: SlackMessage, prediction: Prediction | None, standing: Standi
     if shown is not None:
         assert shown.author is not None
         body = (blocks.audited(shown.department, shown.author, departments) if shown.source == LabelSource.AUDIT
+                else blocks.audited(shown.department, shown.author, departments, verb="Answered")
+                if shown.source == LabelSource.ASKED
                 else blocks.relabelled(shown.department, shown.author, departments=departments,
                                        confirmed=shown.source == LabelSource.CONFIRM))
         text = f"Routed to {shown.department}"
     else:
         body = _verdict(message, prediction, departments, out_of_scope_emoji)
         text = f"Routed to {message.routed_to}" if message.routed_to else "Needs triage"
-    if message.audit_requested:
+    if message.audit_requested or message.ask_requested:
         assert message.id is not None
         body = body + blocks.audit_request(message.id, departments, right=message.routed_to,
-                                           chosen=shown.department if shown else None)
+                                           chosen=shown.department if shown else None,
+                                           asking=not message.audit_requested)
     return Reply(body, text)
 
 

@@ -17,6 +17,7 @@ from slack_sdk.errors import SlackApiError
 from sqlalchemy.exc import IntegrityError
 
 from bot import blocks
+from bot.asks import should_ask
 from bot.audits import should_audit
 from bot.deps import BotDeps
 from bot.posting import post_once
@@ -25,6 +26,7 @@ from classifier.fewshot import INVALID
 from classifier.lora_router import Classification
 from classifier.outcomes import sent_to_triage
 from classifier.serving import NoActiveModel
+from core.margins import top_two_margin
 from store.posts import Holder, check_held, posted
 from store.routed import RoutingContext, Verdict, record_routed_message, routing_context, shown_verdict
 from store.tables import SlackMessage
@@ -103,10 +105,11 @@ def _classify_and_record(deps: BotDeps, context: RoutingContext, event: dict[str
                                               margin=deps.settings.confidence_margin)
     routed_to = None if triage or result is None else result.department
     audit = _audit(deps, context, result.department if result else None)
+    ask = not audit and routed_to is not None and result is not None and _ask(deps, context, result)
     try:
         message = record_routed_message(
             deps.sessions, text=text, channel=channel, ts=ts, user=event.get("user"), event_id=event_id,
-            verdict=verdict_of(result) if result else None, routed_to=routed_to, audit=audit,
+            verdict=verdict_of(result) if result else None, routed_to=routed_to, audit=audit, ask=ask,
             cache_answer=result is not None and result.department != INVALID)
     except IntegrityError:  # another delivery of the same message recorded it a moment ago: use that one
         with deps.sessions() as session:
@@ -146,6 +149,11 @@ def _audit(deps: BotDeps, context: RoutingContext, guess: str | None) -> bool:
     """Whether agents are asked to audit this message, `guess` being the department it went or most likely goes to."""
     rate = deps.settings.audit_rate
     return rate > 0 and should_audit(deps.audit_rng, guess, context.holdout, rate)
+
+
+def _ask(deps: BotDeps, context: RoutingContext, result: Classification) -> bool:
+    """Whether agents are asked about this routed message: it is among those the model was least sure of."""
+    return should_ask(top_two_margin(result.scores), context.margins, context.asked, deps.settings.ask_rate)
 
 
 def forward(client: WebClient, deps: BotDeps, holder: Holder, *, key: str, to_channel: str, department: str,
