@@ -1,30 +1,39 @@
 """The product's loop at its defaults, simulated on BANKING77's 8 departments through the real store,
 bot decisions, trainer, baseline client and gate.
 
-    python bench/loop.py --data ../shared/data/banking77
+    python bench/loop.py --data ../shared/data/banking77                 # 80% of misroutes corrected
+    python bench/loop.py --correct-rate 0.5 --out bench/results/loop-correct50.json
+    python bench/loop.py --start 50 --out bench/results/loop-start50.json
+    python bench/loop.py --resume                # goes on from the state saved after the last run
+    python bench/loop.py --resume --sabotage-only   # the sabotaged candidates, on the saved state
+    python bench/loop.py --resume --ablation        # each lever off, retrained on the saved state
 
 Starts from 5 imported examples per department and nothing else. Streams 3,000 unseen training
-queries through the routing model: the few-shot baseline (a loopback OpenAI-compatible server that
-answers correctly 85% of the time, from a fixed seeded table) until a fine-tuned model beats it,
-then the active model. Each message gets the bot's triage rule and audit draw
-(`SWITCHBOARD_AUDIT_RATE`); simulated agents answer every audit truthfully and correct each misroute
-or triaged message they see with probability 0.8. A retrain runs whenever the default number of
-labels waits (`SWITCHBOARD_RETRAIN_AFTER_LABELS`). After each run it records the routing model's
-accuracy on 600 official test queries, labels by source, the gate's decision and the baseline's
-cost. Two sabotaged candidates (shuffled labels; two departments' labels swapped) then go through
-the same gate on copies of the store. Saves bench/results/loop-defaults.json and a PNG curve.
+queries, 300 a simulated day, through the routing model: the few-shot baseline (a loopback
+OpenAI-compatible server that answers correctly 85% of the time, from a fixed seeded table) until a
+fine-tuned model beats it, then the active model. Each message gets the bot's triage rule, audit
+draw (`SWITCHBOARD_AUDIT_RATE`) and question draw (`SWITCHBOARD_ASK_RATE`); simulated agents answer
+every audit and question truthfully and correct each misroute or triaged message they see with
+probability 0.8. A retrain runs whenever the default number of people's labels waits
+(`SWITCHBOARD_RETRAIN_AFTER_LABELS`); it adds the implicit and distilled labels past the grace
+window itself. After each run it records the routing model's accuracy on 600 official test queries,
+labels by source, the gate's decision, the fold's loss curve and the run's wall time, and saves the
+state (store, adapters, the simulation's position and random state) under `--state`. The sabotaged
+candidates (bench/loop_trials.py) then go through the same gate on copies of the store.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
+import os
 import random
-import shutil
+import signal
 import sys
-import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +41,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import quality
-from loop_world import SimulatedDeployment, open_store, sabotaged_run
+from loop_trials import LEVERS, SABOTAGE, ablation_run, sabotaged_run
+from loop_world import SimulatedDeployment, open_store
 
 from core.settings import Settings
 from fakes.openai_api import FakeOpenAI
@@ -50,8 +60,8 @@ def baseline_table(texts: list[tuple[str, str]], departments: list[str], accurac
     return table
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared/data/banking77")
     parser.add_argument("--start", type=int, default=5, help="imported examples per department")
     parser.add_argument("--stream", type=int, default=3000)
@@ -59,18 +69,22 @@ def main() -> None:
     parser.add_argument("--baseline-accuracy", type=float, default=0.85)
     parser.add_argument("--correct-rate", type=float, default=0.8, help="chance an agent fixes a misroute they see")
     parser.add_argument("--retrain-after", type=int, help="labels between retrains (default: the product's)")
+    parser.add_argument("--setting", action="append", default=[], metavar="NAME=VALUE",
+                        help="another product setting, e.g. implicit_weight=0.3 (repeatable)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cache", type=Path, default=Path(".switchboard/cache"), help="converted base model")
     parser.add_argument("--out", type=Path, default=RESULTS / "loop-defaults.json")
-    parser.add_argument("--from-partial", type=Path, help="write the JSON and PNG of a run cut short from its "
-                        "<out>.partial.json, then stop")
+    parser.add_argument("--state", type=Path, help="where the state is saved (default: .switchboard/loop/<out's name>)")
+    parser.add_argument("--resume", action="store_true", help="go on from the saved state")
+    parser.add_argument("--sabotage-only", action="store_true", help="only the sabotaged candidates, on the state")
+    parser.add_argument("--ablation", action="store_true", help="only the lever ablation, on the state")
     args = parser.parse_args()
-    if args.from_partial:
-        saved = json.loads(args.from_partial.read_text())
-        finish(args.out, {"cut_short": True, "curve": saved["curve"], "routing_log": saved["routing_log"],
-                          "summary": summarise(saved["curve"]), "sabotaged_candidates": "not run (cut short)"})
-        return
+    args.state = args.state or Path(".switchboard/loop") / args.out.stem
+    return args
 
+
+def main() -> None:
+    args = arguments()
     train_all, test_all = quality.load(args.data, "departments")
     rng = random.Random(args.seed)
     rng.shuffle(train_all)
@@ -81,40 +95,110 @@ def main() -> None:
     departments = sorted({label for _, label in train_all})
     table = baseline_table(start + stream + test, departments, args.baseline_accuracy, args.seed + 2)
 
-    home = Path(tempfile.mkdtemp(prefix="switchboard-loop-"))
-    args.cache.mkdir(parents=True, exist_ok=True)
-    (home / "cache").symlink_to(args.cache.resolve())
+    home, saved_file = args.state / "home", args.state / "state.json"
+    if args.resume or args.sabotage_only or args.ablation:
+        state = json.loads(saved_file.read_text())
+    else:
+        if args.state.exists():
+            sys.exit(f"error: {args.state} holds a saved loop: pass --resume, or remove it to start again")
+        home.mkdir(parents=True)
+        args.cache.mkdir(parents=True, exist_ok=True)
+        (home / "cache").symlink_to(args.cache.resolve())
+        state = {"curve": [], "routing_log": [], "streamed": 0, "sabotage": {}, "ablation": {},
+                 "baseline_requests": 0, "baseline_usage": {"prompt_tokens": 0, "completion_tokens": 0},
+                 "seconds": 0.0}
     began = time.perf_counter()
+    stop = Stopper()
     with FakeOpenAI(table) as fake:
         settings = Settings(SWITCHBOARD_HOME=home, OPENAI_API_KEY="sk-loopback", OPENAI_BASE_URL=fake.base_url)
-        if args.retrain_after:
-            settings = settings.model_copy(update={"retrain_after_labels": args.retrain_after})
+        updates = {"retrain_after_labels": args.retrain_after} if args.retrain_after else {}
+        updates |= {k: type(getattr(settings, k))(v) for k, v in (s.split("=", 1) for s in args.setting)}
+        settings = settings.model_copy(update=updates)
         world = SimulatedDeployment(settings, open_store(home), rng=random.Random(args.seed + 3),
                                     correct_rate=args.correct_rate, test=test)
-        curve = [world.import_history(start)]
-        print(json.dumps(curve[-1], default=str), flush=True)
-        partial = args.out.with_suffix(".partial.json")
-        for streamed, (text, truth) in enumerate(stream, start=1):
-            world.route(text, truth)
-            if world.retrain_due() or streamed == len(stream):
-                curve.append(world.retrain(streamed))
-                print(json.dumps(curve[-1], default=str), flush=True)
-                partial.write_text(json.dumps({"curve": curve, "routing_log": world.routing_log}, default=str))
-        sabotage = {kind: guarded(sabotaged_run, world, home, kind, random.Random(args.seed + 4))
-                    for kind in ("shuffled_labels", "two_departments_swapped")}
-        baseline_answers = {"requests": len(fake.requests), **fake.usage}
+
+        def save() -> None:
+            nonlocal began
+            now = time.perf_counter()
+            state.update(streamed=world.streamed, rng=world.rng.getstate(), routing_log=world.routing_log,
+                         seen=dict(world.seen), baseline_requests=state["baseline_requests"] + len(fake.requests),
+                         seconds=round(state["seconds"] + now - began, 1))
+            began = now
+            fake.requests.clear()
+            scratch = saved_file.with_suffix(".tmp")
+            scratch.write_text(json.dumps(state, default=str))
+            scratch.replace(saved_file)
+
+        if state["curve"]:
+            world.streamed, world.routing_log = state["streamed"], state["routing_log"]
+            world.seen.update(state.get("seen", {}))
+            version, internal, gauss = state["rng"]
+            world.rng.setstate((version, tuple(internal), gauss))
+            world.active.refresh()
+        else:
+            state["curve"].append(world.import_history(start))
+            print(json.dumps(state["curve"][-1], default=str), flush=True)
+            save()
+        if not (args.sabotage_only or args.ablation):
+            for text, truth in stream[world.streamed:]:
+                with stop.deferred():  # a message and its labels are saved whole, or not at all
+                    world.route(text, truth)
+                    save()
+                if world.retrain_due() or world.streamed == len(stream):
+                    state["curve"].append(world.retrain(world.streamed))
+                    print(json.dumps(state["curve"][-1], default=str), flush=True)
+                    save()
+        if args.ablation:
+            for lever in LEVERS:
+                state["ablation"][lever] = guarded(ablation_run, world, home, lever)
+                print(lever, json.dumps(state["ablation"][lever], default=str), flush=True)
+                save()
+        elif world.streamed == len(stream):
+            for kind in SABOTAGE:
+                if kind not in state["sabotage"] or args.sabotage_only:
+                    state["sabotage"][kind] = guarded(sabotaged_run, world, home, kind, random.Random(args.seed + 4))
+                    print(kind, json.dumps(state["sabotage"][kind], default=str), flush=True)
+                    save()
     result = {
-        "task": "departments (BANKING77)", "defaults": {
-            "audit_rate": settings.audit_rate, "retrain_after_labels": settings.retrain_after_labels,
-            "gate_confidence": settings.gate_confidence, "gate_max_department_drop": settings.gate_max_department_drop,
-            "distil_budget_usd": settings.distil_budget_usd},
-        "start_per_department": args.start, "streamed": len(stream), "test_queries": len(test),
+        "task": "departments (BANKING77)", "settings": {
+            k: getattr(settings, k) for k in (
+                "audit_rate", "ask_rate", "retrain_after_labels", "implicit_after_hours", "implicit_weight",
+                "gate_confidence", "gate_max_department_drop", "distil_budget_usd")},
+        "start_per_department": args.start, "streamed": world.streamed, "test_queries": len(test),
         "baseline_accuracy_table": args.baseline_accuracy, "agent_correct_rate": args.correct_rate,
-        "curve": curve, "routing_log": world.routing_log, "sabotaged_candidates": sabotage,
-        "summary": summarise(curve), "loopback_baseline_requests": baseline_answers,
-        "seconds": round(time.perf_counter() - began, 1), "machine": f"{__import__('os').cpu_count()} CPU cores"}
+        "curve": state["curve"], "routing_log": world.routing_log, "sabotaged_candidates": state["sabotage"],
+        "lever_ablation": state["ablation"], "summary": summarise(state["curve"]),
+        "loopback_baseline_requests": state["baseline_requests"], "seconds": state["seconds"],
+        "machine": f"{os.cpu_count()} CPU cores, torch threads {os.environ.get('OMP_NUM_THREADS', 'default')}"}
+    if world.streamed < len(stream):
+        result["cut_short"] = f"{world.streamed} of {len(stream)} streamed: go on with --resume"
     finish(args.out, result)
-    shutil.rmtree(home, ignore_errors=True)
+
+
+class Stopper:
+    """SIGTERM or Ctrl-C stops the bench at once, except while a message is being routed and saved: then
+    right after. A retrain cut short is what the product survives anyway (the next run fails it and
+    starts over); `--resume` goes on from the last message saved."""
+
+    def __init__(self) -> None:
+        self.critical, self.asked = False, False
+        signal.signal(signal.SIGTERM, self._handle)
+        signal.signal(signal.SIGINT, self._handle)
+
+    def _handle(self, signum: int, _frame: Any) -> None:
+        self.asked = True
+        if not self.critical:
+            raise SystemExit(f"stopped by signal {signum}: go on with --resume")
+
+    @contextlib.contextmanager
+    def deferred(self) -> Iterator[None]:
+        self.critical = True
+        try:
+            yield
+        finally:
+            self.critical = False
+        if self.asked:
+            raise SystemExit("stopped: go on with --resume")
 
 
 def finish(out: Path, result: dict[str, Any]) -> None:

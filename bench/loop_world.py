@@ -3,19 +3,21 @@
 Every decision is the product's own function: the routing model (`ColdStartRouter`: the baseline
 until a fine-tuned model is promoted), the triage rule, the audit draw, the store's recording of a
 routed message, label sources and splits, the retrain trigger and the whole training pipeline.
-Only Slack and the people are simulated.
+Only Slack, the people and the clock are simulated: messages arrive at `MESSAGES_PER_DAY`, so the
+implicit labels' grace window (`SWITCHBOARD_IMPLICIT_AFTER_HOURS`) is a position in the stream.
 """
 
 from __future__ import annotations
 
 import random
-import shutil
-import tempfile
+import time
 from collections import Counter
 from dataclasses import asdict
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from bot.asks import should_ask
 from bot.audits import should_audit
 from bot.baseline_router import BaselineRouter, ColdStartRouter
 from bot.routing import verdict_of
@@ -23,17 +25,20 @@ from classifier.fewshot import make_openai_client
 from classifier.lora_router import Classification
 from classifier.outcomes import sent_to_triage
 from classifier.serving import NoActiveModel
+from core.margins import top_two_margin
 from core.settings import Settings
 from store.db import SessionFactory, make_engine, session_factory, transaction
-from store.examples import add_examples, get_department, label_query, labelled_examples
+from store.examples import add_examples, get_department, label_query
 from store.migrations import migrate
 from store.registry import active_model
-from store.routed import record_routed_message
+from store.routed import record_routed_message, routing_context
 from store.run_report import RunReport
-from store.slack import holdout_counts
-from store.tables import Label, LabelSource, Query, Split
+from store.tables import Label, LabelSource, Query, SlackMessage
 from trainer.pipeline import RunOptions, run_training
 from trainer.schedule import pending_labels
+
+MESSAGES_PER_DAY = 300
+EPOCH = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 
 
 def open_store(home: Path) -> SessionFactory:
@@ -74,10 +79,14 @@ class SimulatedDeployment:
         self.active = ActiveModel(settings, sessions)
         self.baseline = BaselineRouter(self.client, sessions, model=settings.baseline_model)
         self.router = ColdStartRouter(self.active, self.baseline)
-        self.options = RunOptions(progress=False, trigger="bench", openai_client=self.client, baseline_backoff_s=0.0)
+        self.options = RunOptions(progress=False, trigger="bench", openai_client=self.client, baseline_backoff_s=0.0,
+                                  alternatives="fast", clock=self.now)
         self.routing_log: list[dict[str, Any]] = []
-        self._streamed = 0
-        self._seen: Counter[str] = Counter()
+        self.streamed = 0
+        self.seen: Counter[str] = Counter()
+
+    def now(self) -> datetime:
+        return EPOCH + timedelta(days=self.streamed / MESSAGES_PER_DAY)
 
     def import_history(self, examples: list[tuple[str, str]]) -> dict[str, Any]:
         with transaction(self.sessions) as session:
@@ -86,22 +95,38 @@ class SimulatedDeployment:
 
     def route(self, text: str, truth: str) -> None:
         """One customer message: routed (or triaged) as the bot does, then seen by the agents."""
-        self._streamed += 1
+        self.streamed += 1
+        ts = f"{self.streamed}.000000"
         result = self.router.classify(text)
         triage = sent_to_triage(result, threshold=self.settings.confidence_threshold,
                                 margin=self.settings.confidence_margin)
         routed_to = None if triage else result.department
         with self.sessions() as session:
-            audit = should_audit(self.rng, result.department, holdout_counts(session), self.settings.audit_rate)
-        message = record_routed_message(self.sessions, text=text, channel="CSUPPORT", ts=f"{self._streamed}.000000",
+            context = routing_context(session, channel="CSUPPORT", ts=ts)
+        audit = should_audit(self.rng, result.department, context.holdout, self.settings.audit_rate)
+        ask = (not audit and routed_to is not None
+               and should_ask(top_two_margin(result.scores), context.margins, context.asked, self.settings.ask_rate))
+        message = record_routed_message(self.sessions, text=text, channel="CSUPPORT", ts=ts,
                                         user="UCUSTOMER", event_id=None, verdict=verdict_of(result),
-                                        routed_to=routed_to, audit=audit, cache_answer=True)
+                                        routed_to=routed_to, audit=audit, ask=ask, cache_answer=True)
+        self._stamp(message)
         outcome = "triage" if triage else "right" if routed_to == truth else "misrouted"
-        self._seen[f"{'baseline' if result.usage else 'model'}:{outcome}"] += 1
+        self.seen[f"{'baseline' if result.usage else 'model'}:{outcome}"] += 1
         if audit:
             self._label(message.query_id, truth, LabelSource.AUDIT)
+        elif ask:
+            self._label(message.query_id, truth, LabelSource.ASKED)
+            self.seen["asked"] += 1
         elif outcome != "right" and self.rng.random() < self.correct_rate:
             self._label(message.query_id, truth, LabelSource.AGENT)
+
+    def _stamp(self, message: SlackMessage) -> None:
+        """The message and its query arrive at the simulated time."""
+        with transaction(self.sessions) as session:
+            stored, query = session.get(SlackMessage, message.id), session.get(Query, message.query_id)
+            assert stored is not None and query is not None
+            stored.created_at = query.received_at = self.now()
+            session.add_all([stored, query])
 
     def _label(self, query_id: int, department: str, source: LabelSource) -> None:
         with transaction(self.sessions) as session:
@@ -113,12 +138,14 @@ class SimulatedDeployment:
         return pending_labels(self.sessions) >= self.settings.retrain_after_labels
 
     def retrain(self, streamed: int) -> dict[str, Any]:
+        began = time.perf_counter()
         report = run_training(self.settings, self.sessions, self.options)
-        candidate_accuracy = self._candidate_test_accuracy(report)
+        wall = round(time.perf_counter() - began, 1)
+        candidate_accuracy = self.candidate_accuracy(self.settings, report)
         self.active.refresh()
         routing = f"model {self.active.model_id}" if self.active.model_id else "baseline"
-        self.routing_log.append({"streamed": streamed, "since_last_run": dict(self._seen)})
-        self._seen.clear()
+        self.routing_log.append({"streamed": streamed, "since_last_run": dict(self.seen)})
+        self.seen.clear()
         return {"run_id": report.run_id, "streamed": streamed, "promoted": report.promoted, "reason": report.reason,
                 "routing_model": routing, "routing_test_accuracy": self.test_accuracy(self.router),
                 "candidate_test_accuracy": candidate_accuracy,
@@ -131,14 +158,18 @@ class SimulatedDeployment:
                 "labels_by_source": self.labels_by_source(),
                 "baseline_cost_usd": {"gate": report.baseline_cost.cost_usd if report.baseline_cost else 0.0,
                                       "routing_so_far": self.routing_cost()},
-                "training": {k: (report.training or {}).get(k) for k in ("examples", "new", "replay", "seconds")}}
+                "implicit_labels_added": report.implicit_labels,
+                "distilled": asdict(report.distillation) if report.distillation else None,
+                "training": {k: (report.training or {}).get(k) for k in (
+                    "examples", "new", "replay", "seconds", "steps", "best_step", "fold_loss_curve")},
+                "run_wall_seconds": wall}
 
-    def _candidate_test_accuracy(self, report: RunReport) -> float | None:
+    def candidate_accuracy(self, settings: Settings, report: RunReport) -> float | None:
         if report.adapter is None:
             return None
         from classifier.loading import load_router
 
-        return self.test_accuracy(load_router(self.settings, adapter_dir=Path(report.adapter), name="candidate"))
+        return self.test_accuracy(load_router(settings, adapter_dir=Path(report.adapter), name="candidate"))
 
     def test_accuracy(self, router: Any) -> float:
         texts = [t for t, _ in self.test]
@@ -169,33 +200,3 @@ class SimulatedDeployment:
 
         with self.sessions() as session:
             return round(float(session.exec(select(func.coalesce(func.sum(Prediction.cost_usd), 0.0))).one()), 4)
-
-
-def sabotaged_run(world: SimulatedDeployment, home: Path, kind: str, rng: random.Random) -> dict[str, Any]:
-    """A candidate trained on corrupted training labels, gated on a copy of the store (true holdout labels).
-
-    `shuffled_labels` shuffles every training label across departments; `two_departments_swapped` swaps
-    the labels of the two largest departments. The gate must refuse both.
-    """
-    copy = Path(tempfile.mkdtemp(prefix=f"switchboard-loop-{kind}-"))
-    shutil.copytree(home, copy, dirs_exist_ok=True, symlinks=True)
-    sessions = open_store(copy)
-    with transaction(sessions) as session:
-        train = labelled_examples(session, split=Split.TRAIN)
-        labels = [e.label for e in train]
-        if kind == "shuffled_labels":
-            rng.shuffle(labels)
-        else:
-            a, b = [name for name, _ in Counter(labels).most_common(2)]
-            labels = [b if label == a else a if label == b else label for label in labels]
-        for example, label in zip(train, labels, strict=True):
-            query, department = session.get(Query, example.query_id), get_department(session, name=label)
-            assert query is not None and department is not None
-            label_query(session, query=query, department=department, source=LabelSource.ADMIN, author="saboteur")
-    settings = world.settings.model_copy(update={"home": copy})
-    report = run_training(settings, sessions, world.options)
-    shutil.rmtree(copy, ignore_errors=True)
-    return {"promoted": report.promoted, "reason": report.reason,
-            "candidate_macro_f1": report.candidate.macro_f1 if report.candidate else None,
-            "routing_model_macro_f1": (report.current or report.baseline).macro_f1
-            if (report.current or report.baseline) else None}
