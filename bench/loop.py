@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import quality
-from loop_trials import LEVERS, SABOTAGE, ablation_run, sabotaged_run
+from loop_trials import LEVERS, SABOTAGE, ablation_run, inferred_label_quality, sabotaged_run
 from loop_world import SimulatedDeployment, open_store
 
 from core.settings import Settings
@@ -167,7 +167,8 @@ def main() -> None:
         "start_per_department": args.start, "streamed": world.streamed, "test_queries": len(test),
         "baseline_accuracy_table": args.baseline_accuracy, "agent_correct_rate": args.correct_rate,
         "curve": state["curve"], "routing_log": world.routing_log, "sabotaged_candidates": state["sabotage"],
-        "lever_ablation": state["ablation"], "summary": summarise(state["curve"]),
+        "lever_ablation": state["ablation"], "summary": summarise(state["curve"], state["sabotage"]),
+        "label_quality": inferred_label_quality(world.sessions, dict(start + stream)),
         "loopback_baseline_requests": state["baseline_requests"], "seconds": state["seconds"],
         "machine": f"{os.cpu_count()} CPU cores, torch threads {os.environ.get('OMP_NUM_THREADS', 'default')}"}
     if world.streamed < len(stream):
@@ -218,7 +219,7 @@ def guarded(run: Any, *args: Any) -> dict[str, Any]:
         return {"error": f"{type(exc).__name__}: {exc}"}
 
 
-def summarise(curve: list[dict[str, Any]]) -> dict[str, Any]:
+def summarise(curve: list[dict[str, Any]], sabotage: dict[str, Any] | None = None) -> dict[str, Any]:
     takeover = next((p for p in curve if p["promoted"]), None)
     drops = [round(b["routing_test_accuracy"] - a["routing_test_accuracy"], 4)
              for a, b in itertools.pairwise(curve) if b["promoted"]]
@@ -227,7 +228,9 @@ def summarise(curve: list[dict[str, Any]]) -> dict[str, Any]:
             "final_test_accuracy": curve[-1]["routing_test_accuracy"],
             "promotions": sum(p["promoted"] for p in curve),
             "test_accuracy_change_at_each_promotion": drops,
-            "labels_by_source": curve[-1]["labels_by_source"]}
+            "labels_by_source": curve[-1]["labels_by_source"],
+            "run_wall_seconds": [p.get("run_wall_seconds") for p in curve],
+            "sabotaged_candidates_refused": {k: v.get("promoted") is False for k, v in (sabotage or {}).items()}}
 
 
 def curve_png(curve: list[dict[str, Any]], routing_log: list[dict[str, Any]]) -> bytes:

@@ -112,3 +112,38 @@ def ablation_run(world: Any, home: Path, lever: str) -> dict[str, Any]:
               "wall_seconds": round(time.perf_counter() - began, 1)}
     shutil.rmtree(copy, ignore_errors=True)
     return result
+
+
+CONFIDENCE_BINS = (0.0, 0.5, 0.7, 0.8, 0.9, 0.95, 1.01)
+
+
+def inferred_label_quality(sessions: SessionFactory, truth: dict[str, str]) -> dict[str, Any]:
+    """How often the labels no person gave were right, by who gave them; and, for the fine-tuned models'
+    routes no one labelled, how often they were right at each confidence: what the implicit labels'
+    confidence floor for a model's own routes keeps out."""
+    from store.tables import Department, Prediction, SlackMessage
+
+    with sessions() as session:
+        names = {d.id: d.name for d in session.exec(select(Department))}
+        labels = session.exec(select(Label, Query).join(Query, col(Query.id) == Label.query_id).where(
+            col(Label.source).in_([LabelSource.IMPLICIT, LabelSource.BASELINE]))).all()
+        routes = session.exec(select(SlackMessage, Prediction, Query)
+                              .join(Prediction, col(Prediction.id) == SlackMessage.prediction_id)
+                              .join(Query, col(Query.id) == SlackMessage.query_id)
+                              .where(col(SlackMessage.routed_to).is_not(None),
+                                     col(Prediction.model_version_id).is_not(None))).all()
+    by_author: dict[str, Counter[str]] = {}
+    for label, query in labels:
+        who = f"{label.source.value}: {'baseline' if (label.author or '').startswith('baseline') else 'a model'}"
+        tally = by_author.setdefault(who, Counter())
+        tally["right" if names[label.department_id] == truth.get(query.text) else "wrong"] += 1
+        tally["superseded_later"] += label.superseded_by is not None
+    bins: dict[str, Counter[str]] = {}
+    for message, prediction, query in routes:
+        low = max(b for b in CONFIDENCE_BINS if b <= prediction.confidence)
+        tally = bins.setdefault(f">={low:.2f}", Counter())
+        tally["right" if message.routed_to == truth.get(query.text) else "wrong"] += 1
+    return {"inferred_labels": {k: {**v, "accuracy": round(v["right"] / max(1, v["right"] + v["wrong"]), 4)}
+                                for k, v in by_author.items()},
+            "model_routes_by_confidence": {k: {**v, "accuracy": round(v["right"] / max(1, v["right"] + v["wrong"]), 4)}
+                                           for k, v in sorted(bins.items())}}
