@@ -44,6 +44,7 @@ import quality
 from loop_trials import LEVERS, SABOTAGE, ablation_run, inferred_label_quality, sabotaged_run
 from loop_world import SimulatedDeployment, open_store
 
+from core.redact import Redactor
 from core.settings import Settings
 from fakes.openai_api import FakeOpenAI
 
@@ -52,11 +53,13 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 def baseline_table(texts: list[tuple[str, str]], departments: list[str], accuracy: float,
                    seed: int) -> dict[str, str]:
-    """Each text's fixed answer: right with probability `accuracy`, else another department at random."""
+    """Each text's fixed answer: right with probability `accuracy`, else another department at random. The
+    baseline receives texts redacted (core/redact.py), so each answer is also kept under its redacted text."""
     rng = random.Random(seed)
-    table = {}
+    table, redact = {}, Redactor()
     for text, truth in texts:
         table[text] = truth if rng.random() < accuracy else rng.choice([d for d in departments if d != truth])
+        table.setdefault(redact.text(text), table[text])
     return table
 
 

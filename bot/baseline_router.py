@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from classifier.fewshot import INVALID, BaselineUnavailable, Shot, ask, build_prompt, price_usd
 from classifier.lora_router import Classification, Usage
 from classifier.serving import NoActiveModel
+from core.redact import Redactor
 from store.db import SessionFactory, transaction
 from store.examples import list_departments
 from store.shots import ensure_shots
@@ -30,8 +31,10 @@ log = logging.getLogger(__name__)
 class BaselineRouter:
     """Answers one text at a time with the baseline; each answer's usage names the cache it belongs in."""
 
-    def __init__(self, client: openai.OpenAI, sessions: SessionFactory, *, model: str, backoff_s: float = 1.0) -> None:
+    def __init__(self, client: openai.OpenAI, sessions: SessionFactory, *, model: str, backoff_s: float = 1.0,
+                 redact: Redactor | None = None) -> None:
         self._client, self._sessions, self._model, self._backoff_s = client, sessions, model, backoff_s
+        self._redact = redact or Redactor()
 
     def classify(self, text: str) -> Classification:
         with transaction(self._sessions) as session:
@@ -40,7 +43,7 @@ class BaselineRouter:
             shots = [Shot(s.text, s.department) for s in ensure_shots(session, departments=[*names, OUT_OF_SCOPE])]
         if not departments:
             raise NoActiveModel("no departments yet: nothing to route to")
-        prompt = build_prompt([*departments, (OUT_OF_SCOPE, OUT_OF_SCOPE_ABOUT)], shots)
+        prompt = build_prompt([*departments, (OUT_OF_SCOPE, OUT_OF_SCOPE_ABOUT)], shots, self._redact)
         started = time.perf_counter()
         answer = ask(self._client, prompt, text, model=self._model, logprobs=True, backoff_s=self._backoff_s)
         latency_ms = (time.perf_counter() - started) * 1000

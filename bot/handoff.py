@@ -18,6 +18,7 @@ from slack_sdk.errors import SlackApiError
 from bot.deps import BotDeps
 from bot.posting import post_once
 from bot.routing import forward, has_words, reply_key
+from core.redact import stored_text
 from store.posts import Holder, posted
 from store.routed import record_routed_message, routing_context
 from store.slack import label_given_by, withdrawn_by
@@ -69,7 +70,8 @@ def _store_as_triaged(deps: BotDeps, event: dict[str, Any], holder: Holder) -> N
         with deps.sessions() as session:
             if routing_context(session, channel=channel, ts=ts).earlier is not None:
                 return
-        record_routed_message(deps.sessions, text=text, channel=channel, ts=ts, user=event.get("user"),
+        record_routed_message(deps.sessions, text=stored_text(deps.settings).text(text), channel=channel, ts=ts,
+                              user=event.get("user"),
                               event_id=holder.event_id, verdict=None, routed_to=None, audit=False)
     except Exception:
         log.exception("could not store message %s/%s while handing it off", channel, ts)

@@ -27,6 +27,7 @@ from classifier.lora_router import Classification
 from classifier.outcomes import sent_to_triage
 from classifier.serving import NoActiveModel
 from core.margins import top_two_margin
+from core.redact import stored_text
 from store.posts import Holder, check_held, posted
 from store.routed import RoutingContext, Verdict, record_routed_message, routing_context, shown_verdict
 from store.tables import SlackMessage
@@ -95,8 +96,10 @@ def route_message(deps: BotDeps, client: WebClient, event: dict[str, Any], holde
 
 def _classify_and_record(deps: BotDeps, context: RoutingContext, event: dict[str, Any],
                          event_id: str | None) -> SlackMessage:
-    """The first attempt's step: classify, decide, record. Counted in /metrics once, here."""
-    channel, ts, text = event["channel"], event["ts"], event["text"]
+    """The first attempt's step: classify, decide, record. Counted in /metrics once, here. With
+    `SWITCHBOARD_REDACT=baseline+store` the model reads and the store keeps the redacted text, as training did."""
+    channel, ts = event["channel"], event["ts"]
+    text = stored_text(deps.settings).text(event["text"])
     try:
         result: Classification | None = deps.router.classify(text[:MAX_MODEL_CHARS])
     except NoActiveModel:

@@ -12,10 +12,11 @@ import math
 import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from core.errors import SwitchboardError
+from core.redact import Redactor
 from core.settings import Settings
 
 if TYPE_CHECKING:
@@ -65,15 +66,18 @@ class Shot:
 
 @dataclass(frozen=True)
 class FewShotPrompt:
+    """The system prompt (its shots redacted already) and the redaction every query gets before it leaves."""
+
     system: str
     labels: list[str]
+    redact: Redactor = field(default_factory=Redactor)
 
     @property
     def version(self) -> str:
         return f"{PROMPT_VERSION}-{hashlib.sha256(self.system.encode()).hexdigest()[:12]}"
 
     def messages(self, text: str) -> list[ChatCompletionMessageParam]:
-        return [{"role": "system", "content": self.system}, {"role": "user", "content": text}]
+        return [{"role": "system", "content": self.system}, {"role": "user", "content": self.redact.text(text)}]
 
     def response_format(self) -> ResponseFormatJSONSchema:
         schema = {"type": "object", "properties": {"department": {"type": "string", "enum": self.labels}},
@@ -81,13 +85,18 @@ class FewShotPrompt:
         return {"type": "json_schema", "json_schema": {"name": "route", "strict": True, "schema": schema}}
 
 
-def build_prompt(departments: Sequence[tuple[str, str | None]], shots: Sequence[Shot]) -> FewShotPrompt:
+def build_prompt(departments: Sequence[tuple[str, str | None]], shots: Sequence[Shot],
+                 redact: Redactor | None = None) -> FewShotPrompt:
+    """The baseline's prompt; `redact` (default: the built-in detectors) is applied to the shots now and to
+    every query `messages` sends, so no personal detail in a stored text reaches the endpoint."""
+    redact = redact or Redactor()
+    shots = [Shot(redact.text(s.text), s.label) for s in shots]
     listing = "\n".join(f"- {name}: {' '.join(about.split())}" if about else f"- {name}" for name, about in departments)
     examples = "\n\n".join(f"Message: {json.dumps(s.text, ensure_ascii=False)}\nDepartment: {s.label}" for s in shots)
     system = f"{TASK}\n\nDepartments:\n{listing}"
     if shots:
         system += f"\n\nExamples:\n\n{examples}"
-    return FewShotPrompt(system=system, labels=[name for name, _ in departments])
+    return FewShotPrompt(system=system, labels=[name for name, _ in departments], redact=redact)
 
 
 @dataclass(frozen=True)

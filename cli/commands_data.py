@@ -10,6 +10,7 @@ from typing import Any
 
 from cli.compose import open_context
 from cli.output import emit
+from core.redact import stored_text
 
 
 def register(sub: Any) -> None:
@@ -47,8 +48,9 @@ def import_file(args: argparse.Namespace) -> int:
     label_map = read_label_map(args.label_map) if args.label_map else None
     parsed = read_labelled_file(args.file, label_map=label_map, out_of_scope_label=args.out_of_scope_label)
     ctx = open_context()
+    redact = stored_text(ctx.settings)
     with transaction(ctx.sessions) as session:
-        result = add_examples(session, examples=parsed.examples)
+        result = add_examples(session, examples=[(redact.text(text), label) for text, label in parsed.examples])
     rejected = [{"line": r.line, "reason": r.reason} for r in parsed.rejected]
     payload = {"file": str(args.file), "format": parsed.format, "added": result.added,
                "duplicates": result.duplicates, "conflicting_duplicates": result.conflicting_duplicates,

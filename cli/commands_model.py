@@ -8,6 +8,7 @@ from typing import Any
 
 from cli.compose import open_context, router_for, run_options
 from cli.output import emit
+from core.redact import stored_text
 
 
 def register(sub: Any) -> None:
@@ -57,7 +58,7 @@ def classify(args: argparse.Namespace) -> int:
     ctx = open_context()
     _, router = router_for(ctx, None)
     started = time.perf_counter()
-    result = router.classify(args.text)
+    result = router.classify(stored_text(ctx.settings).text(args.text))
     payload = {**result.to_dict(), "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
     text = (f"none of these: out of scope ({result.out_of_scope:.0%}; likeliest department "
             f"{result.department} at {result.confidence:.0%})" if result.none_of_these

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cli.output import UserError
+from core.redact import redactor_of
 
 if TYPE_CHECKING:
     from bot.deps import BotDeps
@@ -148,7 +149,8 @@ def bot_deps(ctx: Context, router: ActiveModelRouter | EngineRouter, metrics: Bo
     from classifier.fewshot import baseline_configured, make_openai_client
 
     settings = ctx.settings
-    baseline = (BaselineRouter(make_openai_client(settings), ctx.sessions, model=settings.baseline_model)
+    baseline = (BaselineRouter(make_openai_client(settings), ctx.sessions, model=settings.baseline_model,
+                               redact=redactor_of(settings))
                 if baseline_configured(settings) else None)
     return BotDeps(settings=settings, sessions=ctx.sessions, router=ColdStartRouter(router, baseline), metrics=metrics)
 

@@ -1,11 +1,13 @@
 """Logging for the long-running commands: text for a terminal, one JSON object a line for a log
-collector (`SWITCHBOARD_LOG_FORMAT=json`), and never a secret in either.
+collector (`SWITCHBOARD_LOG_FORMAT=json`), and never a secret or a customer's personal detail in either.
 
 Every line passes through one formatter that replaces the values of the settings' secrets, a URL's
 password, and anything shaped like a Slack or OpenAI token, before it is written, tracebacks
 included. In JSON the message and the traceback are redacted before they are encoded (a secret with
 a `"` or a `\\` no longer reads the same once escaped, and a collector decodes it back), then the
-encoded line is redacted again, for the secrets' escaped forms.
+encoded line is redacted again, for the secrets' escaped forms. Personal details (e-mails, phone,
+card and IBAN numbers, URLs, the admin's patterns: core/redact.py) are replaced in the message and
+the traceback first, unless `SWITCHBOARD_REDACT=off`.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import sys
 from datetime import UTC, datetime
 from typing import IO, TYPE_CHECKING
 from urllib.parse import quote, quote_plus, unquote
+
+from core.redact import Redactor, redactor_of
 
 if TYPE_CHECKING:
     from core.settings import Settings
@@ -33,8 +37,9 @@ _DATABASE_URL_PASSWORD = re.compile(r"[\w+]+://[^:/]*:([^@]*)@")
 
 
 class RedactingFormatter(logging.Formatter):
-    def __init__(self, secrets: list[str], *, as_json: bool) -> None:
+    def __init__(self, secrets: list[str], *, as_json: bool, personal: Redactor | None = None) -> None:
         super().__init__(TEXT_FORMAT)
+        self._personal = personal or Redactor()
         # each secret as given and as Python's repr writes it (a KeyError's message, a `%r`)
         spelled = {form for s in secrets for form in (s, repr(s)[1:-1])}
         self._secrets = sorted((s for s in spelled if len(s) >= 4), key=len, reverse=True)
@@ -57,6 +62,9 @@ class RedactingFormatter(logging.Formatter):
         return self._shapes(encoded)  # a second guard: the values were redacted before encoding
 
     def redact(self, text: str) -> str:
+        for secret in self._secrets:  # first: a secret may look like a personal detail (a URL, a number)
+            text = text.replace(secret, REDACTED)
+        text = self._personal.text(text)
         for secret in self._secrets:
             text = text.replace(secret, REDACTED)
         return self._shapes(text)
@@ -84,6 +92,7 @@ def _spellings(password: str) -> list[str]:
 
 def configure_logging(settings: Settings, *, stream: IO[str] | None = None) -> None:
     handler = logging.StreamHandler(stream or sys.stderr)
-    handler.setFormatter(RedactingFormatter(secrets_of(settings), as_json=settings.log_format == "json"))
+    handler.setFormatter(RedactingFormatter(secrets_of(settings), as_json=settings.log_format == "json",
+                                            personal=redactor_of(settings)))
     logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
     logging.captureWarnings(True)

@@ -57,6 +57,12 @@ class Settings(BaseSettings):
     alert_channel: str | None = Field(None, validation_alias=_env("SWITCHBOARD_ALERT_CHANNEL"))
     log_format: Literal["text", "json"] = Field("text", validation_alias=_env("SWITCHBOARD_LOG_FORMAT"))
 
+    redact: Literal["baseline", "baseline+store", "off"] = Field(
+        "baseline", validation_alias=_env("SWITCHBOARD_REDACT"))
+    redact_patterns: str | None = Field(None, validation_alias=_env("SWITCHBOARD_REDACT_PATTERNS"))
+    redact_regions: str = Field("US", validation_alias=_env("SWITCHBOARD_REDACT_REGIONS"))
+    retention_days: int | None = Field(None, ge=1, validation_alias=_env("SWITCHBOARD_RETENTION_DAYS"))
+
     admins: Annotated[frozenset[str], NoDecode] = Field(
         frozenset(), validation_alias=_env("SWITCHBOARD_ADMINS")
     )
@@ -69,6 +75,22 @@ class Settings(BaseSettings):
     def _split_ids(cls, value: object) -> object:
         if isinstance(value, str):
             return frozenset(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("redact_patterns", mode="after")
+    @classmethod
+    def _patterns_compile(cls, value: str | None) -> str | None:
+        from core.redact import parse_patterns
+
+        parse_patterns(value)  # a RedactionError (a ValueError) names the bad pattern
+        return value
+
+    @field_validator("redact_regions", mode="after")
+    @classmethod
+    def _regions_known(cls, value: str) -> str:
+        from core.redact import check_regions
+
+        check_regions(value)
         return value
 
     @field_validator("home", mode="after")

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from classifier.fewshot import INVALID, BaselineUnavailable, FewShotPrompt, Shot, ask, build_prompt, price_usd
+from core.redact import Redactor
 from store.baseline_cache import cache_answer, cached_answers, label_if_unlabelled, unlabelled_queries
 from store.db import SessionFactory, transaction
 from store.examples import Example, descriptions
@@ -52,12 +53,12 @@ class BaselineResult:
                             cost_usd=self.cost_usd)
 
 
-def fixed_prompt(sessions: SessionFactory, departments: Sequence[str]) -> FewShotPrompt:
+def fixed_prompt(sessions: SessionFactory, departments: Sequence[str], redact: Redactor | None = None) -> FewShotPrompt:
     """The baseline's prompt over these departments, with their kept shots (picked now for a new one)."""
     with transaction(sessions) as session:
         shots = [Shot(s.text, s.department) for s in ensure_shots(session, departments=departments)]
         about = descriptions(session)
-    return build_prompt([(name, about.get(name)) for name in departments], shots)
+    return build_prompt([(name, about.get(name)) for name in departments], shots, redact)
 
 
 def score_baseline(
@@ -70,6 +71,7 @@ def score_baseline(
     max_attempts: int = 5,
     backoff_s: float = 1.0,
     sleep: Callable[[float], None] = time.sleep,
+    redact: Redactor | None = None,
 ) -> BaselineResult:
     """The baseline's department for every holdout query. Raises BaselineUnavailable when it cannot finish.
 
@@ -78,7 +80,7 @@ def score_baseline(
     """
     if not departments:
         raise ValueError("the baseline needs at least one department")
-    prompt = fixed_prompt(sessions, departments)
+    prompt = fixed_prompt(sessions, departments, redact)
     result = BaselineResult(predictions={}, model=model, prompt_version=prompt.version)
     with sessions() as session:
         cache = cached_answers(session, model=model, version=prompt.version, query_ids=[e.query_id for e in holdout])
@@ -94,7 +96,8 @@ def score_baseline(
 
 
 def distil(client: openai.OpenAI | None, sessions: SessionFactory, *, model: str, departments: Sequence[str],
-           budget_usd: float, routed_before: datetime | None = None, backoff_s: float = 1.0) -> Distillation:
+           budget_usd: float, routed_before: datetime | None = None, backoff_s: float = 1.0,
+           redact: Redactor | None = None) -> Distillation:
     """Labels routed messages no person labelled with the baseline's answers (source `baseline`: train only).
 
     Answers already paid for (the bot's cold-start routing, earlier runs) are used first and cost
@@ -103,7 +106,7 @@ def distil(client: openai.OpenAI | None, sessions: SessionFactory, *, model: str
     without a known price cannot be metered, so it distils only from the cache. `routed_before`:
     only messages older than this (agents have had the grace window to label them themselves).
     """
-    prompt = fixed_prompt(sessions, departments)
+    prompt = fixed_prompt(sessions, departments, redact)
     with sessions() as session:
         pending = unlabelled_queries(session, routed_before=routed_before)
         cache = cached_answers(session, model=model, version=prompt.version, query_ids=[i for i, _ in pending])

@@ -22,6 +22,7 @@ from classifier.fewshot import baseline_configured, make_openai_client
 from classifier.head import read_head
 from classifier.lora_router import LoraRouter, Router
 from classifier.metrics import classification_metrics
+from core.redact import redactor_of
 from core.settings import Settings
 from store.db import SessionFactory
 from store.run_report import BaselineCost, KnownMistakes
@@ -86,7 +87,8 @@ def evaluate_baseline(settings: Settings, sessions: SessionFactory, snapshot: Sn
         return None, "baseline: no holdout to score", None
     try:
         result = score_baseline(client or make_openai_client(settings), sessions, model=settings.baseline_model,
-                                departments=snapshot.labels, holdout=snapshot.holdout, backoff_s=backoff_s)
+                                departments=snapshot.labels, holdout=snapshot.holdout, backoff_s=backoff_s,
+                                redact=redactor_of(settings))
     except BaselineUnavailable as exc:
         log.warning("%s", exc)
         return None, str(exc), None

@@ -20,6 +20,7 @@ from classifier.calibration import Calibration
 from classifier.fewshot import BaselineUnavailable, baseline_configured, make_openai_client
 from classifier.metrics import write_confusion_png
 from core.errors import SwitchboardError
+from core.redact import redactor_of
 from core.settings import Settings
 from reports.costs import Pricing
 from store.db import SessionFactory, transaction
@@ -227,7 +228,7 @@ def _distil(settings: Settings, sessions: SessionFactory, options: RunOptions, *
     try:
         return distil(client, sessions, model=settings.baseline_model, departments=departments,
                       budget_usd=settings.distil_budget_usd if paid else 0.0, routed_before=routed_before,
-                      backoff_s=options.baseline_backoff_s)
+                      backoff_s=options.baseline_backoff_s, redact=redactor_of(settings))
     except BaselineUnavailable as exc:
         log.warning("distillation stopped: %s", exc)
         return Distillation(budget_usd=settings.distil_budget_usd)
