@@ -28,7 +28,7 @@ from typing import Any
 
 from slack_sdk import WebClient
 
-from bot import reactions, routing
+from bot import edits, reactions, routing
 from bot.apology import apologise_for_event
 from bot.deps import BotDeps
 from bot.handoff import hand_off
@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[BotDeps, WebClient, dict[str, Any], Holder], None]
 HANDLERS: Mapping[str, Handler] = {
-    "message": routing.route_message,
+    "message": edits.on_message,
     "reaction_added": reactions.reaction_added,
     "reaction_removed": reactions.reaction_removed,
 }
@@ -59,7 +59,7 @@ def wanted(event: dict[str, Any]) -> bool:
     """Whether an event is work for the bot (and so claimed before Slack's acknowledgement)."""
     kind = event.get("type")
     if kind == "message":
-        return routing.is_customer_message(event)
+        return routing.is_customer_message(event) or edits.is_customer_edit(event)
     return kind in ("reaction_added", "reaction_removed") and (event.get("item") or {}).get("type") == "message"
 
 

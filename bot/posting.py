@@ -51,6 +51,8 @@ def post_once(client: WebClient, sessions: SessionFactory, holder: Holder, *, ke
     Raises store.posts.NotHeld when the holder lost its event: it must stop."""
     state = begin_post(sessions, key=key, channel=channel, thread_ts=thread_ts, holder=holder)
     if state.ts is not None:
+        if reply_to is not None and reply_to.reply_ts is None:  # a message recorded anew (an edit routed again)
+            _record(sessions, key, state.ts, reply_to)
         return state.ts
     if state.intent_at is not None:
         if not verify or ephemeral_user:

@@ -31,8 +31,10 @@ def register(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(handler=departments)
 
-    p = sub.add_parser("export", help="print every labelled example as JSON lines")
+    p = sub.add_parser("export", help="print every labelled example as JSON lines, or with --user every row "
+                                      "held about one customer")
     p.add_argument("--format", choices=["jsonl"], default="jsonl")
+    p.add_argument("--user", metavar="U", help="a Slack user id: their messages, texts, verdicts and labels (JSON)")
     p.set_defaults(handler=export)
 
     p = sub.add_parser("status", help="active model, example counts, training state, last run")
@@ -107,6 +109,11 @@ def _department_dict(dept: Any, train: int, holdout: int) -> dict[str, Any]:
 
 def export(args: argparse.Namespace) -> int:
     from store.examples import labelled_examples
+
+    if args.user:
+        from cli.commands_privacy import export_user
+
+        return export_user(args.user)
 
     ctx = open_context()
     with ctx.sessions() as session:

@@ -19,6 +19,7 @@ from cli import (
     commands_export,
     commands_labels,
     commands_model,
+    commands_privacy,
     commands_serve,
     commands_trainer,
 )
@@ -38,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands_labels.register(sub)
     commands_eval.register(sub)
     commands_export.register(sub)
+    commands_privacy.register(sub)
     commands_serve.register(sub)
     commands_trainer.register(sub)
     return parser

@@ -240,6 +240,19 @@ class FakeSlack:
             message.update({k: body[k] for k in ("text", "blocks", "attachments") if k in body})
             return {"channel": channel, "ts": ts, "text": message["text"], "message": dict(message)}
 
+    def _chat_delete(self, body: dict, token: str) -> dict:
+        """As Slack's: a bot token deletes only the bot's own messages (`cant_delete_message` otherwise)."""
+        require(body, "channel", "ts")
+        channel, ts = body["channel"], body["ts"]
+        with self._cond:
+            message = self.messages.get((channel, ts))
+            if message is None:
+                return {"ok": False, "error": "message_not_found"}
+            if message.get("bot_id") != self.bot_id:
+                return {"ok": False, "error": "cant_delete_message"}
+            del self.messages[(channel, ts)]
+        return {"channel": channel, "ts": ts}
+
     def _conversations_replies(self, body: dict, token: str) -> dict:
         require(body, "channel", "ts")
         channel, ts = body["channel"], body["ts"]

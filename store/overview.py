@@ -9,6 +9,7 @@ from sqlmodel import Session, col, select
 
 from store.costs import Pricing, cost_measures, usd
 from store.examples import count_labels_since, labelled_examples, list_departments
+from store.forget import models_with_forgotten_data
 from store.registry import active_model
 from store.run_report import ModelScore, RunReport
 from store.runs import TRAINING_LOCK, last_finished_run, last_trained_at, lock_held
@@ -40,6 +41,7 @@ def status(session: Session, *, pricing: Pricing | None) -> dict[str, Any]:
         "last_run": None if run is None else {"run_id": run.id, "status": run.status.value,
                                               "finished_at": run.finished_at, **(run.report or {})},
         "routing": routing(session, active_id=None if active is None else active.id, pricing=pricing),
+        "forgotten_data_in_active_model": active is not None and active.id in models_with_forgotten_data(session),
     }
 
 
@@ -67,6 +69,8 @@ def status_lines(payload: dict[str, Any]) -> list[str]:
         f"training now: {'yes' if payload['training'] else 'no'}",
         "last run: " + ("none" if run is None else f"{run['run_id']} {run['status']}: {run.get('reason', '')}"),
         "routing: " + routing_text(payload["routing"]),
+        *(["the active model was trained on data since forgotten: the next run trains from the base model "
+           "without it"] if payload.get("forgotten_data_in_active_model") else []),
     ]
 
 

@@ -314,6 +314,19 @@ class Alert(SQLModel, table=True):
     details: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
 
 
+class ForgetRecord(SQLModel, table=True):
+    """That a customer's data was forgotten, without the data: who asked, when, how much went, and which
+    models had been trained on it (until one trained without it is active, `status` says so)."""
+
+    __tablename__ = "forget_records"
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    kind: str  # "user", "message" or "message_deleted" (Slack's event)
+    requested_by: str
+    rows: dict[str, int] = Field(default_factory=dict, sa_column=Column(JSON))
+    trained_models: list[int] = Field(default_factory=list, sa_column=Column(JSON))
+
+
 class SchemaVersion(SQLModel, table=True):
     __tablename__ = "schema_version"
     version: int = Field(primary_key=True)

@@ -25,6 +25,7 @@ from core.settings import Settings
 from reports.costs import Pricing
 from store.db import SessionFactory, transaction
 from store.examples import count_labels_since
+from store.forget import models_with_forgotten_data
 from store.implicit import add_implicit_labels
 from store.overview import routing
 from store.registry import ActiveModelMoved, active_model, promote, register_model
@@ -242,11 +243,14 @@ def _plan(settings: Settings, sessions: SessionFactory, run_id: int) -> Plan:
         last_run_at = last_trained_at(session)
         new_labels = count_labels_since(session, last_run_at)
         trained_until = snapshot_time_of(session, current)
+        forgotten_in = models_with_forgotten_data(session)
     if not snapshot.train:
         return Plan(snapshot, current, skip_reason="no labelled training examples")
     if current is not None and last_run_at is not None and new_labels == 0:
         return Plan(snapshot, current, skip_reason="nothing new labelled since the last run")
-    warm_start = current if current is not None and current.base_model == settings.base_model else None
+    # A model trained on a forgotten customer's data is not built on: the next one starts from the base model.
+    warm_start = (current if current is not None and current.base_model == settings.base_model
+                  and current.id not in forgotten_in else None)
     training_set = select_training_set(
         snapshot.train, trained_until=trained_until if warm_start else None,
         known_labels=warm_start.labels if warm_start else None, seed=run_id)

@@ -1,0 +1,205 @@
+"""A customer's data, found, exported and forgotten: every row that holds their text or ties them to it.
+
+A customer's message lives in many rows: the message (`slack_messages`), its text (`queries`, shared
+when someone else posted the same words), the verdicts on it (`predictions`), its labels and early
+removals, the baseline's cached answers, a baseline shot copied from it, the event as Slack sent it
+(`slack_events.payload`) and the bot's posts about it (`slack_posts`: the reply, the forward to a
+department, reroutes, hand-offs). Forgetting deletes all of them but a text another customer also
+posted (their copy stays; the forgotten customer's link to it goes), and writes a `ForgetRecord`
+with counts and no content. The Slack side (deleting the forwarded copies) is the caller's, done
+before the rows go (bot/forgetting.py), so a forget cut short can simply be run again.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from sqlmodel import Session, col, or_, select
+
+from store.split import text_hash
+from store.tables import (
+    BaselinePrediction,
+    BaselineShot,
+    EarlyRemoval,
+    ForgetRecord,
+    Label,
+    ModelVersion,
+    Prediction,
+    Query,
+    SlackEvent,
+    SlackMessage,
+    SlackPost,
+)
+
+_PERMALINK = re.compile(r"/archives/([A-Z0-9]+)/p(\d{10})(\d{6})")
+
+
+def parse_permalink(link: str) -> tuple[str, str] | None:
+    """(channel, ts) of a Slack permalink (`…/archives/C123/p1700000000123456`), or None."""
+    found = _PERMALINK.search(link)
+    return (found.group(1), f"{found.group(2)}.{found.group(3)}") if found else None
+
+
+def messages_of_user(session: Session, user: str) -> list[SlackMessage]:
+    return list(session.exec(select(SlackMessage).where(SlackMessage.user == user).order_by(col(SlackMessage.id))))
+
+
+def messages_at(session: Session, *, ts: str, channel: str | None = None) -> list[SlackMessage]:
+    """The customer's message at `ts` (its own or its reply's), in `channel` when given."""
+    stmt = select(SlackMessage).where(or_(col(SlackMessage.ts) == ts, col(SlackMessage.reply_ts) == ts))
+    if channel:
+        stmt = stmt.where(SlackMessage.channel == channel)
+    return list(session.exec(stmt))
+
+
+def posts_about(session: Session, messages: Sequence[SlackMessage]) -> list[SlackPost]:
+    """The bot's posts about these messages, by the keys bot/ gives them."""
+    keys: set[str] = set()
+    patterns: list[str] = []
+    for m in messages:
+        keys |= {f"{kind}:{m.channel}:{m.ts}" for kind in ("reply", "forward", "handoff", "notice", "apology")}
+        patterns += [f"reroute:%:{m.id}", f"reroute:audit:{m.id}:%"]
+    if not messages:
+        return []
+    clauses = [col(SlackPost.key).in_(keys), *(col(SlackPost.key).like(p) for p in patterns)]
+    return list(session.exec(select(SlackPost).where(or_(*clauses))))
+
+
+def queries_to_forget(session: Session, messages: Sequence[SlackMessage], *, user: str | None) -> list[Query]:
+    """The texts of these messages (and, for a user, every text they first sent) that no one else sent too."""
+    forgetting = {m.id for m in messages}
+    ids = {m.query_id for m in messages}
+    if user is not None:
+        ids |= set(session.exec(select(Query.id).where(Query.slack_user == user)))  # type: ignore[arg-type]
+    kept = []
+    for query in session.exec(select(Query).where(col(Query.id).in_(ids))):
+        others = session.exec(select(SlackMessage.id).where(SlackMessage.query_id == query.id)).all()
+        if set(others) <= forgetting:
+            kept.append(query)
+    return kept
+
+
+def events_about(session: Session, messages: Sequence[SlackMessage], user: str | None) -> list[SlackEvent]:
+    """Slack's events as stored for retries, when they carry this user's or these messages' content."""
+    places = {(m.channel, m.ts) for m in messages}
+    found = []
+    for event in session.exec(select(SlackEvent).where(col(SlackEvent.payload).is_not(None))):
+        payload = event.payload or {}
+        inner = payload.get("message") or {}
+        if ((user is not None and user in (payload.get("user"), inner.get("user")))
+                or (payload.get("channel"), payload.get("ts")) in places
+                or (payload.get("channel"), payload.get("deleted_ts")) in places):
+            found.append(event)
+    return found
+
+
+def forget(session: Session, messages: Sequence[SlackMessage], *, user: str | None, kind: str,
+           requested_by: str, keep_posts: tuple[str, ...] = ()) -> ForgetRecord:
+    """Deletes every row about `messages` (and, for `user`, every text they sent); returns the record written.
+    `keep_posts`: key prefixes of the bot's posts whose rows stay (a reply that will be edited)."""
+    queries = queries_to_forget(session, messages, user=user)
+    query_ids = [q.id for q in queries if q.id is not None]
+    hashes = {q.text_hash for q in queries}
+    rows: Counter[str] = Counter()
+    trained = models_trained_on(session, query_ids)
+    for event in events_about(session, messages, user):
+        event.payload = None  # the event's bookkeeping stays, so a redelivery is still known as handled
+        session.add(event)
+        rows["slack_events"] += 1
+    for post in posts_about(session, messages):
+        if post.key.startswith(keep_posts) if keep_posts else False:
+            continue
+        session.delete(post)
+        rows["slack_posts"] += 1
+    prediction_ids = {m.prediction_id for m in messages if m.prediction_id is not None}
+    for message in messages:
+        session.delete(message)
+    rows["slack_messages"] += len(messages)
+    session.flush()
+    for shot in session.exec(select(BaselineShot)):
+        if text_hash(shot.text) in hashes:
+            session.delete(shot)
+            rows["baseline_shots"] += 1
+    rows |= _delete_where(session, query_ids, prediction_ids)
+    for query in session.exec(select(Query).where(Query.slack_user == user)) if user is not None else []:
+        query.slack_user = query.slack_channel = query.slack_ts = query.slack_event_id = None  # another's text
+        session.add(query)
+    record = ForgetRecord(kind=kind, requested_by=requested_by, rows=dict(rows), trained_models=trained)
+    session.add(record)
+    session.flush()
+    return record
+
+
+def _delete_where(session: Session, query_ids: list[int], prediction_ids: set[int]) -> Counter[str]:
+    rows: Counter[str] = Counter()
+    for table, name in ((EarlyRemoval, "early_removals"), (BaselinePrediction, "baseline_predictions")):
+        for row in session.exec(select(table).where(col(table.query_id).in_(query_ids))):
+            session.delete(row)
+            rows[name] += 1
+    labels = list(session.exec(select(Label).where(col(Label.query_id).in_(query_ids))))
+    for label in labels:
+        label.superseded_by = None  # labels point at each other; cleared first so any delete order holds
+        session.add(label)
+    session.flush()
+    for label in labels:
+        session.delete(label)
+    rows["labels"] += len(labels)
+    predictions = session.exec(select(Prediction).where(
+        or_(col(Prediction.query_id).in_(query_ids), col(Prediction.id).in_(prediction_ids))))
+    for prediction in predictions:
+        if prediction.query_id in query_ids or not _still_shown(session, prediction.id):
+            session.delete(prediction)
+            rows["predictions"] += 1
+    session.flush()
+    for query in session.exec(select(Query).where(col(Query.id).in_(query_ids))):
+        session.delete(query)
+        rows["queries"] += 1
+    return rows
+
+
+def _still_shown(session: Session, prediction_id: int | None) -> bool:
+    return session.exec(select(SlackMessage.id).where(SlackMessage.prediction_id == prediction_id)).first() is not None
+
+
+def models_trained_on(session: Session, query_ids: Iterable[int]) -> list[int]:
+    """The registry's models whose adapter's snapshot names any of these queries (trained on, or held out)."""
+    wanted = set(query_ids)
+    found = []
+    for model in session.exec(select(ModelVersion).order_by(col(ModelVersion.id))):
+        snapshot = Path(model.adapter_path) / "snapshot.json"
+        try:
+            data: dict[str, Any] = json.loads(snapshot.read_text())
+        except (OSError, ValueError):
+            continue
+        named = {row[0] for part in ("train", "trained_on", "holdout") for row in data.get(part, [])}
+        if named & wanted:
+            assert model.id is not None
+            found.append(model.id)
+    return found
+
+
+def models_with_forgotten_data(session: Session) -> set[int]:
+    return {m for record in session.exec(select(ForgetRecord)) for m in record.trained_models}
+
+
+def export_user(session: Session, user: str) -> dict[str, Any]:
+    """Every row held about one customer: their messages with text, verdicts, labels and the baseline's answers."""
+    messages = messages_of_user(session, user)
+    query_ids = {m.query_id for m in messages} | set(
+        session.exec(select(Query.id).where(Query.slack_user == user)))  # type: ignore[arg-type]
+    queries = list(session.exec(select(Query).where(col(Query.id).in_(query_ids))))
+
+    def rows(table: Any) -> list[dict[str, Any]]:
+        found = session.exec(select(table).where(col(table.query_id).in_(query_ids)).order_by(col(table.id)))
+        return [r.model_dump(mode="json") for r in found]
+
+    return {"user": user,
+            "messages": [m.model_dump(mode="json") for m in messages],
+            "queries": [q.model_dump(mode="json") for q in queries],
+            "predictions": rows(Prediction), "labels": rows(Label), "baseline_answers": rows(BaselinePrediction),
+            "events": [{"event_id": e.event_id, "payload": e.payload} for e in events_about(session, messages, user)]}
