@@ -155,15 +155,20 @@ def _m011_learning_from_everything(conn: Connection) -> None:
     _add_columns(conn, "slack_messages", {"ask_requested": "BOOLEAN NOT NULL DEFAULT FALSE"})
 
 
-def _m012_forget_records(conn: Connection) -> None:
-    """A content-free record of each customer's data forgotten on request."""
+def _m012_customer_data(conn: Connection) -> None:
+    """A content-free record of each customer's data forgotten on request; the store's salt for the hashes
+    of texts deleted after the retention period."""
+    import secrets
+
     tables.ForgetRecord.__table__.create(conn)  # type: ignore[attr-defined]
+    tables.StoreSalt.__table__.create(conn)  # type: ignore[attr-defined]
+    conn.execute(text("INSERT INTO store_salt (id, value) VALUES (1, :v)"), {"v": secrets.token_hex(32)})
 
 
 MIGRATIONS: list[Callable[[Connection], None]] = [
     _m001_initial, _m002_baseline_predictions, _m003_slack, _m004_trustworthy_holdout, _m005_out_of_scope,
     _m006_early_removals, _m007_outbox, _m008_training_requests, _m009_alerts, _m010_durable_delivery,
-    _m011_learning_from_everything, _m012_forget_records]
+    _m011_learning_from_everything, _m012_customer_data]
 
 
 def current_version(engine: Engine) -> int:

@@ -11,6 +11,7 @@ from sqlalchemy import func, or_
 from sqlmodel import Session, col, select
 
 from store.examples import label_query
+from store.retention import rehash_if_expired
 from store.split import text_hash
 from store.tables import (
     Department,
@@ -29,7 +30,7 @@ def query_for_text(session: Session, *, text: str, channel: str, ts: str, user: 
                    event_id: str | None) -> Query:
     """The stored query for this text, created (without a label or split) the first time it is seen."""
     digest = text_hash(text)
-    query = session.exec(select(Query).where(Query.text_hash == digest)).first()
+    query = session.exec(select(Query).where(Query.text_hash == digest)).first() or rehash_if_expired(session, text)
     if query is None:
         query = Query(text=text, text_hash=digest, slack_channel=channel, slack_ts=ts, slack_user=user,
                       slack_event_id=event_id)

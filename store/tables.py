@@ -327,6 +327,15 @@ class ForgetRecord(SQLModel, table=True):
     trained_models: list[int] = Field(default_factory=list, sa_column=Column(JSON))
 
 
+class StoreSalt(SQLModel, table=True):
+    """One random value per store: what texts deleted after the retention period are hashed with, so their
+    hashes still find a repeated text but cannot be looked up in a table of common texts' hashes."""
+
+    __tablename__ = "store_salt"
+    id: int = Field(default=1, primary_key=True)
+    value: str
+
+
 class SchemaVersion(SQLModel, table=True):
     __tablename__ = "schema_version"
     version: int = Field(primary_key=True)

@@ -11,11 +11,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from core.settings import Settings, default_of
-from store.db import SessionFactory
+from store.db import SessionFactory, transaction
 from store.examples import count_labels_since
+from store.retention import expire_texts
 from store.run_report import RunReport
 from store.runs import TRAINING_LOCK, last_trained_at, lock_held
 
@@ -29,11 +31,12 @@ class ScheduleConfig:
     cron: str = default_of("retrain_cron")
     label_threshold: int = default_of("retrain_after_labels")
     check_seconds: float = 60.0
+    retention_days: int | None = None  # unlabelled texts older than this are deleted, hourly
 
     @classmethod
     def of(cls, settings: Settings, *, check_seconds: float = 60.0) -> ScheduleConfig:
         return cls(cron=settings.retrain_cron, label_threshold=settings.retrain_after_labels,
-                   check_seconds=check_seconds)
+                   check_seconds=check_seconds, retention_days=settings.retention_days)
 
 
 def pending_labels(sessions: SessionFactory) -> int:
@@ -66,6 +69,16 @@ def run_guarded(run_now: RunNow, trigger: str) -> RunReport | None:
     return report
 
 
+def expire_old_texts(sessions: SessionFactory, days: int, now: datetime | None = None) -> int:
+    """The retention job: deletes the texts of unlabelled messages older than `days` (store/retention.py)."""
+    cutoff = (now or datetime.now(UTC)) - timedelta(days=days)
+    with transaction(sessions) as session:
+        expired = expire_texts(session, received_before=cutoff)
+    if expired:
+        log.info("retention: deleted the texts of %d unlabelled messages older than %d days", expired, days)
+    return expired
+
+
 def build_scheduler(sessions: SessionFactory, run_now: RunNow, config: ScheduleConfig | None = None) -> Any:
     """A started-later APScheduler BackgroundScheduler with the two triggers; the caller starts it."""
     from apscheduler.schedulers.background import BackgroundScheduler
@@ -78,4 +91,7 @@ def build_scheduler(sessions: SessionFactory, run_now: RunNow, config: ScheduleC
                       args=[run_now, "schedule"], id="nightly-retrain", **common)
     scheduler.add_job(run_if_enough_labels, "interval", seconds=config.check_seconds,
                       args=[sessions, run_now, config.label_threshold], id="label-count-retrain", **common)
+    if config.retention_days:
+        scheduler.add_job(expire_old_texts, "interval", hours=1, next_run_time=datetime.now(UTC),
+                          args=[sessions, config.retention_days], id="retention", **common)
     return scheduler
