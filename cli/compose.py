@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -61,7 +61,8 @@ def run_options(settings: Settings, *, trigger: str, progress: bool, config: Tra
     from trainer.gate import GateRules
     from trainer.pipeline import RunOptions
 
-    return RunOptions(config=config or TrainConfig(), rules=GateRules.of(settings), trigger=trigger,
+    config = replace(config or TrainConfig(), precision=settings.train_precision)
+    return RunOptions(config=config, rules=GateRules.of(settings), trigger=trigger,
                       progress=progress, alternatives=alternatives)
 
 

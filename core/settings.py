@@ -57,6 +57,8 @@ class Settings(BaseSettings):
     alert_channel: str | None = Field(None, validation_alias=_env("SWITCHBOARD_ALERT_CHANNEL"))
     log_format: Literal["text", "json"] = Field("text", validation_alias=_env("SWITCHBOARD_LOG_FORMAT"))
 
+    train_precision: Literal["auto", "fp32", "bf16", "4bit"] = Field(
+        "auto", validation_alias=_env("SWITCHBOARD_TRAIN_PRECISION"))
     redact: Literal["baseline", "baseline+store", "off"] = Field(
         "baseline", validation_alias=_env("SWITCHBOARD_REDACT"))
     redact_patterns: str | None = Field(None, validation_alias=_env("SWITCHBOARD_REDACT_PATTERNS"))

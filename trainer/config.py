@@ -6,6 +6,23 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 
+def hardware_refusal(precision: str) -> str | None:
+    """Why this machine cannot train at `precision` (one line), or None. QLoRA's 4-bit weights need CUDA and
+    bitsandbytes (the `gpu` extra); a run asked for them elsewhere fails at once, before any work."""
+    if precision != "4bit":
+        return None
+    import torch
+
+    if not torch.cuda.is_available():
+        return ("SWITCHBOARD_TRAIN_PRECISION=4bit (QLoRA through bitsandbytes) needs a CUDA GPU and this machine "
+                "has none: use auto, fp32 or bf16")
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError:
+        return "SWITCHBOARD_TRAIN_PRECISION=4bit needs the gpu extra: pip install 'switchboard[gpu]'"
+    return None
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     learning_rate: float = field(default=1e-3, metadata={"help": "AdamW peak learning rate (linear decay)"})

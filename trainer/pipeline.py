@@ -45,7 +45,7 @@ from store.tables import ModelStatus, ModelVersion, RunStatus
 from trainer.alternatives import score_alternatives
 from trainer.baseline import distil
 from trainer.candidate import train_candidate
-from trainer.config import TrainConfig
+from trainer.config import TrainConfig, hardware_refusal
 from trainer.evaluation import score_everyone
 from trainer.gate import Decision, GateRules, decide
 from trainer.lease import Heartbeat, LeaseLost, owner_name, release_if_holder_died
@@ -112,6 +112,10 @@ def run_training(settings: Settings, sessions: SessionFactory, options: RunOptio
 def _run(settings: Settings, sessions: SessionFactory, options: RunOptions, run_id: int,
          heartbeat: Heartbeat) -> RunReport:
     started = datetime.now(UTC)
+    refused = hardware_refusal(options.config.precision)
+    if refused:
+        with sessions() as session:
+            return _finish(sessions, run_id, RunStatus.FAILED, refused, take_snapshot(session))
     implicit, distillation = _infer_labels(settings, sessions, options)
     plan = _plan(settings, sessions, run_id)
     if plan.skip_reason or plan.training_set is None:
@@ -259,6 +263,7 @@ def _plan(settings: Settings, sessions: SessionFactory, run_id: int) -> Plan:
 
 def _training_summary(result: TrainResult) -> dict[str, Any]:
     return {"steps": result.steps, "seconds": round(result.seconds, 1), "fold_loss_curve": result.curve,
+            "precision": result.config.precision,
             "best_step": result.best_step,
             "examples_per_second": round(result.examples_per_second, 2), "final_loss": round(result.final_loss, 4),
             "trainable_parameters": result.trainable_parameters}
