@@ -78,7 +78,8 @@ def require(body: dict[str, Any], *names: str) -> None:
 class FakeSlack:
     """`with FakeSlack() as slack:` then point `WebClient(base_url=slack.base_url)` at it."""
 
-    def __init__(self, *, bot_user_id: str = "UBOT", bot_id: str = "BBOT") -> None:
+    def __init__(self, *, bot_user_id: str = "UBOT", bot_id: str = "BBOT", host: str = "127.0.0.1") -> None:
+        """`host`: the address to listen on ("0.0.0.0" for containers reaching it through the host's gateway)."""
         self.bot_user_id, self.bot_id = bot_user_id, bot_id
         self.messages: dict[tuple[str, str], dict[str, Any]] = {}  # (channel, ts) -> message posted
         self.uploaded: dict[str, bytes] = {}  # file id -> the bytes POSTed to its upload_url
@@ -94,7 +95,7 @@ class FakeSlack:
         self._last_ts = 0.0
         self._cond = threading.Condition()
         self._ws: _SocketModeServer | None = None
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
+        self._server = ThreadingHTTPServer((host, 0), _handler(self))
         self._server.daemon_threads = True
         threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True).start()
 
