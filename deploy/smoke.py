@@ -59,7 +59,8 @@ class Smoke:
         return done
 
     def compose(self, *args: str, timeout: float = 1800) -> subprocess.CompletedProcess[str]:
-        return self.run(*self.args.compose.split(), "-p", PROJECT, "-f", str(self.work / "deploy" / "compose.yaml"),
+        return self.run(*self.args.compose.split(), "-p", PROJECT, "--env-file", str(self.work / ".env"),
+                        "-f", str(self.work / "deploy" / "compose.yaml"),
                         "-f", str(self.work / "deploy" / "smoke.override.yaml"), "--profile", "cpu", *args,
                         timeout=timeout)
 
@@ -94,9 +95,7 @@ class Smoke:
             f"SWITCHBOARD_ADMINS={ADMIN}", f"SWITCHBOARD_AGENTS={AGENT}", "SWITCHBOARD_AUDIT_RATE=0",
             "SWITCHBOARD_RETRAIN_AFTER_LABELS=100000", f"SWITCHBOARD_PORT={self.port}", ""]))
         override = {
-            "services": {"postgres": {"image": self.args.postgres_image,
-                                      "healthcheck": {"test": ["CMD-SHELL", "pg_isready -U switchboard -d switchboard"],
-                                                      "interval": "5s", "timeout": "5s", "retries": 10}},
+            "services": {"postgres": {"image": self.args.postgres_image},  # compose's own pg_isready check
                          "bot": {"image": self.args.image}, "trainer": {"image": self.args.image}},
             # Never a team's own volumes: compose names them switchboard-data and switchboard-postgres-data.
             "volumes": {"switchboard-data": {"name": f"{PROJECT}-data"},
@@ -141,13 +140,15 @@ class Smoke:
                 return response.status, response.read().decode()
         except urllib.error.HTTPError as exc:
             return exc.code, exc.read().decode()
+        except OSError as exc:  # refused, reset: the bot is not listening
+            return 0, str(exc)
 
     def customer(self, text: str, ts: str) -> None:
         body, kind = event_body({"type": "message", "channel": "CSMOKE", "channel_type": "channel",
                                  "user": "USMOKECUSTOMER", "text": text, "ts": ts, "event_ts": ts}, f"Ev{ts}")
-        status, _ = self.http("/slack/events", body, kind)
+        status, text = self.http("/slack/events", body, kind)
         if status != 200:
-            raise Failed(f"the bot answered {status} to a signed event")
+            raise Failed(f"the bot answered {status or text} to a signed event")
 
     def replies_to(self, ts: str) -> list[dict[str, Any]]:
         return [c.body for c in self.slack.calls_to("chat.postMessage")

@@ -14,6 +14,10 @@ BURST, KILL_AFTER = 20, 8
 
 def run_checks(smoke: Any) -> None:
     smoke.build()
+    try:  # a smoke cut short before leaves its containers and volumes: start clean
+        smoke.compose("down", "-v", timeout=600)
+    except Exception as exc:
+        print(f"(nothing to take down first: {exc})", flush=True)
     threading.Thread(target=smoke.healthchecks, daemon=True).start()
     seconds = smoke.up(first=True)
     smoke.check("bot healthy", True, f"its HEALTHCHECK passed {seconds:.0f} s after `up`", up_to_healthy_seconds=round(
