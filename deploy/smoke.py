@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -179,6 +180,7 @@ def main() -> int:
     args = parser.parse_args()
     from smoke_checks import run_checks
 
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stopped: still write the JSON and take it down
     smoke = Smoke(args, dict(os.environ))
     began = time.monotonic()
     status = 0
