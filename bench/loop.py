@@ -132,6 +132,11 @@ def main() -> None:
             scratch.write_text(json.dumps(state, default=str))
             scratch.replace(saved_file)
 
+        def retrain() -> None:
+            state["curve"].append(world.retrain(world.streamed))
+            print(json.dumps(state["curve"][-1], default=str), flush=True)
+            save()
+
         if state["curve"]:
             world.streamed, world.routing_log = state["streamed"], state["routing_log"]
             world.seen.update(state.get("seen", {}))
@@ -148,9 +153,9 @@ def main() -> None:
                     world.route(text, truth)
                     save()
                 if world.retrain_due() or world.streamed == len(stream):
-                    state["curve"].append(world.retrain(world.streamed))
-                    print(json.dumps(state["curve"][-1], default=str), flush=True)
-                    save()
+                    retrain()
+            if world.streamed == len(stream) and state["curve"][-1]["streamed"] != world.streamed:
+                retrain()  # the last query's run, cut short before it was saved
         if args.ablation:
             for lever in LEVERS:
                 state["ablation"][lever] = guarded(ablation_run, world, home, lever)
