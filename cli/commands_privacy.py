@@ -9,7 +9,7 @@ import json
 import sys
 from typing import Any
 
-from cli.compose import open_context
+from cli.compose import open_context, slack_web_client
 from cli.output import UserError, emit
 
 
@@ -29,7 +29,7 @@ def forget(args: argparse.Namespace) -> int:
     from store.forget import messages_at, parse_permalink
 
     ctx = open_context()
-    client = _slack_client(ctx)
+    client = slack_web_client(ctx)
     by = f"cli:{getpass.getuser()}"
     if args.user:
         outcome = forget_user(ctx.sessions, client, args.user.strip(), requested_by=by)
@@ -61,11 +61,3 @@ def export_user(user: str) -> int:
         sys.stdout.write(json.dumps(rows_about(session, user.strip()), indent=2, ensure_ascii=False) + "\n")
     return 0
 
-
-def _slack_client(ctx: Any) -> Any:
-    token = ctx.settings.slack_bot_token
-    if token is None:
-        return None
-    from bot.slack_client import make_client
-
-    return make_client(token.get_secret_value(), ctx.settings.slack_api_url)

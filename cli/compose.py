@@ -19,6 +19,8 @@ from cli.output import UserError
 from core.redact import redactor_of
 
 if TYPE_CHECKING:
+    from slack_sdk import WebClient
+
     from bot.deps import BotDeps
     from bot.metrics import BotMetrics
     from classifier.engine_router import EngineRouter
@@ -92,17 +94,23 @@ def router_for(ctx: Context, model_id: int | None) -> tuple[ModelVersion, LoraRo
                               model_id=model.id, base_model=model.base_model)
 
 
+def slack_web_client(ctx: Context) -> WebClient | None:
+    """The bot's Slack client (it waits out rate limits), or None without SLACK_BOT_TOKEN."""
+    token = ctx.settings.slack_bot_token
+    if token is None:
+        return None
+    from bot.slack_client import make_client
+
+    return make_client(token.get_secret_value(), ctx.settings.slack_api_url)
+
+
 def slack_poster(ctx: Context) -> Post:
     """Posts a report to the channel that asked, or to the admin directly when the bot is not in it;
     without a Slack token the report is only logged (it is in the store either way)."""
-    token = ctx.settings.slack_bot_token
-    if token is None:
+    client = slack_web_client(ctx)
+    if client is None:
         return lambda channel, user, text: log.info("no SLACK_BOT_TOKEN: not posting the report\n%s", text)
     from slack_sdk.errors import SlackApiError
-
-    from bot.slack_client import make_client
-
-    client = make_client(token.get_secret_value(), ctx.settings.slack_api_url)  # waits out rate limits, as the bot
 
     def post(channel: str | None, user: str | None, text: str) -> None:
         for target in (channel, user):

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -191,5 +191,3 @@ def stored_text(settings: Settings) -> Redactor:
     """What is stored, trained on and classified: redacted only with `SWITCHBOARD_REDACT=baseline+store`."""
     return redactor_of(settings) if settings.redact == "baseline+store" else Redactor.off()
 
-
-Redact = Callable[[str], str]

@@ -87,6 +87,8 @@ def queries_to_forget(session: Session, messages: Sequence[SlackMessage], *, use
 def events_about(session: Session, messages: Sequence[SlackMessage], user: str | None) -> list[SlackEvent]:
     """Slack's events as stored for retries, when they carry this user's or these messages' content."""
     places = {(m.channel, m.ts) for m in messages}
+    if not places and user is None:
+        return []
     found = []
     for event in session.exec(select(SlackEvent).where(col(SlackEvent.payload).is_not(None))):
         payload = event.payload or {}

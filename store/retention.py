@@ -16,8 +16,9 @@ from datetime import datetime
 
 from sqlmodel import Session, col, select
 
+from store.forget import events_about
 from store.split import normalise, text_hash
-from store.tables import Query, SlackEvent, SlackMessage, StoreSalt, utcnow
+from store.tables import Query, SlackMessage, StoreSalt, utcnow
 
 EXPIRED = ""  # an expired query's text
 
@@ -32,7 +33,7 @@ def expire_texts(session: Session, *, received_before: datetime) -> int:
     """Deletes the text of every unlabelled query older than `received_before`; returns how many."""
     stale = list(session.exec(select(Query).where(col(Query.split).is_(None), Query.received_at < received_before,
                                                   Query.text != EXPIRED)))
-    places = set()
+    messages: list[SlackMessage] = []
     for query in stale:
         query.text_hash = salted_hash(session, query.text)
         query.text, query.slack_user, query.slack_event_id = EXPIRED, None, None
@@ -40,14 +41,11 @@ def expire_texts(session: Session, *, received_before: datetime) -> int:
         for message in session.exec(select(SlackMessage).where(SlackMessage.query_id == query.id)):
             message.user = None
             session.add(message)
-            places.add((message.channel, message.ts))
-    if places:
-        for event in session.exec(select(SlackEvent).where(col(SlackEvent.payload).is_not(None),
-                                                           col(SlackEvent.done_at).is_not(None))):
-            payload = event.payload or {}
-            if (payload.get("channel"), payload.get("ts")) in places:
-                event.payload = None
-                session.add(event)
+            messages.append(message)
+    for event in events_about(session, messages, user=None):
+        if event.done_at is not None:  # one still being handled needs its text
+            event.payload = None
+            session.add(event)
     session.flush()
     return len(stale)
 
