@@ -23,6 +23,8 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +80,16 @@ class Smoke:
         if not ok:
             raise Failed(name)
 
+    @contextmanager
+    def step(self, name: str) -> Iterator[None]:
+        """What goes wrong inside fails the check `name`, with what went wrong: the line says which check failed."""
+        try:
+            yield
+        except (Failed, subprocess.TimeoutExpired) as exc:
+            if self.checks and self.checks[-1]["check"] == name:
+                raise
+            self.check(name, False, str(exc))
+
     def wait(self, what: str, condition: Any, timeout: float) -> float:
         began = time.monotonic()
         while time.monotonic() - began < timeout:
@@ -95,13 +107,26 @@ class Smoke:
             "SLACK_BOT_TOKEN=xoxb-smoke", f"SLACK_SIGNING_SECRET={SECRET}", f"SLACK_API_URL={origin}/api/",
             f"SWITCHBOARD_ADMINS={ADMIN}", f"SWITCHBOARD_AGENTS={AGENT}", "SWITCHBOARD_AUDIT_RATE=0",
             "SWITCHBOARD_RETRAIN_AFTER_LABELS=100000", f"SWITCHBOARD_PORT={self.port}", ""]))
-        override = {
+        override: dict[str, Any] = {
             "services": {"postgres": {"image": self.args.postgres_image},  # compose's own pg_isready check
                          "bot": {"image": self.args.image}, "trainer": {"image": self.args.image}},
             # Never a team's own volumes: compose names them switchboard-data and switchboard-postgres-data.
             "volumes": {"switchboard-data": {"name": f"{PROJECT}-data"},
                         "postgres-data": {"name": f"{PROJECT}-postgres-data"}}}
+        if self.args.break_ == "entrypoint":
+            override["services"]["bot"]["entrypoint"] = ["/usr/local/bin/no-such-entrypoint"]
+        elif self.args.break_ == "database-url":
+            wrong = "postgresql+psycopg://switchboard:wrong-password@postgres:5432/switchboard"
+            for service in ("bot", "trainer"):
+                override["services"][service]["environment"] = {"DATABASE_URL": wrong}
         (self.work / "deploy" / "smoke.override.yaml").write_text(json.dumps(override, indent=2))
+
+    def unwritable_volume(self) -> None:
+        """The data volume made by root before compose first mounts it (as a host folder or a volume someone
+        created by hand is): not empty, so podman does not copy the image's /data (owned by uid 10001) into it."""
+        self.run("podman", "volume", "create", f"{PROJECT}-data")
+        self.run("podman", "run", "--rm", "--user", "0", "--entrypoint", "/bin/sh", "-v", f"{PROJECT}-data:/data",
+                 self.args.image, "-c", "touch /data/.made-by-root && chown -R 0:0 /data && chmod 755 /data")
 
     def build(self) -> None:
         began = time.monotonic()
@@ -127,9 +152,17 @@ class Smoke:
         began = time.monotonic()
         self.compose("up", "-d", timeout=1800)
         bot = self.container("bot")
-        status = lambda: self.run("podman", "inspect", "--format", "{{.State.Health.Status}}", bot,  # noqa: E731
-                                  check=False).stdout.strip()
-        self.wait("the bot container to be healthy", lambda: status() == "healthy", timeout=600)
+
+        def healthy() -> bool:
+            health, restarts, code = self.run("podman", "inspect", "--format", "{{.State.Health.Status}} "
+                                              "{{.RestartCount}} {{.State.ExitCode}}", bot, check=False).stdout.split()
+            if int(restarts) >= 2 or (int(code) != 0 and health != "healthy"):
+                logs = self.run("podman", "logs", "--tail", "3", bot, check=False)
+                last = (logs.stdout + logs.stderr).strip().splitlines()[-1:] or ["(no output)"]
+                raise Failed(f"the bot container exits (code {code}, restarted {restarts} times): {last[0][:300]}")
+            return health == "healthy"
+
+        self.wait("the bot container to be healthy", healthy, timeout=600)
         return time.monotonic() - began
 
     def http(self, path: str, body: str | None = None, content_type: str = "application/json") -> tuple[int, str]:
@@ -177,17 +210,25 @@ def main() -> int:
     parser.add_argument("--port", type=int, default=13000)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "deploy-smoke.json")
     parser.add_argument("--keep", action="store_true", help="leave the containers and volumes up")
+    parser.add_argument("--break", dest="break_", choices=["entrypoint", "volume", "database-url"],
+                        help="break the deployment on purpose (the smoke must then fail, naming the check): the bot's "
+                             "entrypoint, the data volume's ownership (root's), or DATABASE_URL's password")
     args = parser.parse_args()
+    if args.break_ and args.out == parser.get_default("out"):
+        args.out = args.out.with_name(f"deploy-smoke-break-{args.break_}.json")
     from smoke_checks import run_checks
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stopped: still write the JSON and take it down
     smoke = Smoke(args, dict(os.environ))
+    smoke.result["break"] = args.break_
     began = time.monotonic()
     status = 0
     try:
         smoke.prepare()
         run_checks(smoke)
-        smoke.result["commit"] = _tested_commit()
+        if args.break_:
+            raise Failed(f"the deployment was broken on purpose ({args.break_}) and every check passed")
+        smoke.result["commit"] = _tested_commit() if not args.break_ else None
     except (Failed, subprocess.TimeoutExpired) as exc:
         print(f"FAIL: {exc}", flush=True)
         smoke.result["failed"] = str(exc)
@@ -208,7 +249,7 @@ def main() -> int:
 
 def _tested_commit() -> str | None:
     """HEAD, when deploy/ and pyproject.toml are as committed there: what scripts/smoke-if-changed.sh compares."""
-    dirty = subprocess.run(["git", "status", "--porcelain", "--", "deploy", "pyproject.toml"], cwd=ROOT,
+    dirty = subprocess.run(["git", "status", "--porcelain", "--", "deploy", ":(exclude)deploy/*.md", "pyproject.toml"], cwd=ROOT,
                            capture_output=True, text=True)
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True)
     return head.stdout.strip() if dirty.returncode == 0 and not dirty.stdout.strip() and head.returncode == 0 else None
