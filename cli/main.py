@@ -67,6 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _user_message(exc: Exception) -> str | None:
     """The one-line message for the errors a user can cause or must act on; None for a bug."""
     from pydantic import ValidationError
+    from sqlalchemy.exc import OperationalError
 
     from core.errors import SwitchboardError
 
@@ -75,6 +76,9 @@ def _user_message(exc: Exception) -> str | None:
     if isinstance(exc, ValidationError):
         error = exc.errors()[0]
         return f"bad setting {'.'.join(map(str, error['loc']))}: {error['msg']}"
+    if isinstance(exc, OperationalError):  # refused, a wrong password, a missing file: the driver's own words
+        reason = (str(exc.orig).strip().splitlines() or [type(exc.orig).__name__])[0]
+        return f"the store's database (DATABASE_URL) failed: {reason}"
     return None
 
 

@@ -157,13 +157,22 @@ class Smoke:
             health, restarts, code = self.run("podman", "inspect", "--format", "{{.State.Health.Status}} "
                                               "{{.RestartCount}} {{.State.ExitCode}}", bot, check=False).stdout.split()
             if int(restarts) >= 2 or (int(code) != 0 and health != "healthy"):
-                logs = self.run("podman", "logs", "--tail", "3", bot, check=False)
-                last = (logs.stdout + logs.stderr).strip().splitlines()[-1:] or ["(no output)"]
-                raise Failed(f"the bot container exits (code {code}, restarted {restarts} times): {last[0][:300]}")
+                raise Failed(f"the bot container exits (code {code}, restarted {restarts} times): "
+                             f"{self.last_words(bot)[:300]}")
             return health == "healthy"
 
         self.wait("the bot container to be healthy", healthy, timeout=600)
         return time.monotonic() - began
+
+    def last_words(self, container: str) -> str:
+        """The container's last line of output; a container that restarts may not have written it yet."""
+        for _ in range(5):
+            logs = self.run("podman", "logs", container, check=False)
+            lines = [line for line in (logs.stdout + logs.stderr).splitlines() if line.strip()]
+            if lines:
+                return lines[-1]
+            time.sleep(2)
+        return "(no output)"
 
     def http(self, path: str, body: str | None = None, content_type: str = "application/json") -> tuple[int, str]:
         url = f"http://127.0.0.1:{self.port}{path}"
@@ -249,8 +258,8 @@ def main() -> int:
 
 def _tested_commit() -> str | None:
     """HEAD, when deploy/ and pyproject.toml are as committed there: what scripts/smoke-if-changed.sh compares."""
-    dirty = subprocess.run(["git", "status", "--porcelain", "--", "deploy", ":(exclude)deploy/*.md", "pyproject.toml"], cwd=ROOT,
-                           capture_output=True, text=True)
+    packaging = ["deploy", ":(exclude)deploy/*.md", "pyproject.toml"]
+    dirty = subprocess.run(["git", "status", "--porcelain", "--", *packaging], cwd=ROOT, capture_output=True, text=True)
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True)
     return head.stdout.strip() if dirty.returncode == 0 and not dirty.stdout.strip() and head.returncode == 0 else None
 

@@ -161,3 +161,13 @@ def test_a_deeply_nested_line_or_a_nul_is_rejected_alone(tmp_path):
     assert parsed.examples == [("my card is lost", "Cards")]
     assert [(r.line, r.reason) for r in parsed.rejected] == [(2, "JSON nested too deeply"),
                                                              (3, "text contains a NUL character")]
+
+
+def test_a_database_that_refuses_the_connection_is_one_line_naming_database_url(tmp_path, home):
+    """A wrong DATABASE_URL (here a port nothing listens on) is the user's to fix, not an internal error."""
+    done = run_cli("status", env={"SWITCHBOARD_HOME": str(home), "DATABASE_URL": "postgresql+psycopg://"
+                                  "switchboard:not-the-password@127.0.0.1:1/switchboard"})
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1, done.stderr
+    assert lines[0].startswith("switchboard: the store's database (DATABASE_URL) failed: connection failed")
+    assert "not-the-password" not in done.stderr
