@@ -79,6 +79,8 @@ def _user_message(exc: Exception) -> str | None:
     if isinstance(exc, OperationalError):  # refused, a wrong password, a missing file: the driver's own words
         reason = (str(exc.orig).strip().splitlines() or [type(exc.orig).__name__])[0]
         return f"the store's database (DATABASE_URL) failed: {reason}"
+    if isinstance(exc, OSError) and exc.filename:  # SWITCHBOARD_HOME unwritable, a file where a folder must be
+        return f"cannot use {exc.filename}: {exc.strerror} (running as uid {os.getuid()}; check SWITCHBOARD_HOME)"
     return None
 
 

@@ -171,3 +171,14 @@ def test_a_database_that_refuses_the_connection_is_one_line_naming_database_url(
     assert done.returncode == 2 and len(lines) == 1, done.stderr
     assert lines[0].startswith("switchboard: the store's database (DATABASE_URL) failed: connection failed")
     assert "not-the-password" not in done.stderr
+
+
+def test_a_home_that_cannot_be_a_folder_is_one_line_naming_the_path(tmp_path):
+    """As a volume owned by another user is (a root test process cannot be refused a write, so a file stands
+    where the folder must be): the path and the reason, not an internal error."""
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    done = run_cli("status", env={"SWITCHBOARD_HOME": str(blocker / "home")})
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1, done.stderr
+    assert lines[0].startswith(f"switchboard: cannot use {blocker / 'home'}") and "SWITCHBOARD_HOME" in lines[0]
