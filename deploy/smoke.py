@@ -173,13 +173,14 @@ class Smoke:
         return time.monotonic() - began
 
     def last_words(self, container: str) -> str:
-        """The container's last line of output; a container that restarts may not have written it yet."""
+        """The container's last error line (or line) of output; one that restarts may not have written it yet."""
         for _ in range(5):
             logs = subprocess.run(["podman", "logs", container], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                   text=True, env=self.env, timeout=60)  # one stream, in the order written
             lines = [line for line in logs.stdout.splitlines() if line.strip()]
-            if lines:
-                return lines[-1]
+            errors = [line for line in lines if line.startswith("switchboard: ")]  # the CLI's one-line errors
+            if lines:  # a restarted container may be starting again: its last error, not its first words
+                return (errors or lines)[-1]
             time.sleep(2)
         return "(no output)"
 
