@@ -7,6 +7,7 @@ bot decisions, trainer, baseline client and gate.
     python bench/loop.py --resume                # goes on from the state saved after the last run
     python bench/loop.py --resume --sabotage-only   # the sabotaged candidates, on the saved state
     python bench/loop.py --resume --ablation        # each lever off, retrained on the saved state
+    python bench/loop.py --report                   # only the JSON and PNG, from the saved state as it is
 
 Starts from 5 imported examples per department and nothing else. Streams 3,000 unseen training
 queries, 300 a simulated day, through the routing model: the few-shot baseline (a loopback
@@ -80,6 +81,7 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--state", type=Path, help="where the state is saved (default: .switchboard/loop/<out's name>)")
     parser.add_argument("--resume", action="store_true", help="go on from the saved state")
     parser.add_argument("--sabotage-only", action="store_true", help="only the sabotaged candidates, on the state")
+    parser.add_argument("--report", action="store_true", help="only write the JSON and PNG from the saved state")
     parser.add_argument("--ablation", action="store_true", help="only the lever ablation, on the state")
     args = parser.parse_args()
     args.state = args.state or Path(".switchboard/loop") / args.out.stem
@@ -99,7 +101,7 @@ def main() -> None:
     table = baseline_table(start + stream + test, departments, args.baseline_accuracy, args.seed + 2)
 
     home, saved_file = args.state / "home", args.state / "state.json"
-    if args.resume or args.sabotage_only or args.ablation:
+    if args.resume or args.sabotage_only or args.ablation or args.report:
         state = json.loads(saved_file.read_text())
     else:
         if args.state.exists():
@@ -147,7 +149,7 @@ def main() -> None:
             state["curve"].append(world.import_history(start))
             print(json.dumps(state["curve"][-1], default=str), flush=True)
             save()
-        if not (args.sabotage_only or args.ablation):
+        if not (args.sabotage_only or args.ablation or args.report):
             for text, truth in stream[world.streamed:]:
                 with stop.deferred():  # a message and its labels are saved whole, or not at all
                     world.route(text, truth)
@@ -161,7 +163,7 @@ def main() -> None:
                 state["ablation"][lever] = guarded(ablation_run, world, home, lever)
                 print(lever, json.dumps(state["ablation"][lever], default=str), flush=True)
                 save()
-        elif world.streamed == len(stream):
+        elif world.streamed == len(stream) and not args.report:
             for kind in SABOTAGE:
                 if kind not in state["sabotage"] or args.sabotage_only:
                     state["sabotage"][kind] = guarded(sabotaged_run, world, home, kind, random.Random(args.seed + 4))
@@ -181,6 +183,8 @@ def main() -> None:
         "machine": f"{os.cpu_count()} CPU cores, torch threads {os.environ.get('OMP_NUM_THREADS', 'default')}"}
     if world.streamed < len(stream):
         result["cut_short"] = f"{world.streamed} of {len(stream)} streamed: go on with --resume"
+    if missing := [kind for kind in SABOTAGE if kind not in state["sabotage"]]:
+        result["sabotage_not_run"] = missing
     finish(args.out, result)
 
 
