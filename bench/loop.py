@@ -81,9 +81,13 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--state", type=Path, help="where the state is saved (default: .switchboard/loop/<out's name>)")
     parser.add_argument("--resume", action="store_true", help="go on from the saved state")
     parser.add_argument("--sabotage-only", action="store_true", help="only the sabotaged candidates, on the state")
+    parser.add_argument("--sabotage", type=lambda v: v.split(","), default=list(SABOTAGE),
+                        help=f"which sabotaged candidates, in this order (default: {','.join(SABOTAGE)})")
     parser.add_argument("--report", action="store_true", help="only write the JSON and PNG from the saved state")
     parser.add_argument("--ablation", action="store_true", help="only the lever ablation, on the state")
     args = parser.parse_args()
+    if unknown := set(args.sabotage) - set(SABOTAGE):
+        parser.error(f"unknown sabotage {', '.join(sorted(unknown))}: choose from {', '.join(SABOTAGE)}")
     args.state = args.state or Path(".switchboard/loop") / args.out.stem
     return args
 
@@ -164,7 +168,7 @@ def main() -> None:
                 print(lever, json.dumps(state["ablation"][lever], default=str), flush=True)
                 save()
         elif world.streamed == len(stream) and not args.report:
-            for kind in SABOTAGE:
+            for kind in args.sabotage:
                 if kind not in state["sabotage"] or args.sabotage_only:
                     state["sabotage"][kind] = guarded(sabotaged_run, world, home, kind, random.Random(args.seed + 4))
                     print(kind, json.dumps(state["sabotage"][kind], default=str), flush=True)
