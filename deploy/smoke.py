@@ -247,7 +247,7 @@ def main() -> int:
         run_checks(smoke)
         if args.break_:
             raise Failed(f"the deployment was broken on purpose ({args.break_}) and every check passed")
-        smoke.result["commit"] = _tested_commit() if not args.break_ else None
+        smoke.result["commit"] = _tested_commit()
     except (Failed, subprocess.TimeoutExpired) as exc:
         print(f"FAIL: {exc}", flush=True)
         smoke.result["failed"] = str(exc)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the deployment smoke test (deploy/smoke.sh) when the packaging changed since the commit it last passed on:
-# deploy/ (its prose aside) or pyproject.toml (the code inside the image is the test suite's; the smoke proves the packaging). The
-# smoke takes 6 minutes on 2 cores with its images cached and about 15 from nothing (bench/results/deploy-smoke.json;
+# deploy/ (its prose aside) or pyproject.toml (the code inside the image is the test suite's; the smoke proves the
+# packaging). deploy/smoke.py's _tested_commit checks the same paths. The smoke takes 6 minutes on 2 cores with its images cached and about 15 from nothing (bench/results/deploy-smoke.json;
 # deploy/README.md), more than CI's budget allows on every change, so it runs here only then,
 # installing podman, runc and debootstrap from Debian's packages first. The commit it passed on is the "commit"
 # of bench/results/deploy-smoke.json.
