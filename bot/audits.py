@@ -5,6 +5,11 @@ must not depend on how sure the model was: every routed or triaged message is el
 holdout would hold only the model's easy cases. A department whose holdout is too small for the
 gate's per-department guard is sampled at three times the rate until it has enough, so a new or
 rare department becomes judgeable in weeks rather than months.
+
+While the few-shot baseline routes (the cold start), every message is sampled at three times the rate:
+the hand-over to a fine-tuned model waits on the holdout's evidence more than on training data
+(README, "The loop, measured"), and every message the baseline routes is a paid request that an
+earlier hand-over saves.
 """
 
 from __future__ import annotations
@@ -16,16 +21,19 @@ THIN_HOLDOUT = 20  # the gate judges a department from 1 / max_department_drop h
 THIN_BOOST = 3
 
 
-def audit_probability(department: str | None, holdout_counts: Mapping[str, int], rate: float) -> float:
+def audit_probability(department: str | None, holdout_counts: Mapping[str, int], rate: float, *,
+                      cold_start: bool = False) -> float:
     """The chance that a message routed (or, in triage, most likely to belong) to `department` is audited.
 
     `department` is None before any model: no stratum is known, so the message counts as thin
     while any department's holdout is (or none has one yet). `holdout_counts` should name every
-    department, with 0 for those without holdout examples.
+    department, with 0 for those without holdout examples. `cold_start`: the baseline routed it.
     """
     if rate <= 0:
         return 0.0
-    if department is None:
+    if cold_start:
+        thin = True
+    elif department is None:
         thin = not holdout_counts or min(holdout_counts.values()) < THIN_HOLDOUT
     else:
         thin = holdout_counts.get(department, 0) < THIN_HOLDOUT
@@ -33,6 +41,6 @@ def audit_probability(department: str | None, holdout_counts: Mapping[str, int],
 
 
 def should_audit(rng: random.Random, department: str | None, holdout_counts: Mapping[str, int],
-                 rate: float) -> bool:
+                 rate: float, *, cold_start: bool = False) -> bool:
     """One draw from `rng`, taken whatever the probability, so that a seeded run's draws line up across rates."""
-    return rng.random() < audit_probability(department, holdout_counts, rate)
+    return rng.random() < audit_probability(department, holdout_counts, rate, cold_start=cold_start)

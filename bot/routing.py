@@ -107,7 +107,7 @@ def _classify_and_record(deps: BotDeps, context: RoutingContext, event: dict[str
     triage = result is None or sent_to_triage(result, threshold=deps.settings.confidence_threshold,
                                               margin=deps.settings.confidence_margin)
     routed_to = None if triage or result is None else result.department
-    audit = _audit(deps, context, result.department if result else None)
+    audit = _audit(deps, context, result)
     ask = not audit and routed_to is not None and result is not None and _ask(deps, context, result)
     try:
         message = record_routed_message(
@@ -148,10 +148,12 @@ def _count(deps: BotDeps, result: Classification | None, routed_to: str | None) 
         deps.metrics.routed.labels(department=routed_to).inc()
 
 
-def _audit(deps: BotDeps, context: RoutingContext, guess: str | None) -> bool:
-    """Whether agents are asked to audit this message, `guess` being the department it went or most likely goes to."""
+def _audit(deps: BotDeps, context: RoutingContext, result: Classification | None) -> bool:
+    """Whether agents are asked to audit this message, by the department it went or most likely goes to
+    and by who routed it (the baseline's routes are sampled more: see bot/audits.py)."""
     rate = deps.settings.audit_rate
-    return rate > 0 and should_audit(deps.audit_rng, guess, context.holdout, rate)
+    return rate > 0 and should_audit(deps.audit_rng, result.department if result else None, context.holdout, rate,
+                                     cold_start=result is not None and result.from_baseline)
 
 
 def _ask(deps: BotDeps, context: RoutingContext, result: Classification) -> bool:

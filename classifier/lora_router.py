@@ -49,6 +49,11 @@ class Classification:
     model_id: int | None = None  # the registry's id of the model that answered; None for the baseline
 
     @property
+    def from_baseline(self) -> bool:
+        """The few-shot baseline answered: only its answers carry a paid request's usage."""
+        return self.usage is not None
+
+    @property
     def answer(self) -> str:
         """What a scorer compares with a label: the department, or `OUT_OF_SCOPE` when none fits."""
         return OUT_OF_SCOPE if self.none_of_these else self.department

@@ -6,6 +6,7 @@ clicks are `block_actions` payloads built from the reply exactly as it was poste
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import random
 from collections import Counter
@@ -14,7 +15,7 @@ import pytest
 from sqlmodel import col, select
 
 from bot.audits import THIN_HOLDOUT, audit_probability, should_audit
-from classifier.lora_router import Classification
+from classifier.lora_router import Classification, Usage
 from classifier.serving import NoActiveModel
 from fakes.bot_server import reaction
 from store.db import transaction
@@ -25,6 +26,7 @@ from tests.support import (
     AGENT,
     OTHER_AGENT,
     STRANGER,
+    ScriptedRouter,
     actions,
     answer,
     label_rows,
@@ -56,6 +58,8 @@ def test_audit_probability_is_the_rate_boosted_while_a_departments_holdout_is_th
     assert audit_probability(None, counts, 0.1) == pytest.approx(0.3)  # no model yet: any thin department boosts
     assert audit_probability(None, {"Billing": 25, "Shipping": 20}, 0.1) == pytest.approx(0.1)
     assert audit_probability(None, {}, 0.1) == pytest.approx(0.3)
+    assert audit_probability("Billing", counts, 0.1, cold_start=True) == pytest.approx(0.3)  # the baseline routed it
+    assert audit_probability("Billing", counts, 0.0, cold_start=True) == 0.0
     assert {audit_probability(d, counts, 0.0) for d in ("Billing", "Shipping", None)} == {0.0}
 
     rng = random.Random(7)
@@ -140,6 +144,36 @@ def test_thin_departments_are_sampled_more_until_their_holdout_fills(start_bot, 
     route(bot, "unsure what this is about", ts="22.2")  # triage, but most likely Billing: its stratum
     route(bot, "my parcel is late", ts="22.3")
     assert [stored_message(sessions, ts).audit_requested for ts in ("22.1", "22.2", "22.3")] == [False, False, True]
+
+
+class ColdStartScripted(ScriptedRouter):
+    """The scripted answers, given as the cold-start baseline gives them (no registry model, a paid
+    request's usage) while `baseline_routes` holds."""
+
+    baseline_routes = False
+
+    def classify(self, text: str) -> Classification:
+        answer = super().classify(text)
+        if not self.baseline_routes:
+            return answer
+        return dataclasses.replace(answer, model_name="baseline gpt-4o", model_id=None,
+                                   usage=Usage("gpt-4o", 120, 2, 0.0003, "prompt-v1"))
+
+
+def test_while_the_baseline_routes_every_department_is_sampled_as_if_thin(start_bot, sessions):
+    router = ColdStartScripted()
+    bot = start_bot(SWITCHBOARD_AUDIT_RATE="0.2", audit_rng=Draws(0.5), router=router)  # 0.5: under 0.6, over 0.2
+    with transaction(sessions) as session:
+        add_examples(session, examples=[(f"{topic} question {i}", department) for i in range(150)
+                                        for topic, department in (("invoice", "Billing"), ("parcel", "Shipping"))])
+    with sessions() as session:
+        assert min(holdout_counts(session)[d] for d in ("Billing", "Shipping")) >= THIN_HOLDOUT
+    route(bot, "charged three times", ts="26.0")  # the fine-tuned model routes: the plain rate
+    router.baseline_routes = True
+    route(bot, "charged four times", ts="26.1")
+    route(bot, "my parcel is late", ts="26.2")
+    assert [stored_message(sessions, ts).audit_requested for ts in ("26.0", "26.1", "26.2")] == [False, True, True]
+    assert stored_message(sessions, "26.1").prediction_id is not None
 
 
 def test_an_agents_right_click_stores_an_audit_of_the_route_and_edits_the_reply(audited, sessions):
