@@ -176,8 +176,8 @@ def main() -> None:
     result = {
         "task": "departments (BANKING77)", "settings": {
             k: getattr(settings, k) for k in (
-                "audit_rate", "ask_rate", "retrain_after_labels", "implicit_after_hours", "implicit_weight",
-                "gate_confidence", "gate_max_department_drop", "distil_budget_usd")},
+                "audit_rate", "cold_start_audit_rate", "ask_rate", "retrain_after_labels", "implicit_after_hours",
+                "implicit_weight", "gate_confidence", "gate_max_department_drop", "distil_budget_usd")},
         "start_per_department": args.start, "streamed": world.streamed, "test_queries": len(test),
         "baseline_accuracy_table": args.baseline_accuracy, "agent_correct_rate": args.correct_rate,
         "curve": state["curve"], "routing_log": world.routing_log, "sabotaged_candidates": state["sabotage"],

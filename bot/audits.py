@@ -6,10 +6,10 @@ holdout would hold only the model's easy cases. A department whose holdout is to
 gate's per-department guard is sampled at three times the rate until it has enough, so a new or
 rare department becomes judgeable in weeks rather than months.
 
-While the few-shot baseline routes (the cold start), every message is sampled at three times the rate:
-the hand-over to a fine-tuned model waits on the holdout's evidence more than on training data
-(README, "The loop, measured"), and every message the baseline routes is a paid request that an
-earlier hand-over saves.
+While the few-shot baseline routes (the cold start), messages are sampled at their own, higher rate
+(`SWITCHBOARD_COLD_START_AUDIT_RATE`): the hand-over to a fine-tuned model waits on the holdout's
+evidence more than on training data, which the baseline's uncorrected routes supply (README, "The
+loop, measured"), and every message the baseline routes is a paid request an earlier hand-over saves.
 """
 
 from __future__ import annotations
@@ -22,25 +22,25 @@ THIN_BOOST = 3
 
 
 def audit_probability(department: str | None, holdout_counts: Mapping[str, int], rate: float, *,
-                      cold_start: bool = False) -> float:
+                      cold_start_rate: float | None = None) -> float:
     """The chance that a message routed (or, in triage, most likely to belong) to `department` is audited.
 
     `department` is None before any model: no stratum is known, so the message counts as thin
     while any department's holdout is (or none has one yet). `holdout_counts` should name every
-    department, with 0 for those without holdout examples. `cold_start`: the baseline routed it.
+    department, with 0 for those without holdout examples. `cold_start_rate`: the baseline routed
+    it, and this is the cold start's rate (never below the rate otherwise drawn).
     """
     if rate <= 0:
         return 0.0
-    if cold_start:
-        thin = True
-    elif department is None:
+    if department is None:
         thin = not holdout_counts or min(holdout_counts.values()) < THIN_HOLDOUT
     else:
         thin = holdout_counts.get(department, 0) < THIN_HOLDOUT
-    return min(1.0, THIN_BOOST * rate) if thin else rate
+    probability = min(1.0, THIN_BOOST * rate) if thin else rate
+    return probability if cold_start_rate is None else max(probability, cold_start_rate)
 
 
 def should_audit(rng: random.Random, department: str | None, holdout_counts: Mapping[str, int],
-                 rate: float, *, cold_start: bool = False) -> bool:
+                 rate: float, *, cold_start_rate: float | None = None) -> bool:
     """One draw from `rng`, taken whatever the probability, so that a seeded run's draws line up across rates."""
-    return rng.random() < audit_probability(department, holdout_counts, rate, cold_start=cold_start)
+    return rng.random() < audit_probability(department, holdout_counts, rate, cold_start_rate=cold_start_rate)

@@ -41,6 +41,7 @@ class Settings(BaseSettings):
                                             validation_alias=_env("SWITCHBOARD_GATE_MAX_DEPARTMENT_DROP"))
     gate_confidence: float = Field(0.9, gt=0.5, lt=1, validation_alias=_env("SWITCHBOARD_GATE_CONFIDENCE"))
     audit_rate: float = Field(0.1, ge=0, le=1, validation_alias=_env("SWITCHBOARD_AUDIT_RATE"))
+    cold_start_audit_rate: float = Field(0.5, ge=0, le=1, validation_alias=_env("SWITCHBOARD_COLD_START_AUDIT_RATE"))
     distil_budget_usd: float = Field(0.0, ge=0, validation_alias=_env("SWITCHBOARD_DISTIL_BUDGET_USD"))
     implicit_after_hours: float = Field(24.0, ge=0, validation_alias=_env("SWITCHBOARD_IMPLICIT_AFTER_HOURS"))
     implicit_weight: float = Field(0.5, ge=0, le=1, validation_alias=_env("SWITCHBOARD_IMPLICIT_WEIGHT"))

@@ -58,8 +58,9 @@ def test_audit_probability_is_the_rate_boosted_while_a_departments_holdout_is_th
     assert audit_probability(None, counts, 0.1) == pytest.approx(0.3)  # no model yet: any thin department boosts
     assert audit_probability(None, {"Billing": 25, "Shipping": 20}, 0.1) == pytest.approx(0.1)
     assert audit_probability(None, {}, 0.1) == pytest.approx(0.3)
-    assert audit_probability("Billing", counts, 0.1, cold_start=True) == pytest.approx(0.3)  # the baseline routed it
-    assert audit_probability("Billing", counts, 0.0, cold_start=True) == 0.0
+    assert audit_probability("Billing", counts, 0.1, cold_start_rate=0.5) == pytest.approx(0.5)  # the baseline routed
+    assert audit_probability("Shipping", counts, 0.2, cold_start_rate=0.5) == pytest.approx(0.6)  # never below thin's
+    assert audit_probability("Billing", counts, 0.0, cold_start_rate=0.5) == 0.0  # audits off stay off
     assert {audit_probability(d, counts, 0.0) for d in ("Billing", "Shipping", None)} == {0.0}
 
     rng = random.Random(7)
@@ -160,9 +161,10 @@ class ColdStartScripted(ScriptedRouter):
                                    usage=Usage("gpt-4o", 120, 2, 0.0003, "prompt-v1"))
 
 
-def test_while_the_baseline_routes_every_department_is_sampled_as_if_thin(start_bot, sessions):
+def test_while_the_baseline_routes_messages_are_sampled_at_the_cold_start_rate(start_bot, sessions):
     router = ColdStartScripted()
-    bot = start_bot(SWITCHBOARD_AUDIT_RATE="0.2", audit_rng=Draws(0.5), router=router)  # 0.5: under 0.6, over 0.2
+    bot = start_bot(SWITCHBOARD_AUDIT_RATE="0.1", SWITCHBOARD_COLD_START_AUDIT_RATE="0.6", audit_rng=Draws(0.5),
+                    router=router)  # 0.5: under the cold start's 0.6, over the plain 0.1
     with transaction(sessions) as session:
         add_examples(session, examples=[(f"{topic} question {i}", department) for i in range(150)
                                         for topic, department in (("invoice", "Billing"), ("parcel", "Shipping"))])
