@@ -57,8 +57,8 @@ def test_a_gain_the_holdout_cannot_tell_from_noise_waits_for_more_audits():
     scores = Scores(y_true=truth, candidate=contender(truth, truth), current=contender(with_errors(truth, A=1), truth))
     decision = decide(scores)
     assert not decision.promote
-    assert "not enough evidence yet (12 audited," in decision.reason
-    needed = int(decision.reason.split("audited, ")[1].split(" needed")[0])
+    assert "not enough evidence yet (12 held out," in decision.reason
+    needed = int(decision.reason.split("held out, ")[1].split(" needed")[0])
     assert needed > 12
 
 

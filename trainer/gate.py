@@ -10,7 +10,7 @@ errors selected: imported history, admins' labels and audits of randomly sampled
 2. **Not noise.** Against the model that routes today (the active model, or the baseline while
    no fine-tuned model has beaten it), the gain must hold in at least `confidence` (90%) of
    paired bootstrap rounds: a one-sided test at the 10% level. Otherwise the answer is "not
-   enough evidence yet (N audited, M needed)", where M is the holdout size at which the same gain
+   enough evidence yet (N held out, M needed)", where M is the holdout size at which the same gain
    would pass (the bootstrap's standard error shrinks as 1/sqrt(n)). At 90%, with the audit rate's
    default of 10% and half of the audits held out, a 5-point accuracy gain over an 85% model is
    told from noise after about 140 holdout examples (independent errors: the per-example difference has
@@ -161,7 +161,7 @@ def _evidence(interval: dict[str, float], n: int, confidence: float) -> str | No
     z_needed = NormalDist().inv_cdf(confidence)
     gain, error = interval["difference"], interval["std_error"]
     needed = math.ceil(n * (z_needed * error / gain) ** 2) if gain > 0 and error > 0 else n + 1
-    return (f"not enough evidence yet ({n} audited, {max(needed, n + 1)} needed): a gain of {gain:+.3f} holds in "
+    return (f"not enough evidence yet ({n} held out, {max(needed, n + 1)} needed): a gain of {gain:+.3f} holds in "
             f"{1 - interval['p_not_better']:.0%} of bootstrap rounds, under {confidence:.0%}")
 
 
