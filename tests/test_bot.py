@@ -313,6 +313,13 @@ def test_empty_lines_copied_from_env_example_mean_not_set(tmp_path):
     assert settings.triage_channel is None and settings.slack_bot_token.get_secret_value() == "xoxb-1"
 
 
+def test_every_setting_is_listed_in_env_example():
+    listed = {line.split("=", 1)[0].lstrip("# ") for line in
+              (Path(__file__).resolve().parents[1] / ".env.example").read_text().splitlines() if "=" in line}
+    names = {field.validation_alias.choices[0] for field in Settings.model_fields.values()}  # type: ignore[union-attr]
+    assert names - listed == set()
+
+
 def test_only_the_contracts_variable_names_are_read(monkeypatch):
     monkeypatch.setenv("HOME", "/somewhere/else")
     monkeypatch.setenv("BASE_MODEL", "not-this-one")
