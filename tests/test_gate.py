@@ -160,3 +160,14 @@ def test_without_an_active_adapter_everything_trains():
     old = [example(i, "A", 0) for i in range(5)]
     chosen = select_training_set(old, trained_until=None, known_labels=None)
     assert chosen.examples == old and chosen.replay == 0
+
+
+def test_the_reports_first_line_says_the_verdict_once():
+    from store.run_report import RunReport
+    from trainer.report_text import report_lines
+
+    refused = RunReport(run_id=2, promoted=False,
+                        reason="not promoted: not enough evidence yet (62 held out, 112 needed)")
+    promoted = RunReport(run_id=3, promoted=True, reason="promoted: macro-F1 0.902; beats the baseline")
+    assert report_lines(refused)[0] == "run 2: not promoted: not enough evidence yet (62 held out, 112 needed)"
+    assert report_lines(promoted)[0] == "run 3: PROMOTED: macro-F1 0.902; beats the baseline"

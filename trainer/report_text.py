@@ -7,7 +7,8 @@ from store.run_report import RunReport
 
 
 def report_lines(report: RunReport) -> list[str]:
-    lines = [f"run {report.run_id}: {'PROMOTED' if report.promoted else 'not promoted'}: {report.reason}"]
+    reason = report.reason.removeprefix("promoted: ").removeprefix("not promoted: ")  # the verdict says it
+    lines = [f"run {report.run_id}: {'PROMOTED' if report.promoted else 'not promoted'}: {reason}"]
     for who, score in (("candidate", report.candidate), ("current", report.current), ("baseline", report.baseline)):
         lines.append(f"  {who:<9} " + (score.line() if score else "-"))
     for name, alt in report.alternatives.items():
