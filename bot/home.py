@@ -24,6 +24,7 @@ from store.costs import cost_measures, usd
 from store.drift import recent_alerts
 from store.examples import list_departments
 from store.overview import labels_per_department, promotion_history, recent_runs, routing_text, status
+from store.run_report import verdict_line
 from store.tables import Alert
 
 log = logging.getLogger(__name__)
@@ -191,7 +192,8 @@ def _label_lines(labels: dict[str, Any]) -> str:
 
 
 def _run_lines(runs: list[Any]) -> str:
-    rows = [f"• Run {r.id} ({r.trigger}, {r.finished_at:%Y-%m-%d %H:%M} UTC): *{r.status.value}*: {r.reason}"
+    rows = [f"• Run {r.id} ({r.trigger}, {r.finished_at:%Y-%m-%d %H:%M} UTC): "
+            + verdict_line(r.status.value, r.reason or "")
             for r in runs if r.finished_at]
     return "\n".join(rows) or "No runs yet."
 

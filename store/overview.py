@@ -11,7 +11,7 @@ from store.costs import Pricing, cost_measures, usd
 from store.examples import count_labels_since, labelled_examples, list_departments
 from store.forget import models_with_forgotten_data
 from store.registry import active_model
-from store.run_report import ModelScore, RunReport
+from store.run_report import ModelScore, RunReport, verdict_line
 from store.runs import TRAINING_LOCK, last_finished_run, last_trained_at, lock_held
 from store.tables import LabelSource, ModelVersion, RunStatus, Split, TrainingRun
 
@@ -67,7 +67,8 @@ def status_lines(payload: dict[str, Any]) -> list[str]:
         "examples: train {train} ({inferred[implicit]} implicit, {inferred[baseline]} distilled), holdout {holdout}, "
         "labelled by people since last run {pending}".format(**payload["examples"]),
         f"training now: {'yes' if payload['training'] else 'no'}",
-        "last run: " + ("none" if run is None else f"{run['run_id']} {run['status']}: {run.get('reason', '')}"),
+        "last run: " + ("none" if run is None
+                        else f"{run['run_id']} " + verdict_line(run["status"], run.get("reason", ""))),
         "routing: " + routing_text(payload["routing"]),
         *(["the active model was trained on data since forgotten: the next run trains from the base model "
            "without it"] if payload.get("forgotten_data_in_active_model") else []),

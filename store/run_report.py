@@ -8,6 +8,13 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 
+def verdict_line(status: str, reason: str) -> str:
+    """`not promoted: no evidence …`: the run's verdict said once. The stored reason starts with the verdict
+    ("promoted: …", "not promoted: …") so that it reads alone; a view that also shows the status strips it."""
+    said = reason.removeprefix("promoted: ").removeprefix("not promoted: ")
+    return f"{status.replace('_', ' ')}: {said}" if said else status.replace("_", " ")
+
+
 @dataclass(frozen=True)
 class ModelScore:
     """One contender's result on the gate's holdout."""

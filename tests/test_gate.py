@@ -163,7 +163,12 @@ def test_without_an_active_adapter_everything_trains():
 
 
 def test_the_reports_first_line_says_the_verdict_once():
+    from datetime import datetime
+
+    from bot.home import _run_lines
+    from store.overview import status_lines
     from store.run_report import RunReport
+    from store.tables import RunStatus, TrainingRun
     from trainer.report_text import report_lines
 
     refused = RunReport(run_id=2, promoted=False,
@@ -171,3 +176,10 @@ def test_the_reports_first_line_says_the_verdict_once():
     promoted = RunReport(run_id=3, promoted=True, reason="promoted: macro-F1 0.902; beats the baseline")
     assert report_lines(refused)[0] == "run 2: not promoted: not enough evidence yet (62 held out, 112 needed)"
     assert report_lines(promoted)[0] == "run 3: PROMOTED: macro-F1 0.902; beats the baseline"
+    payload = {"active_model": None, "training": False, "routing": {"kind": "triage"},
+               "examples": {"train": 0, "holdout": 0, "pending": 0, "inferred": {"implicit": 0, "baseline": 0}},
+               "last_run": {"run_id": 2, "status": "not_promoted", "reason": refused.reason}}
+    assert "last run: 2 not promoted: not enough evidence yet (62 held out, 112 needed)" in status_lines(payload)
+    run = TrainingRun(id=2, trigger="manual", status=RunStatus.NOT_PROMOTED, reason=refused.reason,
+                      started_at=datetime(2026, 12, 4), finished_at=datetime(2026, 12, 4))
+    assert _run_lines([run]).endswith("UTC): not promoted: not enough evidence yet (62 held out, 112 needed)")

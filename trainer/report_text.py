@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from store.overview import routing_text
-from store.run_report import RunReport
+from store.run_report import RunReport, verdict_line
 
 
 def report_lines(report: RunReport) -> list[str]:
-    reason = report.reason.removeprefix("promoted: ").removeprefix("not promoted: ")  # the verdict says it
-    lines = [f"run {report.run_id}: {'PROMOTED' if report.promoted else 'not promoted'}: {reason}"]
+    verdict = verdict_line("PROMOTED" if report.promoted else "not promoted", report.reason)
+    lines = [f"run {report.run_id}: {verdict}"]
     for who, score in (("candidate", report.candidate), ("current", report.current), ("baseline", report.baseline)):
         lines.append(f"  {who:<9} " + (score.line() if score else "-"))
     for name, alt in report.alternatives.items():
