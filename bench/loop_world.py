@@ -103,8 +103,8 @@ class SimulatedDeployment:
         routed_to = None if triage else result.department
         with self.sessions() as session:
             context = routing_context(session, channel="CSUPPORT", ts=ts)
-        audit = should_audit(self.rng, result.department, context.holdout, self.settings.audit_rate,
-                             cold_start_rate=self.settings.cold_start_audit_rate if result.from_baseline else None)
+        audit = should_audit(self.rng, result, context.holdout, self.settings.audit_rate,
+                             cold_start_rate=self.settings.cold_start_audit_rate)
         ask = (not audit and routed_to is not None
                and should_ask(top_two_margin(result.scores), context.margins, context.asked, self.settings.ask_rate))
         message = record_routed_message(self.sessions, text=text, channel="CSUPPORT", ts=ts,

@@ -17,6 +17,8 @@ from __future__ import annotations
 import random
 from collections.abc import Mapping
 
+from classifier.lora_router import Classification
+
 THIN_HOLDOUT = 20  # the gate judges a department from 1 / max_department_drop holdout examples (20 at 5 points)
 THIN_BOOST = 3
 
@@ -40,7 +42,14 @@ def audit_probability(department: str | None, holdout_counts: Mapping[str, int],
     return probability if cold_start_rate is None else max(probability, cold_start_rate)
 
 
-def should_audit(rng: random.Random, department: str | None, holdout_counts: Mapping[str, int],
-                 rate: float, *, cold_start_rate: float | None = None) -> bool:
-    """One draw from `rng`, taken whatever the probability, so that a seeded run's draws line up across rates."""
-    return rng.random() < audit_probability(department, holdout_counts, rate, cold_start_rate=cold_start_rate)
+def should_audit(rng: random.Random, result: Classification | None, holdout_counts: Mapping[str, int],
+                 rate: float, *, cold_start_rate: float) -> bool:
+    """Whether agents are asked to audit a message `result` routed (None: no model or baseline answered).
+
+    The stratum is the department it went or most likely goes to; the baseline's routes are drawn at
+    `cold_start_rate`. One draw from `rng`, taken whatever the probability, so that a seeded run's
+    draws line up across rates.
+    """
+    department = result.department if result is not None else None
+    cold_start = cold_start_rate if result is not None and result.from_baseline else None
+    return rng.random() < audit_probability(department, holdout_counts, rate, cold_start_rate=cold_start)

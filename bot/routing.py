@@ -151,9 +151,9 @@ def _count(deps: BotDeps, result: Classification | None, routed_to: str | None) 
 def _audit(deps: BotDeps, context: RoutingContext, result: Classification | None) -> bool:
     """Whether agents are asked to audit this message, by the department it went or most likely goes to
     and by who routed it (the baseline's routes are sampled more: see bot/audits.py)."""
-    rate, cold_start = deps.settings.audit_rate, result is not None and result.from_baseline
-    return rate > 0 and should_audit(deps.audit_rng, result.department if result else None, context.holdout, rate,
-                                     cold_start_rate=deps.settings.cold_start_audit_rate if cold_start else None)
+    rate = deps.settings.audit_rate
+    return rate > 0 and should_audit(deps.audit_rng, result, context.holdout, rate,
+                                     cold_start_rate=deps.settings.cold_start_audit_rate)
 
 
 def _ask(deps: BotDeps, context: RoutingContext, result: Classification) -> bool:

@@ -64,10 +64,18 @@ def test_audit_probability_is_the_rate_boosted_while_a_departments_holdout_is_th
     assert {audit_probability(d, counts, 0.0) for d in ("Billing", "Shipping", None)} == {0.0}
 
     rng = random.Random(7)
-    assert 2_700 < sum(should_audit(rng, "Shipping", counts, 0.1) for _ in range(10_000)) < 3_300
-    assert 800 < sum(should_audit(rng, "Billing", counts, 0.1) for _ in range(10_000)) < 1_200
-    assert not any(should_audit(rng, "Shipping", counts, 0.0) for _ in range(1_000))
-    assert all(should_audit(rng, "Billing", counts, 1.0) for _ in range(1_000))
+    shipping, billing = (Classification(d, 0.9, {d: 0.9}, "model 1", 1.0) for d in ("Shipping", "Billing"))
+    paid = Usage("gpt-4o", 120, 2, 0.0003, "prompt-v1")
+    by_baseline = dataclasses.replace(billing, model_name="baseline gpt-4o", usage=paid)
+
+    def share(result: Classification | None, rate: float, n: int = 10_000) -> float:
+        return sum(should_audit(rng, result, counts, rate, cold_start_rate=0.5) for _ in range(n)) / n
+
+    assert 0.27 < share(shipping, 0.1) < 0.33 and 0.08 < share(billing, 0.1) < 0.12
+    assert 0.46 < share(by_baseline, 0.1) < 0.54  # the baseline routed: the cold start's rate
+    assert 0.27 < share(None, 0.1) < 0.33  # nothing routed it: thin while any department is
+    assert share(shipping, 0.0, 1_000) == 0.0 and share(by_baseline, 0.0, 1_000) == 0.0
+    assert share(billing, 1.0, 1_000) == 1.0
 
 
 def test_holdout_counts_name_every_department_and_follow_the_label_in_force(sessions):
