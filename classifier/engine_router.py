@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 VLLM_VERSION = "0.34.0"  # the vLLM whose source these requests and responses follow
 MAX_PROMPTS = 1024  # vLLM's VLLM_MAX_COMPLETION_PROMPTS default: prompts in one completions request
 SERVED_PREFIX = "switchboard-model-"  # + the registry's model id: one name, one never-edited folder
+SHADOW_PREFIX = "switchboard-shadow-"  # + the candidate's model id, while it scores in shadow
 
 
 class EngineError(SwitchboardError):
@@ -187,6 +188,7 @@ class EngineRouter:
         self._served: EngineScorer | None = None
         self._model_id: int | None = None
         self._last_error: str | None = None
+        self._shadow: EngineScorer | None = None
         self._watcher = RegistryWatcher(lookup, base_model_name=base_model_name, serving=lambda: self._model_id,
                                         load=self._load, poll_seconds=poll_seconds, where="the engine")
         self.swaps = 0
@@ -240,6 +242,25 @@ class EngineRouter:
             answers = (self._served or scorer).classify_batch(texts)  # else it was swapped out meanwhile
         self._last_error = None
         return answers
+
+    def classify_shadow(self, text: str, model_id: int, folder: str) -> Classification:
+        """The candidate in shadow, loaded into the engine under its own name beside the active adapter."""
+        scorer = self._shadow
+        if scorer is None or scorer.model_id != model_id:
+            scorer = EngineScorer(self._client, self._tokenizer, check_adapter_dir(Path(folder)),
+                                  lora_name=f"{SHADOW_PREFIX}{model_id}", name=f"candidate {model_id}",
+                                  model_id=model_id, folder=folder)
+            self._client.load(scorer.lora_name, folder)
+            old, self._shadow = self._shadow, scorer
+            if old is not None:
+                self._client.unload(old.lora_name)
+        try:
+            return scorer.classify(text)
+        except EngineError as exc:
+            if exc.status != 404:
+                raise
+            self._client.load(scorer.lora_name, folder)  # the engine restarted and lost it
+            return scorer.classify(text)
 
     def health(self) -> dict[str, Any]:
         """No address of the engine here: /healthz may be reachable from outside (Slack calls this port)."""

@@ -27,6 +27,7 @@ from classifier.adapters import AdapterError, AdapterMeta, check_adapter_dir, re
 from classifier.head import read_head
 from classifier.lora_merge import LoraDeltas, check_fits, read_lora, release_checkpoint, swap
 from classifier.lora_router import Classification, LoraRouter
+from classifier.shadow_deltas import LowRankDifference
 from core.errors import SwitchboardError
 
 if TYPE_CHECKING:
@@ -157,6 +158,7 @@ class ActiveModelRouter:
         self._running_since: float | None = None
         self.timeout_s = CLASSIFY_TIMEOUT_S
         self.swaps = 0
+        self._shadow: tuple[tuple[int, int | None], LowRankDifference, LoraRouter] | None = None
 
     @property
     def model_id(self) -> int | None:
@@ -211,6 +213,34 @@ class ActiveModelRouter:
             future.cancel()
             raise ModelTimeout(f"the model did not answer within {self.timeout_s:.0f} s "
                                f"({self._pending} requests waiting)") from None
+
+    def classify_shadow(self, text: str, model_id: int, folder: str) -> Classification:
+        """The candidate `model_id` (adapter `folder`) classifies `text` on the same base and model thread,
+        its difference from the active adapter added by hooks (classifier/shadow_deltas.py)."""
+        future = self._submit(self._locked_shadow, text, model_id, folder)
+        try:
+            return future.result(timeout=self.timeout_s)
+        except FutureTimeout:
+            future.cancel()
+            raise ModelTimeout(f"the model did not answer within {self.timeout_s:.0f} s") from None
+
+    def _locked_shadow(self, text: str, model_id: int, folder: str) -> Classification:
+        with self._lock:
+            key = (model_id, self._model_id)  # rebuilt when the active model (what the hooks undo) changes
+            if self._shadow is None or self._shadow[0] != key:
+                meta = check_adapter_dir(Path(folder))
+                deltas = read_lora(Path(folder))
+                check_fits(self._base, deltas, source=folder)
+                difference = LowRankDifference(self._base, merged=self._deltas, candidate=deltas)
+                with difference.applied():
+                    router = LoraRouter(model=self._base, tokenizer=self._tokenizer, labels=meta.labels,
+                                        prompt=meta.prompt, name=f"candidate {model_id}", model_id=model_id,
+                                        cache_prefix=True, calibration=meta.calibration,
+                                        bank=read_bank(Path(folder)), head=read_head(Path(folder)))
+                self._shadow = (key, difference, router)
+            _, difference, router = self._shadow
+            with difference.applied():
+                return router.classify(text)
 
     def _submit(self, work: Callable[..., Any], *args: Any) -> Future[Any]:
         """Queues `work` on the model thread, counted while it waits and timed while it runs."""

@@ -94,3 +94,33 @@ def test_a_swap_that_fails_half_way_is_undone(serving, sessions):
         swap(base, old=good, new=broken)
     after = base.state_dict()
     assert max(float((after[k] - v).abs().max()) for k, v in before.items()) < 1e-6
+
+
+def test_a_candidate_in_shadow_scores_as_if_merged_and_leaves_the_active_model_exact(serving, sessions, tmp_path,
+                                                                                     tiny_model_dir, settings):
+    from classifier.lora_router import LoraRouter
+
+    router, base = serving
+    with sessions() as session:
+        active_folder = Path(active_model(session).adapter_path)
+    candidate = tmp_path / "candidate"
+    shutil.copytree(active_folder, candidate)
+    tensors = load_file(str(candidate / "adapter_model.safetensors"))
+    generator = torch.Generator().manual_seed(0)
+    save_file({k: v + 0.05 * torch.randn(v.shape, generator=generator) for k, v in tensors.items()},
+              str(candidate / "adapter_model.safetensors"))
+    texts = [e[0] for e in EXAMPLES[:4]]
+    served_before = [router.classify(t).scores for t in texts]
+    weights_before = {k: v.clone() for k, v in base.state_dict().items()}
+
+    shadowed = [router.classify_shadow(t, 99, str(candidate)).scores for t in texts]
+    fresh, tokenizer = load_base_model(str(tiny_model_dir), cache_dir=settings.cache_dir)
+    merged = LoraRouter.from_adapter(base=fresh, tokenizer=tokenizer, adapter_dir=candidate, name="merged")
+    expected = [merged.classify(t).scores for t in texts]
+    for got, want in zip(shadowed, expected, strict=True):
+        assert got.keys() == want.keys() and max(abs(got[k] - want[k]) for k in got) < 1e-4
+    assert any(max(abs(s[k] - b[k]) for k in s) > 1e-3 for s, b in zip(shadowed, served_before, strict=True))
+
+    assert [router.classify(t).scores for t in texts] == served_before  # the hooks are gone after each call
+    after = base.state_dict()
+    assert all(torch.equal(after[k], v) for k, v in weights_before.items())
