@@ -31,6 +31,7 @@ from store.tables import (
     ModelVersion,
     Prediction,
     Query,
+    ShadowPrediction,
     SlackEvent,
     SlackMessage,
     SlackPost,
@@ -139,7 +140,8 @@ def forget(session: Session, messages: Sequence[SlackMessage], *, user: str | No
 
 def _delete_where(session: Session, query_ids: list[int], prediction_ids: set[int]) -> Counter[str]:
     rows: Counter[str] = Counter()
-    for table, name in ((EarlyRemoval, "early_removals"), (BaselinePrediction, "baseline_predictions")):
+    for table, name in ((EarlyRemoval, "early_removals"), (BaselinePrediction, "baseline_predictions"),
+                        (ShadowPrediction, "shadow_predictions")):
         for row in session.exec(select(table).where(col(table.query_id).in_(query_ids))):
             session.delete(row)
             rows[name] += 1
@@ -204,4 +206,5 @@ def export_user(session: Session, user: str) -> dict[str, Any]:
             "messages": [m.model_dump(mode="json") for m in messages],
             "queries": [q.model_dump(mode="json") for q in queries],
             "predictions": rows(Prediction), "labels": rows(Label), "baseline_answers": rows(BaselinePrediction),
+            "shadow_predictions": rows(ShadowPrediction),
             "events": [{"event_id": e.event_id, "payload": e.payload} for e in events_about(session, messages, user)]}

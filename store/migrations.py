@@ -165,10 +165,20 @@ def _m012_customer_data(conn: Connection) -> None:
     conn.execute(text("INSERT INTO store_salt (id, value) VALUES (1, :v)"), {"v": secrets.token_hex(32)})
 
 
+def _m013_shadow(conn: Connection) -> None:
+    """Candidates that score live messages in shadow, and candidates waiting for an admin's approval."""
+    if conn.dialect.name == "postgresql":
+        for kind in ("modelstatus", "runstatus"):
+            for name in ("SHADOW", "AWAITING_APPROVAL"):
+                conn.execute(text(f"ALTER TYPE {kind} ADD VALUE IF NOT EXISTS '{name}'"))
+    tables.ShadowPrediction.__table__.create(conn)  # type: ignore[attr-defined]
+    _add_columns(conn, "training_runs", {"approval_posted_at": _timestamp(conn)})
+
+
 MIGRATIONS: list[Callable[[Connection], None]] = [
     _m001_initial, _m002_baseline_predictions, _m003_slack, _m004_trustworthy_holdout, _m005_out_of_scope,
     _m006_early_removals, _m007_outbox, _m008_training_requests, _m009_alerts, _m010_durable_delivery,
-    _m011_learning_from_everything, _m012_customer_data]
+    _m011_learning_from_everything, _m012_customer_data, _m013_shadow]
 
 
 def current_version(engine: Engine) -> int:

@@ -13,6 +13,7 @@ from store.forget import models_with_forgotten_data
 from store.registry import active_model
 from store.run_report import ModelScore, RunReport, verdict_line
 from store.runs import TRAINING_LOCK, last_finished_run, last_trained_at, lock_held
+from store.shadow import pending_summary
 from store.tables import LabelSource, ModelVersion, RunStatus, Split, TrainingRun
 
 
@@ -38,6 +39,7 @@ def status(session: Session, *, pricing: Pricing | None) -> dict[str, Any]:
                      "inferred": {source.value: sum(e.source == source for e in examples)
                                   for source in (LabelSource.IMPLICIT, LabelSource.BASELINE)}},
         "training": lock_held(session, name=TRAINING_LOCK),
+        "candidate": pending_summary(session),
         "last_run": None if run is None else {"run_id": run.id, "status": run.status.value,
                                               "finished_at": run.finished_at, **(run.report or {})},
         "routing": routing(session, active_id=None if active is None else active.id, pricing=pricing),
@@ -62,7 +64,7 @@ def status_lines(payload: dict[str, Any]) -> list[str]:
     baseline = model and model.get("baseline_macro_f1")
     return [
         "active model: " + ("none (run `switchboard train`)" if model is None else
-                            f"{model['id']} (holdout macro-F1 {model['macro_f1']:.3f}"
+                            f"{model['id']} (holdout macro-F1 " + _f1(model["macro_f1"])
                             + (f", baseline {baseline:.3f})" if baseline is not None else ")")),
         "examples: train {train} ({inferred[implicit]} implicit, {inferred[baseline]} distilled), holdout {holdout}, "
         "labelled by people since last run {pending}".format(**payload["examples"]),
@@ -70,9 +72,26 @@ def status_lines(payload: dict[str, Any]) -> list[str]:
         "last run: " + ("none" if run is None
                         else f"{run['run_id']} " + verdict_line(run["status"], run.get("reason", ""))),
         "routing: " + routing_text(payload["routing"]),
+        *([candidate_text(payload["candidate"])] if payload.get("candidate") else []),
         *(["the active model was trained on data since forgotten: the next run trains from the base model "
            "without it"] if payload.get("forgotten_data_in_active_model") else []),
     ]
+
+
+def _f1(value: float | None) -> str:
+    return "unmeasured" if value is None else f"{value:.3f}"
+
+
+def candidate_text(candidate: dict[str, Any]) -> str:
+    """`candidate: model 7 in shadow, 120 of 200 live messages, 96% agreement …` or `… waiting for approval`."""
+    head = f"candidate: model {candidate['id']}"
+    if candidate["stage"] != "shadow":
+        return f"{head} waits for an admin's approval (`/switchboard approve {candidate['id']}` or `reject`)"
+    window = f" of {candidate['window']}" if candidate.get("window") else ""
+    return (f"{head} in shadow, {candidate['shadow_messages']}{window} live messages, "
+            f"{candidate['agreement']:.0%} agreement with the active router; of the disagreements people labelled, "
+            f"the candidate alone was right on {candidate['only_candidate_right']}, the active router alone on "
+            f"{candidate['only_live_right']}")
 
 
 def routing_text(routing: dict[str, Any]) -> str:

@@ -98,6 +98,9 @@ class RunReport:
     confusion_png: str | None = None
     duration_s: float | None = None
     routing: dict[str, Any] | None = None  # who routes after this run, and its cost per 1,000 queries
+    shadow_window: int | None = None  # live messages the candidate scores in shadow before its verdict
+    shadow: dict[str, Any] | None = None  # what the shadow window showed (trainer/promotion.py)
+    decision: dict[str, Any] | None = None  # how a candidate after the gate was decided: by whom, when, why
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

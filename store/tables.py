@@ -58,6 +58,8 @@ class ModelStatus(StrEnum):
     ACTIVE = "active"
     RETIRED = "retired"
     REJECTED = "rejected"
+    SHADOW = "shadow"  # passed the gate; scores live messages beside the active model, never answers
+    AWAITING_APPROVAL = "awaiting_approval"  # passed (and its shadow window); waits for an admin
 
 
 class RunStatus(StrEnum):
@@ -66,6 +68,8 @@ class RunStatus(StrEnum):
     NOT_PROMOTED = "not_promoted"
     SKIPPED = "skipped"
     FAILED = "failed"
+    SHADOW = "shadow"  # its candidate is in shadow: the verdict comes when the window ends
+    AWAITING_APPROVAL = "awaiting_approval"
 
 
 class Department(SQLModel, table=True):
@@ -199,6 +203,23 @@ class TrainingRun(SQLModel, table=True):
     report: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
     reason: str | None = None
     trigger: str | None = None
+    approval_posted_at: datetime | None = Field(default=None, sa_type=UTCDateTime)  # the admins were asked
+
+
+class ShadowPrediction(SQLModel, table=True):
+    """A candidate in shadow's answer to a live message: stored, never shown. One per candidate and
+    query, so that a redelivered message counts once in the window."""
+
+    __tablename__ = "shadow_predictions"
+    __table_args__ = (UniqueConstraint("model_version_id", "query_id", name="uq_shadow_prediction"),)
+    id: int | None = Field(default=None, primary_key=True)
+    model_version_id: int = Field(foreign_key="model_versions.id", index=True)
+    query_id: int = Field(foreign_key="queries.id", index=True)
+    department: str
+    confidence: float
+    none_of_these: bool = False
+    latency_ms: float = 0.0
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
 class SlackMessage(SQLModel, table=True):
