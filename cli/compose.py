@@ -13,7 +13,7 @@ import signal
 import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from cli.output import UserError
 from core.redact import redactor_of
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from store.db import SessionFactory
     from store.run_report import RunReport
     from store.tables import ModelVersion
+    from trainer.approval import Ask
     from trainer.config import TrainConfig
     from trainer.pipeline import RunOptions
     from trainer.service import Post, RunNow, TrainerService
@@ -126,12 +127,33 @@ def slack_poster(ctx: Context) -> Post:
 
 
 def start_trainer_service(ctx: Context, *, check_seconds: float = 60.0, poll_seconds: float = 2.0) -> TrainerService:
+    from trainer.gate import GateRules
     from trainer.schedule import ScheduleConfig
     from trainer.service import TrainerService
 
     return TrainerService(ctx.sessions, make_run_now(ctx), post=slack_poster(ctx),
                           schedule=ScheduleConfig.of(ctx.settings, check_seconds=check_seconds),
-                          poll_seconds=poll_seconds).start()
+                          poll_seconds=poll_seconds, rules=GateRules.of(ctx.settings),
+                          ask=approval_poster(ctx)).start()
+
+
+def approval_poster(ctx: Context) -> Ask | None:
+    """Posts an approval request to SWITCHBOARD_ALERT_CHANNEL, else to each admin directly."""
+    client = slack_web_client(ctx)
+    if client is None:
+        return None
+    from slack_sdk.errors import SlackApiError
+
+    targets = [ctx.settings.alert_channel] if ctx.settings.alert_channel else sorted(ctx.settings.admins)
+
+    def ask(text: str, blocks: list[dict[str, Any]]) -> None:
+        for target in targets:
+            try:
+                client.chat_postMessage(channel=target, text=text, blocks=blocks)
+            except SlackApiError as exc:
+                log.warning("could not ask %s for approval: %s", target, exc.response.get("error"))
+
+    return ask
 
 
 def serving_router(ctx: Context) -> ActiveModelRouter | EngineRouter:
@@ -161,7 +183,8 @@ def bot_deps(ctx: Context, router: ActiveModelRouter | EngineRouter, metrics: Bo
     baseline = (BaselineRouter(make_openai_client(settings), ctx.sessions, model=settings.baseline_model,
                                redact=redactor_of(settings))
                 if baseline_configured(settings) else None)
-    return BotDeps(settings=settings, sessions=ctx.sessions, router=ColdStartRouter(router, baseline), metrics=metrics)
+    return BotDeps(settings=settings, sessions=ctx.sessions, router=ColdStartRouter(router, baseline), metrics=metrics,
+                   shadow=router.classify_shadow)
 
 
 def wait_for_sigterm() -> None:

@@ -40,6 +40,8 @@ class Settings(BaseSettings):
     gate_max_department_drop: float = Field(0.05, ge=0, le=1,
                                             validation_alias=_env("SWITCHBOARD_GATE_MAX_DEPARTMENT_DROP"))
     gate_confidence: float = Field(0.9, gt=0.5, lt=1, validation_alias=_env("SWITCHBOARD_GATE_CONFIDENCE"))
+    shadow_messages: int = Field(200, ge=0, validation_alias=_env("SWITCHBOARD_SHADOW_MESSAGES"))
+    promotion: Literal["auto", "approve"] = Field("auto", validation_alias=_env("SWITCHBOARD_PROMOTION"))
     audit_rate: float = Field(0.1, ge=0, le=1, validation_alias=_env("SWITCHBOARD_AUDIT_RATE"))
     cold_start_audit_rate: float = Field(0.5, ge=0, le=1, validation_alias=_env("SWITCHBOARD_COLD_START_AUDIT_RATE"))
     distil_budget_usd: float = Field(0.0, ge=0, validation_alias=_env("SWITCHBOARD_DISTIL_BUDGET_USD"))

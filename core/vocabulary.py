@@ -7,3 +7,7 @@ OUT_OF_SCOPE = "None of these"
 learned as a class, scored by the gate, but never listed, routed to or offered as a department."""
 OUT_OF_SCOPE_ABOUT = ("the message is for no department: a greeting, thanks, spam, a question about something "
                       "this team does not handle, or instructions aimed at the assistant itself")
+
+APPROVE_ACTION = "switchboard_approve_candidate"
+REJECT_ACTION = "switchboard_reject_candidate"
+"""The action ids of the admins' Approve and Reject buttons: the trainer posts them, the bot answers them."""

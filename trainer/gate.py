@@ -41,12 +41,19 @@ NOT_CONFIGURED = "baseline: not configured"
 
 @dataclass(frozen=True)
 class GateRules:
+    """How a candidate is judged and, once it passes, how it reaches routing. `GateRules()` alone promotes a
+    passing candidate at once; the product's rules (`of`) first run it in shadow for `shadow_messages` live
+    messages (trainer/promotion.py) and, with `approval`, wait for an admin."""
+
     max_department_drop: float = default_of("gate_max_department_drop")
     confidence: float = default_of("gate_confidence")
+    shadow_messages: int = 0
+    approval: bool = False
 
     @classmethod
     def of(cls, settings: Settings) -> GateRules:
-        return cls(max_department_drop=settings.gate_max_department_drop, confidence=settings.gate_confidence)
+        return cls(max_department_drop=settings.gate_max_department_drop, confidence=settings.gate_confidence,
+                   shadow_messages=settings.shadow_messages, approval=settings.promotion == "approve")
 
     @property
     def department_min_examples(self) -> int:

@@ -41,6 +41,7 @@ from store.runs import (
     start_run,
     try_acquire_lock,
 )
+from store.shadow import start_pending
 from store.tables import ModelStatus, ModelVersion, RunStatus
 from trainer.alternatives import score_alternatives
 from trainer.baseline import distil
@@ -50,6 +51,7 @@ from trainer.evaluation import score_everyone
 from trainer.gate import Decision, GateRules, decide
 from trainer.lease import Heartbeat, LeaseLost, owner_name, release_if_holder_died
 from trainer.lora import TrainingFailed, TrainResult
+from trainer.promotion import first_stage
 from trainer.replay import TrainingSet, select_training_set
 from trainer.snapshot import Snapshot, take_snapshot
 
@@ -161,16 +163,22 @@ def _run(settings: Settings, sessions: SessionFactory, options: RunOptions, run_
                                         parent_id=plan.current.id if plan.current else None)
             assert registered.id is not None
             promoted, reason = decision.promote, decision.reason
-            if promoted:
+            stage = first_stage(options.rules, live_rival=scores.routing is not None) if promoted else None
+            if stage is not None:
+                promoted, reason = False, _pending_reason(stage, decision, options.rules)
+            elif promoted:
                 try:  # a compare-and-set: an admin's rollback or promotion during the run stands
                     with session.begin_nested():
                         promote(session, model_id=registered.id, by=f"trainer ({options.trigger})",
                                 if_active_is=plan.current.id if plan.current else None)
                 except ActiveModelMoved as exc:
                     promoted, reason = False, f"{reason}; not promoted: {exc}"
-            if not promoted:
+            if stage is not None:
+                start_pending(session, model_id=registered.id, stage=stage)
+            elif not promoted:
                 registered.status = ModelStatus.REJECTED
             return _report(settings, session, run_id, plan, decision, promoted, reason, registered, final, started,
+                           stage=stage, rules=options.rules,
                            scores=scores, result=result, calibration=calibration, trained_on=trained_on, png=png,
                            alternatives=alternatives, baseline_cost=baseline_cost, known_mistakes=known_mistakes,
                            distillation=distillation, implicit=implicit)
@@ -180,12 +188,15 @@ def _run(settings: Settings, sessions: SessionFactory, options: RunOptions, run_
 
 
 def _report(settings: Settings, session: Any, run_id: int, plan: Plan, decision: Decision, promoted: bool,
-            reason: str, registered: ModelVersion, final: Path, started: datetime, *, scores: Any, result: TrainResult,
+            reason: str, registered: ModelVersion, final: Path, started: datetime, *, stage: ModelStatus | None,
+            rules: GateRules,
+            scores: Any, result: TrainResult,
             calibration: Calibration, trained_on: int, png: Path | None, alternatives: Any, baseline_cost: Any,
             known_mistakes: Any, distillation: Distillation | None, implicit: int) -> RunReport:
     """The run's report, written to the run in the caller's transaction."""
     assert plan.training_set is not None
-    status = RunStatus.PROMOTED if promoted else RunStatus.NOT_PROMOTED
+    status = (RunStatus(stage.value) if stage is not None
+              else RunStatus.PROMOTED if promoted else RunStatus.NOT_PROMOTED)
     report = RunReport(
         run_id=run_id, promoted=promoted, reason=reason, status=status.value,
         candidate=scores.candidate.score() if scores.candidate else None,
@@ -199,7 +210,8 @@ def _report(settings: Settings, session: Any, run_id: int, plan: Plan, decision:
         training={**plan.training_set.describe(), "trained_on": trained_on, **_training_summary(result),
                   "warm_start_model": plan.warm_start.id if plan.warm_start else None},
         calibration=calibration.summary(), confusion_png=str(png) if png else None,
-        duration_s=round((datetime.now(UTC) - started).total_seconds(), 1))
+        duration_s=round((datetime.now(UTC) - started).total_seconds(), 1),
+        shadow_window=rules.shadow_messages if stage == ModelStatus.SHADOW else None)
     session.flush()
     after = active_model(session)
     report = replace(report, routing=routing(session, active_id=after.id if after else None,
@@ -207,6 +219,15 @@ def _report(settings: Settings, session: Any, run_id: int, plan: Plan, decision:
     finish_run(session, run_id=run_id, reason=reason, report=report.to_json(), status=status,
                snapshot_hash=plan.snapshot.digest, candidate_id=registered.id)
     return report
+
+
+def _pending_reason(stage: ModelStatus, decision: Decision, rules: GateRules) -> str:
+    passed = decision.reason.removeprefix("promoted: ")
+    if stage == ModelStatus.SHADOW:
+        return (f"in shadow: passed the gate ({passed}); it answers the next {rules.shadow_messages} live messages "
+                "beside the active router, unseen, and is promoted then unless it did worse"
+                + (" and an admin approves" if rules.approval else ""))
+    return f"waiting for an admin's approval: passed the gate ({passed})"
 
 
 def _infer_labels(settings: Settings, sessions: SessionFactory, options: RunOptions) -> tuple[int, Distillation | None]:

@@ -3,7 +3,9 @@ in one long-running process apart from the bot (`switchboard trainer`).
 
 The bot only records a request in the store (store/training_requests.py). This service polls for
 one every couple of seconds, runs the same `run_training` that `switchboard train` runs, posts the
-report to the channel that asked, and marks the request answered. Runs stay single across
+report to the channel that asked, and marks the request answered. On the same poll it ends a
+candidate's full shadow window and asks the admins about a candidate waiting for approval
+(trainer/promotion.py, trainer/approval.py). Runs stay single across
 processes through the store's training lock; a request whose run could not start because another
 run held the lock is given back and taken again when that run ends.
 """
@@ -26,7 +28,10 @@ from store.training_requests import (
     release_request,
     take_request,
 )
+from trainer.approval import Ask, ask_for_approvals
+from trainer.gate import GateRules
 from trainer.lease import owner_name
+from trainer.promotion import settle_shadow
 from trainer.report_text import report_lines
 from trainer.schedule import ScheduleConfig, build_scheduler
 
@@ -39,8 +44,12 @@ ALIVE_TTL = timedelta(seconds=30)
 
 class TrainerService:
     def __init__(self, sessions: SessionFactory, run_now: RunNow, *, post: Post,
-                 schedule: ScheduleConfig | None = None, poll_seconds: float = 2.0) -> None:
+                 schedule: ScheduleConfig | None = None, poll_seconds: float = 2.0,
+                 rules: GateRules | None = None, ask: Ask | None = None) -> None:
+        """`rules`: the promotion rules whose shadow windows this service ends; `ask` posts approval
+        requests to the admins (without it they answer from `/switchboard approve` or the shell)."""
         self._sessions = sessions
+        self._rules, self._ask = rules, ask
         self._run_now = run_now
         self._post = post
         self._schedule = schedule
@@ -73,10 +82,18 @@ class TrainerService:
             try:
                 note_trainer_alive(self._sessions, worker=self.worker, ttl=ALIVE_TTL)
                 self.answer_next()
+                self.move_candidates()
             except Exception:  # a database hiccup: logged, tried again at the next poll
                 log.exception("the trainer service's poll failed; retrying")
             if self._stop.wait(self._poll_seconds):
                 return
+
+    def move_candidates(self) -> None:
+        """Ends a full shadow window, then asks the admins about any candidate waiting for them."""
+        if self._rules is not None:
+            settle_shadow(self._sessions, self._rules)
+        if self._ask is not None:
+            ask_for_approvals(self._sessions, self._ask)
 
     def answer_next(self) -> bool:
         """Takes the oldest waiting request, if any, runs it and posts the report; True if it ran one."""
