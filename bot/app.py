@@ -15,11 +15,12 @@ from typing import Any
 from slack_bolt import App, BoltResponse
 from slack_sdk import WebClient
 
-from bot import blocks, commands, reactions
+from bot import approvals, blocks, commands, reactions
 from bot.apology import apologise_for_command
 from bot.delivery import Delivery, wanted
 from bot.deps import BotDeps
 from bot.home import HomeTab
+from core.vocabulary import APPROVE_ACTION, REJECT_ACTION
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,16 @@ def build_app(deps: BotDeps, *, client: WebClient, signing_secret: str | None,
     app.action(blocks.AUDIT_RIGHT)(on_audit)
     app.action(blocks.AUDIT_DEPARTMENT)(on_audit)
     app.action(blocks.AUDIT_NONE)(on_audit)
+
+    @app.action(APPROVE_ACTION)
+    def on_approve(ack: Callable[..., None], body: dict[str, Any], action: dict[str, Any]) -> None:
+        ack()
+        approvals.on_button(deps, delivery.client, body, action, approve=True)
+
+    @app.action(REJECT_ACTION)
+    def on_reject(ack: Callable[..., None], body: dict[str, Any], action: dict[str, Any]) -> None:
+        ack()
+        approvals.on_button(deps, delivery.client, body, action, approve=False)
 
     @app.event("app_home_opened")
     def on_home_opened(event: dict[str, Any], client: WebClient) -> None:

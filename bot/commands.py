@@ -1,4 +1,4 @@
-"""`/switchboard status | retrain | rollback | departments [add NAME :emoji: #channel]`.
+"""`/switchboard status | retrain | rollback | approve [ID] | reject [ID] | departments [add NAME :emoji: #channel]`.
 
 Every answer goes back in the acknowledgement itself (well inside Slack's 3 seconds). A retrain is
 only recorded here: the trainer service (trainer/service.py) runs it and posts the report.
@@ -13,6 +13,7 @@ from typing import Any
 
 from slack_sdk import WebClient
 
+from bot.approvals import decide_candidate
 from bot.deps import BotDeps
 from bot.reactions import CONFIRM
 from classifier.adapters import AdapterError, check_adapter_path
@@ -26,9 +27,9 @@ from store.training_requests import request_training, trainer_running
 
 log = logging.getLogger(__name__)
 
-USAGE = ("Usage: `/switchboard status` · `retrain` · `rollback` · `departments` · "
-         "`departments add NAME :emoji: #channel`")
-ADMIN_ONLY = {"retrain", "rollback", "departments"}
+USAGE = ("Usage: `/switchboard status` · `retrain` · `rollback` · `approve [ID]` · `reject [ID]` · "
+         "`departments` · `departments add NAME :emoji: #channel`")
+ADMIN_ONLY = {"retrain", "rollback", "departments", "approve", "reject"}
 _EMOJI = re.compile(r"^:([^:\s]+):$")
 _CHANNEL = re.compile(r"^<#([A-Z0-9]+)(\|[^>]*)?>$")
 
@@ -49,6 +50,14 @@ def handle(deps: BotDeps, client: WebClient, command: dict[str, Any], ack: Ack) 
         start_retrain(deps, channel=command.get("channel_id"), user=user, ack=ack)
     elif action == "rollback":
         rollback(deps, user=user, ack=ack)
+    elif action in ("approve", "reject"):
+        candidate = words[1] if len(words) > 1 else None
+        if candidate is not None and not candidate.isdigit():
+            ack(text=f"`{action}` takes a model id (see `switchboard models`), not `{candidate}`.")
+            return
+        decided, answer = decide_candidate(deps, user=user, model_id=int(candidate) if candidate else None,
+                                           approve=action == "approve")
+        ack(response_type="in_channel" if decided else "ephemeral", text=answer)
     elif action == "departments":
         departments(deps, words[1:], user=user, ack=ack)
     else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -21,6 +22,9 @@ class ServingRouter(Protocol):
     def classify(self, text: str) -> Classification: ...
 
 
+ShadowClassify = Callable[[str, int, str], Classification]  # text, candidate's model id and adapter folder
+
+
 @dataclass(frozen=True)
 class BotDeps:
     settings: Settings
@@ -28,6 +32,7 @@ class BotDeps:
     router: ServingRouter
     audit_rng: random.Random = field(default_factory=random.Random)  # which messages are audited; seed it in tests
     metrics: BotMetrics = field(default_factory=BotMetrics)  # what `/metrics` shows; each BotDeps its own registry
+    shadow: ShadowClassify | None = None  # classifies with a candidate in shadow; None: this router cannot
 
     def is_agent(self, user: str | None) -> bool:
         return user is not None and user in self.settings.agents

@@ -23,7 +23,14 @@ from reports.costs import DAILY_GROWTH, CostSummary, Pricing, Projection
 from store.costs import cost_measures, usd
 from store.drift import recent_alerts
 from store.examples import list_departments
-from store.overview import labels_per_department, promotion_history, recent_runs, routing_text, status
+from store.overview import (
+    candidate_text,
+    labels_per_department,
+    promotion_history,
+    recent_runs,
+    routing_text,
+    status,
+)
 from store.run_report import verdict_line
 from store.tables import Alert
 
@@ -178,6 +185,8 @@ def _model_blocks(summary: dict[str, Any], history: list[dict[str, Any]]) -> lis
         lines.append(f"Holdout macro-F1 across promotions: {across}")
     lines.append(f"Examples: {examples['train']} train, {examples['holdout']} holdout; "
                  f"{examples['pending']} labelled since the last run.")
+    if summary.get("candidate"):
+        lines.append(":eyes: " + candidate_text(summary["candidate"]).replace("candidate: ", "Candidate ", 1))
     if summary["training"]:
         lines.append(":hourglass_flowing_sand: A retraining run is in progress.")
     body = "\n".join(lines)

@@ -26,8 +26,9 @@ def register(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(handler=classify)
 
-    p = sub.add_parser("models", help="the adapter registry; `models promote ID`, `models rollback`")
-    p.add_argument("action", nargs="?", choices=["promote", "rollback"])
+    p = sub.add_parser("models", help="the adapter registry; `models promote ID`, `models rollback`, "
+                                      "`models approve ID`, `models reject ID`")
+    p.add_argument("action", nargs="?", choices=["promote", "rollback", "approve", "reject"])
     p.add_argument("id", nargs="?", type=int)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(handler=models)
@@ -79,6 +80,8 @@ def models(args: argparse.Namespace) -> int:
         model = promote_checked(ctx.sessions, model_id=args.id, by="admin (cli)", check=check_adapter_path)
         emit(args.json, {"active_model": model.id}, f"model {model.id} is now active")
         return 0
+    if args.action in ("approve", "reject"):
+        return decide_candidate(ctx, args)
     if args.action == "rollback":
         model = rollback_checked(ctx.sessions, by="admin (cli)", check=check_adapter_path)
         emit(args.json, {"active_model": model.id}, f"rolled back: model {model.id} is active again")
@@ -91,4 +94,26 @@ def models(args: argparse.Namespace) -> int:
     text = "\n".join(f"{r['id']:>4}  {r['status']:<9} macro-F1 {r['macro_f1'] or 0:.3f}  {r['adapter']}"
                      for r in rows) or "no models yet: run `switchboard train`"
     emit(args.json, {"models": rows}, text)
+    return 0
+
+
+def decide_candidate(ctx: Any, args: argparse.Namespace) -> int:
+    """An admin's decision on the candidate in shadow or waiting for approval (`models approve|reject ID`)."""
+    from classifier.adapters import check_adapter_path
+    from cli.output import UserError
+    from store.db import transaction
+    from store.shadow import decide_by_admin
+    from store.tables import ModelStatus
+
+    if args.id is None:
+        raise UserError(f"models {args.action} needs a model ID (see `switchboard models`)")
+    approve = args.action == "approve"
+    with transaction(ctx.sessions) as session:
+        model = decide_by_admin(session, model_id=args.id, approve=approve, by="admin (cli)",
+                                check=check_adapter_path if approve else None)
+        promoted = model.status == ModelStatus.ACTIVE
+    text = (f"model {args.id} is now active" if promoted else
+            f"model {args.id} approved, but the active model changed since its run: not promoted" if approve
+            else f"model {args.id} rejected: the active model stays")
+    emit(args.json, {"model": args.id, "promoted": promoted}, text)
     return 0

@@ -1,0 +1,181 @@
+"""A candidate after the gate: in shadow on live messages, then promoted, refused, or decided by an admin.
+
+Through the real Bolt app over HTTP with the loopback Slack and the scripted router of tests/support.py
+as the active model; the candidate in shadow is a second scripted classifier handed to the bot as
+`BotDeps.shadow`, as `switchboard serve` hands it the served router's `classify_shadow`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+from sqlmodel import select
+
+from bot.blocks import AUDIT_RIGHT
+from classifier.adapters import META_FILE, AdapterMeta
+from classifier.lora_router import Classification
+from classifier.prompt import PromptFormat
+from core.vocabulary import APPROVE_ACTION
+from store.db import transaction
+from store.registry import active_model, get_model, promote, register_model
+from store.runs import finish_run, start_run
+from store.shadow import start_pending
+from store.tables import ModelStatus, RunStatus, ShadowPrediction, TrainingRun
+from tests.support import ADMIN, AGENT, STRANGER, answer, posts, route, text_of, wait_until
+from trainer.approval import ask_for_approvals
+from trainer.gate import GateRules
+from trainer.promotion import settle_shadow
+
+BILLING = ["I was charged twice for my order", "my invoice shows the wrong amount", "a payment failed at checkout"]
+REFUNDS = ["I want a refund for the shoes", "where is my refund for the jacket", "refund my cancelled order please"]
+
+
+def always(department: str, seen: list[str] | None = None):
+    """A candidate that answers `department` whatever the message: worse than the scripted router."""
+    def classify(text: str, model_id: int, folder: str) -> Classification:
+        if seen is not None:
+            seen.append(text)
+        return Classification(department, 0.9, {department: 0.9}, f"candidate {model_id}", 2.0, model_id=model_id)
+    return classify
+
+
+def pending(sessions, stage: ModelStatus, *, window: int) -> int:
+    """The scripted router's model 1 active, and model 2, gated against it, in `stage` with its run."""
+    with transaction(sessions) as session:
+        promote(session, model_id=1, by="test")
+        model = register_model(session, adapter_path="scripted-candidate", base_model="scripted",
+                               labels=["Billing", "Shipping", "Refunds"], hyperparameters={},
+                               metrics={"macro_f1": 0.9}, parent_id=1)
+        assert model.id is not None
+        run = start_run(session, trigger="test")
+        finish_run(session, run_id=run.id, status=RunStatus(stage.value), reason="in shadow: passed the gate",
+                   report={"run_id": run.id, "promoted": False, "reason": "in shadow", "shadow_window": window,
+                           "candidate": {"macro_f1": 0.9, "weighted_f1": 0.9, "accuracy": 0.9, "n": 40,
+                                         "per_department_f1": {"Billing": 0.9, "Refunds": 0.9}}},
+                   candidate_id=model.id)
+        start_pending(session, model_id=model.id, stage=stage)
+        return model.id
+
+
+def servable_adapter(folder: Path) -> None:
+    """The files an adapter folder must hold to pass the promotion's check (the scripted router never loads it)."""
+    folder.mkdir()
+    (folder / "adapter_config.json").write_text("{}")
+    save_file({"lora": torch.zeros(1)}, str(folder / "adapter_model.safetensors"))
+    meta = AdapterMeta(labels=["Billing", "Shipping", "Refunds"], prompt=PromptFormat(), base_model="scripted",
+                       hyperparameters={})
+    (folder / META_FILE).write_text(json.dumps(meta.to_dict()))
+
+
+def shadow_rows(sessions) -> list[ShadowPrediction]:
+    with sessions() as session:
+        return list(session.exec(select(ShadowPrediction)))
+
+
+def run_of(sessions, model_id: int) -> TrainingRun:
+    with sessions() as session:
+        return session.exec(select(TrainingRun).where(TrainingRun.candidate_id == model_id)).one()
+
+
+def test_a_candidate_in_shadow_never_answers_and_is_refused_when_the_audits_show_it_worse(start_bot, sessions):
+    seen: list[str] = []
+    bot = start_bot(SWITCHBOARD_AUDIT_RATE="1", shadow=always("Shipping", seen))
+    messages = BILLING + REFUNDS
+    candidate = pending(sessions, ModelStatus.SHADOW, window=len(messages))
+    for i, text in enumerate(messages):
+        reply = route(bot, text, ts=f"100.{i:06d}")
+        assert text_of(reply).startswith(f"Routed to {'Billing' if text in BILLING else 'Refunds'}")
+        wait_until(lambda i=i: len(shadow_rows(sessions)) == i + 1, what="the shadow's answer stored")
+        answer(bot, AUDIT_RIGHT, user=AGENT, ts=f"100.{i:06d}", updates=i + 1)  # an agent confirms the route
+    assert seen == messages
+    assert not posts(bot.slack, "CSHIPPING")  # nothing forwarded where the candidate would have sent it
+    assert {r.department for r in shadow_rows(sessions)} == {"Shipping"}
+
+    bot.event({"type": "message", "channel": "CSUPPORT", "user": "UCUSTOMER", "text": BILLING[0],
+               "ts": "100.000000"})  # the first message delivered again: it counts once
+    assert settle_shadow(sessions, GateRules(shadow_messages=len(messages) + 1)) is None  # the window is not full
+    assert len(shadow_rows(sessions)) == len(messages)
+
+    settled = settle_shadow(sessions, GateRules(shadow_messages=len(messages)))
+    assert settled is not None and settled.outcome == RunStatus.NOT_PROMOTED
+    assert "worse than the active router on the shadow window" in settled.reason
+    assert "6 audited: macro-F1 0.000 against the active router's 1.000" in settled.reason
+    with sessions() as session:
+        assert active_model(session).id == 1
+        assert get_model(session, model_id=candidate).status == ModelStatus.REJECTED
+    run = run_of(sessions, candidate)
+    assert run.status == RunStatus.NOT_PROMOTED and run.report["decision"]["by"] == "trainer (shadow)"
+    assert run.report["shadow"]["only_live_right"] and not run.report["shadow"]["only_candidate_right"]
+    route(bot, "one more about my invoice", ts="101.000000")
+    assert len(shadow_rows(sessions)) == len(messages)  # no candidate in shadow any more: nothing scored
+
+
+def test_a_candidate_no_worse_on_the_window_is_promoted(start_bot, sessions):
+    bot = start_bot(SWITCHBOARD_AUDIT_RATE="1", shadow=always("Billing"))
+    candidate = pending(sessions, ModelStatus.SHADOW, window=len(BILLING))
+    for i, text in enumerate(BILLING):
+        route(bot, text, ts=f"200.{i:06d}")
+        wait_until(lambda i=i: len(shadow_rows(sessions)) == i + 1, what="the shadow's answer stored")
+    settled = settle_shadow(sessions, GateRules(shadow_messages=len(BILLING)))
+    assert settled is not None and settled.outcome == RunStatus.PROMOTED, settled
+    assert "100% agreement" in settled.reason and "none audited" in settled.reason
+    with sessions() as session:
+        assert active_model(session).id == candidate
+
+
+def test_only_an_admin_approves_and_the_decision_is_recorded_once(start_bot, sessions):
+    bot = start_bot(SWITCHBOARD_AUDIT_RATE="0")
+    candidate = pending(sessions, ModelStatus.AWAITING_APPROVAL, window=0)
+    asked: list[str] = []
+
+    def ask(text: str, blocks: list[dict]) -> None:
+        asked.append(bot.client.chat_postMessage(channel="CADMIN", text=text, blocks=blocks)["ts"])
+
+    assert ask_for_approvals(sessions, ask) == [candidate]
+    assert ask_for_approvals(sessions, ask) == [] and len(asked) == 1  # asked once
+    request = posts(bot.slack, "CADMIN")[-1]
+    assert "*Billing*: holdout 0.90" in text_of(request)
+    ts = asked[0]
+
+    assert bot.action(APPROVE_ACTION, user=STRANGER, ts=ts, channel="CADMIN").status == 200
+    refusal = bot.slack.wait_for("chat.postEphemeral")[-1].body
+    assert refusal["user"] == STRANGER and "Only Switchboard admins" in refusal["text"]
+    with sessions() as session:
+        assert get_model(session, model_id=candidate).status == ModelStatus.AWAITING_APPROVAL
+
+    assert bot.action(APPROVE_ACTION, user=ADMIN, ts=ts, channel="CADMIN").status == 200
+    unservable = bot.slack.wait_for("chat.postEphemeral", 2)[-1].body
+    assert unservable["text"] == "Nothing changed: adapter folder scripted-candidate is missing."
+    with sessions() as session:
+        assert get_model(session, model_id=candidate).status == ModelStatus.AWAITING_APPROVAL
+
+    servable_adapter(Path("scripted-candidate"))
+    assert bot.action(APPROVE_ACTION, user=ADMIN, ts=ts, channel="CADMIN").status == 200
+    update = bot.slack.wait_for("chat.update")[-1].body
+    assert f"approved model {candidate}: it is active now" in update["text"]
+    assert not [b for b in update["blocks"] if b["type"] == "actions"]  # the buttons are gone
+    with sessions() as session:
+        assert active_model(session).id == candidate
+    run = run_of(sessions, candidate)
+    assert run.status == RunStatus.PROMOTED and run.report["decision"]["by"] == f"admin {ADMIN}"
+    assert run.report["decision"]["at"]
+
+    response = bot.command(f"reject {candidate}", user=ADMIN)
+    assert "Nothing changed" in response.body and f"model {candidate} is not in shadow" in response.body
+    with sessions() as session:
+        assert active_model(session).id == candidate
+
+
+def test_the_slash_command_rejects_a_candidate_in_shadow_and_refuses_early_approval(start_bot, sessions):
+    bot = start_bot(SWITCHBOARD_AUDIT_RATE="0", shadow=always("Billing"))
+    candidate = pending(sessions, ModelStatus.SHADOW, window=200)
+    assert "admins only" in bot.command("approve", user=AGENT).body
+    assert "can be approved once its window ends" in bot.command("approve", user=ADMIN).body
+    assert "in shadow, 0 of 200 live messages" in bot.command("status", user=AGENT).body
+    assert f"rejected model {candidate}" in bot.command("reject", user=ADMIN).body
+    with sessions() as session:
+        assert active_model(session).id == 1
+        assert get_model(session, model_id=candidate).status == ModelStatus.REJECTED
