@@ -11,6 +11,8 @@ from typing import Any
 def verdict_line(status: str, reason: str) -> str:
     """`not promoted: no evidence …`: the run's verdict said once. The stored reason starts with the verdict
     ("promoted: …", "not promoted: …") so that it reads alone; a view that also shows the status strips it."""
+    if status in ("shadow", "awaiting_approval"):  # its reason names the stage: "in shadow: passed the gate …"
+        return reason
     said = reason.removeprefix("promoted: ").removeprefix("not promoted: ")
     return f"{status.replace('_', ' ')}: {said}" if said else status.replace("_", " ")
 

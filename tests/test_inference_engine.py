@@ -276,3 +276,25 @@ def test_a_real_vllm_serves_and_gates_what_the_in_process_scorer_computes(home, 
     finally:
         engine.terminate()
         engine.wait(timeout=60)
+
+
+def test_a_candidate_in_shadow_is_served_by_the_engine_beside_the_active_adapter(settings, sessions, tiny_model_dir):
+    from classifier.engine_router import SHADOW_PREFIX
+
+    first = train(settings, sessions, WEAK)
+    second = train(settings, sessions, examples=MORE)
+    with transaction(sessions) as session:
+        promote(session, model_id=first.model_id, by="test")
+    with FakeVLLM(tiny_model_dir) as engine:
+        router = make_engine_router(settings.model_copy(update={"inference_url": engine.url}),
+                                    registry_lookup(sessions), poll_seconds=3600)
+        assert router.refresh() and router.model_id == first.model_id
+        active = router.classify("alpha question 3")
+        shadowed = router.classify_shadow("alpha question 3", second.model_id, second.adapter)
+        assert served(engine) == [str(tiny_model_dir), f"{SERVED_PREFIX}{first.model_id}",
+                                  f"{SHADOW_PREFIX}{second.model_id}"]
+        assert router.classify_shadow("beta question 1", second.model_id, second.adapter).model_id == second.model_id
+        assert len([c for c in engine.posted("/v1/load_lora_adapter")
+                    if c["lora_name"] == f"{SHADOW_PREFIX}{second.model_id}"]) == 1  # loaded once
+        assert router.classify("alpha question 3").scores == active.scores  # the active adapter still answers
+    assert shadowed.model_id == second.model_id and shadowed.scores != active.scores

@@ -179,3 +179,54 @@ def test_the_slash_command_rejects_a_candidate_in_shadow_and_refuses_early_appro
     with sessions() as session:
         assert active_model(session).id == 1
         assert get_model(session, model_id=candidate).status == ModelStatus.REJECTED
+
+
+def test_a_run_sends_its_passing_candidate_to_shadow_and_a_newer_one_supersedes_it(settings, sessions):
+    from tests.support import LOOP, MORE, seed
+    from tests.test_loop import WEAK
+    from trainer.pipeline import RunOptions, run_training
+    from trainer.report_text import report_lines
+
+    def run(config, rules):
+        return run_training(settings, sessions, RunOptions(config=config, progress=False, alternatives="none",
+                                                           rules=rules))
+
+    seed(sessions)
+    first = run(WEAK, GateRules(shadow_messages=5))
+    assert first.promoted and first.status == "promoted"  # nothing routed live before it: nothing to shadow
+    seed(sessions, MORE)
+    second = run(LOOP, GateRules(shadow_messages=5))
+    assert not second.promoted and second.status == "shadow" and second.shadow_window == 5, second.reason
+    assert second.reason.startswith("in shadow: passed the gate (macro-F1")
+    assert report_lines(second)[0] == f"run {second.run_id}: {second.reason}"
+    with sessions() as session:
+        assert active_model(session).id == first.model_id
+        assert get_model(session, model_id=second.model_id).status == ModelStatus.SHADOW
+        assert get_model(session, model_id=second.model_id).parent_id == first.model_id
+
+    with transaction(sessions) as session:  # a newer candidate passes: the one in shadow is superseded
+        newer = register_model(session, adapter_path="newer", base_model="tiny", labels=[], hyperparameters={},
+                               metrics={}, parent_id=first.model_id)
+        assert start_pending(session, model_id=newer.id, stage=ModelStatus.AWAITING_APPROVAL) == [second.model_id]
+    run_row = run_of(sessions, second.model_id)
+    assert run_row.status == RunStatus.NOT_PROMOTED
+    assert run_row.reason == f"not promoted: superseded by model {newer.id}, a newer candidate"
+
+
+def test_with_approval_even_the_first_model_waits_for_an_admin(settings, sessions):
+    from store.shadow import decide_by_admin
+    from tests.support import FAST, seed
+    from trainer.pipeline import RunOptions, run_training
+
+    seed(sessions)
+    report = run_training(settings, sessions, RunOptions(config=FAST, progress=False, alternatives="none",
+                                                         rules=GateRules(shadow_messages=200, approval=True)))
+    assert not report.promoted and report.status == "awaiting_approval"
+    assert report.reason.startswith("waiting for an admin's approval: passed the gate")
+    with sessions() as session:
+        assert active_model(session) is None
+    with transaction(sessions) as session:
+        decide_by_admin(session, model_id=report.model_id, approve=True, by="admin (cli)")
+    with sessions() as session:
+        assert active_model(session).id == report.model_id
+    assert run_of(sessions, report.model_id).report["decision"]["by"] == "admin (cli)"

@@ -7,7 +7,9 @@ from store.run_report import RunReport, verdict_line
 
 
 def report_lines(report: RunReport) -> list[str]:
-    verdict = verdict_line("PROMOTED" if report.promoted else "not promoted", report.reason)
+    pending = report.status in ("shadow", "awaiting_approval")
+    verdict = verdict_line(report.status if pending else "PROMOTED" if report.promoted else "not promoted",
+                           report.reason)
     lines = [f"run {report.run_id}: {verdict}"]
     for who, score in (("candidate", report.candidate), ("current", report.current), ("baseline", report.baseline)):
         lines.append(f"  {who:<9} " + (score.line() if score else "-"))
