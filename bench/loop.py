@@ -130,6 +130,7 @@ def main() -> None:
             nonlocal began
             now = time.perf_counter()
             state.update(streamed=world.streamed, rng=world.rng.getstate(), routing_log=world.routing_log,
+                         shadow_log=world.shadow_log,
                          seen=dict(world.seen), baseline_requests=state["baseline_requests"] + len(fake.requests),
                          seconds=round(state["seconds"] + now - began, 1))
             began = now
@@ -145,6 +146,7 @@ def main() -> None:
 
         if state["curve"]:
             world.streamed, world.routing_log = state["streamed"], state["routing_log"]
+            world.shadow_log = state.get("shadow_log", [])
             world.seen.update(state.get("seen", {}))
             version, internal, gauss = state["rng"]
             world.rng.setstate((version, tuple(internal), gauss))
@@ -177,11 +179,13 @@ def main() -> None:
         "task": "departments (BANKING77)", "settings": {
             k: getattr(settings, k) for k in (
                 "audit_rate", "cold_start_audit_rate", "ask_rate", "retrain_after_labels", "implicit_after_hours",
-                "implicit_weight", "gate_confidence", "gate_max_department_drop", "distil_budget_usd")},
+                "implicit_weight", "gate_confidence", "gate_max_department_drop", "distil_budget_usd",
+                "shadow_messages")},
         "start_per_department": args.start, "streamed": world.streamed, "test_queries": len(test),
         "baseline_accuracy_table": args.baseline_accuracy, "agent_correct_rate": args.correct_rate,
         "curve": state["curve"], "routing_log": world.routing_log, "sabotaged_candidates": state["sabotage"],
-        "lever_ablation": state["ablation"], "summary": summarise(state["curve"], state["sabotage"]),
+        "lever_ablation": state["ablation"], "shadow_windows": state.get("shadow_log", []),
+        "summary": summarise(state["curve"], state["sabotage"], state.get("shadow_log", [])),
         "label_quality": inferred_label_quality(world.sessions, dict(start + stream)),
         "loopback_baseline_requests": state["baseline_requests"], "seconds": state["seconds"],
         "machine": f"{os.cpu_count()} CPU cores, torch threads {os.environ.get('OMP_NUM_THREADS', 'default')}"}
@@ -235,14 +239,20 @@ def guarded(run: Any, *args: Any) -> dict[str, Any]:
         return {"error": f"{type(exc).__name__}: {exc}"}
 
 
-def summarise(curve: list[dict[str, Any]], sabotage: dict[str, Any] | None = None) -> dict[str, Any]:
-    takeover = next((p for p in curve if p["promoted"]), None)
+def summarise(curve: list[dict[str, Any]], sabotage: dict[str, Any] | None = None,
+              shadow_log: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The hand-over is the first promotion: at a run's gate, or (shadow on) when a window ended."""
+    windows = [w for w in shadow_log or [] if w["outcome"] == "promoted"]
+    promotions = sorted([p for p in curve if p["promoted"]] + windows, key=lambda p: p["streamed"])
+    takeover = promotions[0] if promotions else None
+    points = sorted(curve + (shadow_log or []), key=lambda p: p["streamed"])  # each with the routing accuracy
     drops = [round(b["routing_test_accuracy"] - a["routing_test_accuracy"], 4)
-             for a, b in itertools.pairwise(curve) if b["promoted"]]
+             for a, b in itertools.pairwise(points) if b.get("promoted") or b.get("outcome") == "promoted"]
     return {"first_takeover_streamed": takeover["streamed"] if takeover else None,
             "final_routing_model": curve[-1]["routing_model"],
             "final_test_accuracy": curve[-1]["routing_test_accuracy"],
-            "promotions": sum(p["promoted"] for p in curve),
+            "promotions": len(promotions),
+            "shadow_windows": [{k: w[k] for k in ("streamed", "model_id", "outcome")} for w in shadow_log or []],
             "test_accuracy_change_at_each_promotion": drops,
             "labels_by_source": curve[-1]["labels_by_source"],
             "run_wall_seconds": [p.get("run_wall_seconds") for p in curve],

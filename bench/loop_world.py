@@ -20,7 +20,9 @@ from typing import Any
 from bot.asks import should_ask
 from bot.audits import should_audit
 from bot.baseline_router import BaselineRouter, ColdStartRouter
+from bot.deps import BotDeps
 from bot.routing import verdict_of
+from bot.shadow import score_in_shadow
 from classifier.fewshot import make_openai_client
 from classifier.lora_router import Classification
 from classifier.outcomes import sent_to_triage
@@ -34,7 +36,9 @@ from store.registry import active_model
 from store.routed import record_routed_message, routing_context
 from store.run_report import RunReport
 from store.tables import Label, LabelSource, Query, SlackMessage
+from trainer.gate import GateRules
 from trainer.pipeline import RunOptions, run_training
+from trainer.promotion import settle_shadow
 from trainer.schedule import pending_labels
 
 MESSAGES_PER_DAY = 300
@@ -80,7 +84,11 @@ class SimulatedDeployment:
         self.baseline = BaselineRouter(self.client, sessions, model=settings.baseline_model)
         self.router = ColdStartRouter(self.active, self.baseline)
         self.options = RunOptions(progress=False, trigger="bench", openai_client=self.client, baseline_backoff_s=0.0,
-                                  alternatives="fast", clock=self.now)
+                                  alternatives="fast", clock=self.now, rules=GateRules.of(settings))
+        self.candidate = ActiveModel(settings, sessions)  # the candidate in shadow, when there is one
+        self.shadow_deps = BotDeps(settings=settings, sessions=sessions, router=self.router,
+                                   shadow=self._classify_in_shadow)
+        self.shadow_log: list[dict[str, Any]] = []  # each shadow window's end
         self.routing_log: list[dict[str, Any]] = []
         self.streamed = 0
         self.seen: Counter[str] = Counter()
@@ -120,6 +128,29 @@ class SimulatedDeployment:
             self.seen["asked"] += 1
         elif outcome != "right" and self.rng.random() < self.correct_rate:
             self._label(message.query_id, truth, LabelSource.AGENT)
+        self._shadow(message, text)
+
+    def _shadow(self, message: SlackMessage, text: str) -> None:
+        """The bot's shadow step after the reply (bot/shadow.py), then the trainer service's poll ending a full
+        window (trainer/promotion.py). The candidate is loaded as its own merged model here; the product
+        serves it on the active model's base (classifier/shadow_deltas.py), the same function."""
+        if not score_in_shadow(self.shadow_deps, message, text):
+            return
+        settled = settle_shadow(self.sessions, self.options.rules)
+        if settled is None:
+            return
+        self.active.refresh()
+        self.shadow_log.append({"streamed": self.streamed, "model_id": settled.model_id,
+                                "outcome": settled.outcome.value, "reason": settled.reason,
+                                "routing_test_accuracy": self.test_accuracy(self.router)})
+
+    def _classify_in_shadow(self, text: str, model_id: int, folder: str) -> Classification:
+        if self.candidate.model_id != model_id:
+            from classifier.loading import load_router
+
+            self.candidate.router = load_router(self.settings, adapter_dir=Path(folder), name=f"candidate {model_id}")
+            self.candidate.model_id = model_id
+        return self.candidate.classify(text)
 
     def _stamp(self, message: SlackMessage) -> None:
         """The message and its query arrive at the simulated time."""
