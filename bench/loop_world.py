@@ -12,6 +12,7 @@ from __future__ import annotations
 import random
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,9 +21,8 @@ from typing import Any
 from bot.asks import should_ask
 from bot.audits import should_audit
 from bot.baseline_router import BaselineRouter, ColdStartRouter
-from bot.deps import BotDeps
 from bot.routing import verdict_of
-from bot.shadow import score_in_shadow
+from bot.shadow import ShadowQueue
 from classifier.fewshot import make_openai_client
 from classifier.lora_router import Classification
 from classifier.outcomes import sent_to_triage
@@ -86,8 +86,7 @@ class SimulatedDeployment:
         self.options = RunOptions(progress=False, trigger="bench", openai_client=self.client, baseline_backoff_s=0.0,
                                   alternatives="fast", clock=self.now, rules=GateRules.of(settings))
         self.candidate = ActiveModel(settings, sessions)  # the candidate in shadow, when there is one
-        self.shadow_deps = BotDeps(settings=settings, sessions=sessions, router=self.router,
-                                   shadow=self._classify_in_shadow)
+        self.shadow = ShadowQueue(self._classify_in_shadow)
         self.shadow_log: list[dict[str, Any]] = []  # each shadow window's end
         self.routing_log: list[dict[str, Any]] = []
         self.streamed = 0
@@ -134,7 +133,7 @@ class SimulatedDeployment:
         """The bot's shadow step after the reply (bot/shadow.py), then the trainer service's poll ending a full
         window (trainer/promotion.py). The candidate is loaded as its own merged model here; the product
         serves it on the active model's base (classifier/shadow_deltas.py), the same function."""
-        if not score_in_shadow(self.shadow_deps, message, text):
+        if not self.shadow.add(self.sessions, message, text):
             return
         settled = settle_shadow(self.sessions, self.options.rules)
         if settled is None:
@@ -144,13 +143,13 @@ class SimulatedDeployment:
                                 "outcome": settled.outcome.value, "reason": settled.reason,
                                 "routing_test_accuracy": self.test_accuracy(self.router)})
 
-    def _classify_in_shadow(self, text: str, model_id: int, folder: str) -> Classification:
+    def _classify_in_shadow(self, texts: Sequence[str], model_id: int, folder: str) -> list[Classification]:
         if self.candidate.model_id != model_id:
             from classifier.loading import load_router
 
             self.candidate.router = load_router(self.settings, adapter_dir=Path(folder), name=f"candidate {model_id}")
             self.candidate.model_id = model_id
-        return self.candidate.classify(text)
+        return self.candidate.router.classify_batch(texts)  # type: ignore[no-any-return]
 
     def _stamp(self, message: SlackMessage) -> None:
         """The message and its query arrive at the simulated time."""

@@ -4,11 +4,11 @@
 
 Trains a first adapter on the bundled sample (1 epoch: latency does not depend on how well it
 learned) and makes a candidate from it (its LoRA factors perturbed: the same shapes, other
-answers). The served router (`ActiveModelRouter`) then classifies each message with the active
-model, as the reply does, and right after with the candidate through `classify_shadow`, as the bot
-does once the reply is posted; both on the one model thread, as in production. The baseline in the
-same run is the active model's own time per message: the shadow's cost is the ratio of the two
-together to it. Prints and saves JSON to bench/results/shadow-latency.json.
+answers). The served router (`ActiveModelRouter`) classifies each message with the active model,
+as the reply does; then the candidate classifies them through `classify_shadow`, one at a time and
+in the bot's batches (`bot/shadow.py`), on the same model thread, as in production. The baseline in
+the same run is the active model's own time per message; the shadow's cost is the ratio of the
+two together to it. Prints and saves JSON to bench/results/shadow-latency.json.
 """
 
 from __future__ import annotations
@@ -20,12 +20,15 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.report import save  # noqa: E402
 from bench.slack_latency import summary, texts, train_first_model  # noqa: E402
+from bot.shadow import SHADOW_BATCH  # noqa: E402
+from core.settings import Settings  # noqa: E402
 
 
 def perturbed_copy(adapter: Path, folder: Path) -> Path:
@@ -40,10 +43,28 @@ def perturbed_copy(adapter: Path, folder: Path) -> Path:
     return folder
 
 
+def interleaved(router: Any, queries: list[str], candidate: str, size: int) -> tuple[list[float], list[float]]:
+    """(the active model's time for each message, each message's share of its shadow batch's time): for
+    each batch of `size`, its messages one at a time as the replies go, then the batch as the bot scores
+    it, so both see the machine in the same state."""
+    active, shadow = [], []
+    for start in range(0, len(queries) - size + 1, size):
+        batch = queries[start:start + size]
+        for text in batch:
+            began = time.perf_counter()
+            router.classify(text)
+            active.append((time.perf_counter() - began) * 1000)
+        began = time.perf_counter()
+        router.classify_shadow(batch, 2, candidate)
+        shadow += [(time.perf_counter() - began) * 1000 / size] * size
+    return active, shadow
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--messages", type=int, default=200)
     parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--keep", type=Path, help="keep the trained store here, and reuse it when it is there")
     args = parser.parse_args()
 
     import torch
@@ -52,9 +73,13 @@ def main() -> None:
     from classifier.serving_model import load_serving_model
 
     with tempfile.TemporaryDirectory() as scratch:
-        home = Path(scratch) / "home"
+        home = args.keep or Path(scratch) / "home"
         began = time.perf_counter()
-        settings, adapter = train_first_model(home)
+        if (home / "adapters").is_dir():
+            settings = Settings(SWITCHBOARD_HOME=home)
+            adapter = str(next(p for p in sorted((home / "adapters").iterdir()) if p.is_dir()))
+        else:
+            settings, adapter = train_first_model(home)
         trained_s = time.perf_counter() - began
         candidate = perturbed_copy(Path(adapter), Path(scratch) / "candidate")
         base, tokenizer = load_serving_model(settings.base_model, cache_dir=settings.cache_dir)
@@ -63,31 +88,26 @@ def main() -> None:
         router.refresh()
         queries = texts(ROOT / "data/sample/eval_mixed.csv", args.messages + args.warmup)
         began = time.perf_counter()
-        router.classify_shadow(queries[0], 2, str(candidate))  # the candidate's first message loads it
+        router.classify_shadow(queries[:1], 2, str(candidate))  # the candidate's first message loads it
         first_load_ms = (time.perf_counter() - began) * 1000
-        active_ms, shadow_ms, agree = [], [], 0
-        for i, text in enumerate(queries):
-            t0 = time.perf_counter()
-            live = router.classify(text)
-            t1 = time.perf_counter()
-            shadowed = router.classify_shadow(text, 2, str(candidate))
-            t2 = time.perf_counter()
-            if i >= args.warmup:
-                active_ms.append((t1 - t0) * 1000)
-                shadow_ms.append((t2 - t1) * 1000)
-                agree += live.department == shadowed.department
+        measured = {size: interleaved(router, queries[args.warmup:], str(candidate), size)
+                    for size in (1, SHADOW_BATCH)}
+        live = [c.department for c in router.classify_batch(queries[args.warmup:])]
+        shadowed = [c.department for c in router.classify_shadow(queries[args.warmup:], 2, str(candidate))]
         router.stop()
-    together = [a + s for a, s in zip(active_ms, shadow_ms, strict=True)]
+    active = summary([ms for size in measured for ms in measured[size][0]])
     result = {
         "bench": "shadow_latency", "model": settings.base_model, "messages": args.messages,
         "machine": {"cpus": torch.get_num_threads(), "platform": platform.platform(),
                     "python": platform.python_version(), "torch": torch.__version__},
-        "active_only_ms": summary(active_ms),
-        "shadow_ms": summary(shadow_ms),
-        "active_and_shadow_ms": summary(together),
-        "cost_ratio_median": round(summary(together)["median"] / summary(active_ms)["median"], 2),
+        "active_only_ms": active,
+        "shadow_per_message_ms": {f"batch_{size}": summary(shadow) for size, (_, shadow) in measured.items()},
+        "model_time_with_shadow_vs_without": {  # each against the active times measured between its batches
+            f"batch_{size}": round((summary(live)["median"] + summary(shadow)["median"]) / summary(live)["median"], 2)
+            for size, (live, shadow) in measured.items()},
+        "product_batch": SHADOW_BATCH,
         "candidate_first_message_ms": round(first_load_ms, 1),
-        "agreement": round(agree / len(active_ms), 3),
+        "agreement": round(sum(a == b for a, b in zip(live, shadowed, strict=True)) / len(live), 3),
         "training_seconds": round(trained_s, 1),
         "note": "the customer's reply waits only for the active model: the shadow runs after it is posted",
     }

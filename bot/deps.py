@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from bot.metrics import BotMetrics
+from bot.shadow import ShadowQueue
 from classifier.lora_router import Classification
 from core.settings import Settings
 from store.db import SessionFactory
@@ -22,9 +22,6 @@ class ServingRouter(Protocol):
     def classify(self, text: str) -> Classification: ...
 
 
-ShadowClassify = Callable[[str, int, str], Classification]  # text, candidate's model id and adapter folder
-
-
 @dataclass(frozen=True)
 class BotDeps:
     settings: Settings
@@ -32,7 +29,7 @@ class BotDeps:
     router: ServingRouter
     audit_rng: random.Random = field(default_factory=random.Random)  # which messages are audited; seed it in tests
     metrics: BotMetrics = field(default_factory=BotMetrics)  # what `/metrics` shows; each BotDeps its own registry
-    shadow: ShadowClassify | None = None  # classifies with a candidate in shadow; None: this router cannot
+    shadow: ShadowQueue = field(default_factory=ShadowQueue)  # live messages for the candidate in shadow
 
     def is_agent(self, user: str | None) -> bool:
         return user is not None and user in self.settings.agents

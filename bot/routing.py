@@ -22,7 +22,6 @@ from bot.audits import should_audit
 from bot.deps import BotDeps
 from bot.posting import post_once
 from bot.replies import reply
-from bot.shadow import score_in_shadow
 from classifier.fewshot import INVALID
 from classifier.lora_router import Classification
 from classifier.outcomes import sent_to_triage
@@ -93,7 +92,7 @@ def route_message(deps: BotDeps, client: WebClient, event: dict[str, Any], holde
                 department=message.routed_to or "triage", user=user, channel=channel, ts=ts, text=text,
                 confidence=confidence)
     log.info("routed %s/%s to %s", channel, ts, message.routed_to or "triage")
-    score_in_shadow(deps, message, stored_text(deps.settings).text(text)[:MAX_MODEL_CHARS])
+    deps.shadow.add(deps.sessions, message, stored_text(deps.settings).text(text)[:MAX_MODEL_CHARS])
 
 
 def _classify_and_record(deps: BotDeps, context: RoutingContext, event: dict[str, Any],

@@ -243,7 +243,7 @@ class EngineRouter:
         self._last_error = None
         return answers
 
-    def classify_shadow(self, text: str, model_id: int, folder: str) -> Classification:
+    def classify_shadow(self, texts: Sequence[str], model_id: int, folder: str) -> list[Classification]:
         """The candidate in shadow, loaded into the engine under its own name beside the active adapter."""
         scorer = self._shadow
         if scorer is None or scorer.model_id != model_id:
@@ -255,12 +255,12 @@ class EngineRouter:
             if old is not None:
                 self._client.unload(old.lora_name)
         try:
-            return scorer.classify(text)
+            return scorer.classify_batch(texts)
         except EngineError as exc:
             if exc.status != 404:
                 raise
             self._client.load(scorer.lora_name, folder)  # the engine restarted and lost it
-            return scorer.classify(text)
+            return scorer.classify_batch(texts)
 
     def health(self) -> dict[str, Any]:
         """No address of the engine here: /healthz may be reachable from outside (Slack calls this port)."""

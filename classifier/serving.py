@@ -214,17 +214,17 @@ class ActiveModelRouter:
             raise ModelTimeout(f"the model did not answer within {self.timeout_s:.0f} s "
                                f"({self._pending} requests waiting)") from None
 
-    def classify_shadow(self, text: str, model_id: int, folder: str) -> Classification:
-        """The candidate `model_id` (adapter `folder`) classifies `text` on the same base and model thread,
+    def classify_shadow(self, texts: Sequence[str], model_id: int, folder: str) -> list[Classification]:
+        """The candidate `model_id` (adapter `folder`) classifies `texts` on the same base and model thread,
         its difference from the active adapter added by hooks (classifier/shadow_deltas.py)."""
-        future = self._submit(self._locked_shadow, text, model_id, folder)
+        future = self._submit(self._locked_shadow, texts, model_id, folder)
         try:
             return future.result(timeout=self.timeout_s)
         except FutureTimeout:
             future.cancel()
             raise ModelTimeout(f"the model did not answer within {self.timeout_s:.0f} s") from None
 
-    def _locked_shadow(self, text: str, model_id: int, folder: str) -> Classification:
+    def _locked_shadow(self, texts: Sequence[str], model_id: int, folder: str) -> list[Classification]:
         with self._lock:
             key = (model_id, self._model_id)  # rebuilt when the active model (what the hooks undo) changes
             if self._shadow is None or self._shadow[0] != key:
@@ -240,7 +240,7 @@ class ActiveModelRouter:
                 self._shadow = (key, difference, router)
             _, difference, router = self._shadow
             with difference.applied():
-                return router.classify(text)
+                return router.classify_batch(texts)
 
     def _submit(self, work: Callable[..., Any], *args: Any) -> Future[Any]:
         """Queues `work` on the model thread, counted while it waits and timed while it runs."""

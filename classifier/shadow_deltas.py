@@ -22,17 +22,27 @@ if TYPE_CHECKING:
 
 class LowRankDifference:
     def __init__(self, model: PreTrainedModel, *, merged: LoraDeltas | None, candidate: LoraDeltas) -> None:
+        """Per module one pair of factors: the candidate's and the merged adapter's stacked along the rank,
+        the scales and the sign folded into the second, so each hooked module adds two thin matmuls."""
+        import torch
+
         self._model = model
-        self._terms: dict[str, list[tuple[torch.Tensor, torch.Tensor, float]]] = {}
+        self._factors: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        terms: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {}
         for sign, deltas in ((+1.0, candidate), (-1.0, merged)):
             for name, (a, b) in (deltas.factors.items() if deltas else ()):
-                self._terms.setdefault(name, []).append((a, b, sign * deltas.scale))  # type: ignore[union-attr]
+                terms.setdefault(name, []).append((a.float(), b.float() * (sign * deltas.scale)))  # type: ignore[union-attr]
+        for name, pairs in terms.items():
+            weight: torch.Tensor = model.get_submodule(name).weight  # type: ignore[assignment]
+            down = torch.cat([a for a, _ in pairs]).to(dtype=weight.dtype, device=weight.device)
+            up = torch.cat([b for _, b in pairs], dim=1).to(dtype=weight.dtype, device=weight.device)
+            self._factors[name] = (down, up)
 
     @contextmanager
     def applied(self) -> Iterator[None]:
         """The model computes as if the candidate were merged instead, inside the block."""
-        handles = [self._model.get_submodule(name).register_forward_hook(self._hook(terms))
-                   for name, terms in self._terms.items()]
+        handles = [self._model.get_submodule(name).register_forward_hook(self._hook(down, up))
+                   for name, (down, up) in self._factors.items()]
         try:
             yield
         finally:
@@ -40,16 +50,10 @@ class LowRankDifference:
                 handle.remove()
 
     @staticmethod
-    def _hook(terms: list[tuple[torch.Tensor, torch.Tensor, float]]) -> Any:
-        cast: dict[tuple[Any, Any], list[tuple[torch.Tensor, torch.Tensor, float]]] = {}
+    def _hook(down: torch.Tensor, up: torch.Tensor) -> Any:
+        import torch.nn.functional as F
 
         def add_difference(module: Any, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> torch.Tensor:
-            x = inputs[0]
-            key = (x.dtype, x.device)
-            if key not in cast:  # the factors in the activations' dtype and device, once
-                cast[key] = [(a.to(x.dtype).to(x.device), b.to(x.dtype).to(x.device), s) for a, b, s in terms]
-            for a, b, scale in cast[key]:
-                output = output + (x @ a.T @ b.T) * scale
-            return output
+            return output.add_(F.linear(F.linear(inputs[0], down), up))
 
         return add_difference

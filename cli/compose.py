@@ -177,6 +177,7 @@ def bot_deps(ctx: Context, router: ActiveModelRouter | EngineRouter, metrics: Bo
     """What every handler needs; the cold-start baseline routes while no model is active, when configured."""
     from bot.baseline_router import BaselineRouter, ColdStartRouter
     from bot.deps import BotDeps
+    from bot.shadow import ShadowQueue
     from classifier.fewshot import baseline_configured, make_openai_client
 
     settings = ctx.settings
@@ -184,7 +185,7 @@ def bot_deps(ctx: Context, router: ActiveModelRouter | EngineRouter, metrics: Bo
                                redact=redactor_of(settings))
                 if baseline_configured(settings) else None)
     return BotDeps(settings=settings, sessions=ctx.sessions, router=ColdStartRouter(router, baseline), metrics=metrics,
-                   shadow=router.classify_shadow)
+                   shadow=ShadowQueue(router.classify_shadow))
 
 
 def wait_for_sigterm() -> None:

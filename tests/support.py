@@ -21,6 +21,7 @@ from pathlib import Path
 from sqlmodel import select
 
 from bot.deps import BotDeps
+from bot.shadow import ShadowQueue
 from classifier.lora_router import Classification
 from core.settings import Settings
 from fakes.bot_server import BotServer, message
@@ -108,7 +109,7 @@ class ScriptedRouter:
 
 
 def scripted_bot(home, sessions, slack, *, audit_rng: random.Random | None = None, policy=None, client=None,
-                 router=None, shadow=None, **env: str) -> BotServer:
+                 router=None, shadow=None, shadow_batch: int = 1, **env: str) -> BotServer:
     """The bot on the scripted router: DEPARTMENTS, two agents, an admin, a triage channel; `env` adds settings."""
     settings = Settings(SWITCHBOARD_HOME=home, SWITCHBOARD_AGENTS=f"{AGENT},{OTHER_AGENT}",
                         SWITCHBOARD_ADMINS=ADMIN, SWITCHBOARD_TRIAGE_CHANNEL="CTRIAGE", **env)
@@ -118,7 +119,7 @@ def scripted_bot(home, sessions, slack, *, audit_rng: random.Random | None = Non
         register_model(session, adapter_path="scripted", base_model="scripted", labels=[d[0] for d in DEPARTMENTS],
                        hyperparameters={}, metrics={}, parent_id=None)
     deps = BotDeps(settings=settings, sessions=sessions, router=router or ScriptedRouter(),
-                   audit_rng=audit_rng or random.Random(), shadow=shadow)
+                   audit_rng=audit_rng or random.Random(), shadow=ShadowQueue(shadow, batch=shadow_batch))
     return BotServer(deps, slack, policy=policy, client=client)
 
 

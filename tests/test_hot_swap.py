@@ -113,7 +113,7 @@ def test_a_candidate_in_shadow_scores_as_if_merged_and_leaves_the_active_model_e
     served_before = [router.classify(t).scores for t in texts]
     weights_before = {k: v.clone() for k, v in base.state_dict().items()}
 
-    shadowed = [router.classify_shadow(t, 99, str(candidate)).scores for t in texts]
+    shadowed = [c.scores for c in router.classify_shadow(texts, 99, str(candidate))]
     fresh, tokenizer = load_base_model(str(tiny_model_dir), cache_dir=settings.cache_dir)
     merged = LoraRouter.from_adapter(base=fresh, tokenizer=tokenizer, adapter_dir=candidate, name="merged")
     expected = [merged.classify(t).scores for t in texts]

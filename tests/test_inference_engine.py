@@ -290,10 +290,11 @@ def test_a_candidate_in_shadow_is_served_by_the_engine_beside_the_active_adapter
                                     registry_lookup(sessions), poll_seconds=3600)
         assert router.refresh() and router.model_id == first.model_id
         active = router.classify("alpha question 3")
-        shadowed = router.classify_shadow("alpha question 3", second.model_id, second.adapter)
+        shadowed = router.classify_shadow(["alpha question 3"], second.model_id, second.adapter)[0]
         assert served(engine) == [str(tiny_model_dir), f"{SERVED_PREFIX}{first.model_id}",
                                   f"{SHADOW_PREFIX}{second.model_id}"]
-        assert router.classify_shadow("beta question 1", second.model_id, second.adapter).model_id == second.model_id
+        again = router.classify_shadow(["beta question 1", "gamma question 2"], second.model_id, second.adapter)
+        assert [c.model_id for c in again] == [second.model_id] * 2
         assert len([c for c in engine.posted("/v1/load_lora_adapter")
                     if c["lora_name"] == f"{SHADOW_PREFIX}{second.model_id}"]) == 1  # loaded once
         assert router.classify("alpha question 3").scores == active.scores  # the active adapter still answers

@@ -33,12 +33,13 @@ BILLING = ["I was charged twice for my order", "my invoice shows the wrong amoun
 REFUNDS = ["I want a refund for the shoes", "where is my refund for the jacket", "refund my cancelled order please"]
 
 
-def always(department: str, seen: list[str] | None = None):
+def always(department: str, seen: list[list[str]] | None = None):
     """A candidate that answers `department` whatever the message: worse than the scripted router."""
-    def classify(text: str, model_id: int, folder: str) -> Classification:
+    def classify(texts: list[str], model_id: int, folder: str) -> list[Classification]:
         if seen is not None:
-            seen.append(text)
-        return Classification(department, 0.9, {department: 0.9}, f"candidate {model_id}", 2.0, model_id=model_id)
+            seen.append(list(texts))
+        return [Classification(department, 0.9, {department: 0.9}, f"candidate {model_id}", 2.0, model_id=model_id)
+                for _ in texts]
     return classify
 
 
@@ -81,7 +82,7 @@ def run_of(sessions, model_id: int) -> TrainingRun:
 
 
 def test_a_candidate_in_shadow_never_answers_and_is_refused_when_the_audits_show_it_worse(start_bot, sessions):
-    seen: list[str] = []
+    seen: list[list[str]] = []
     bot = start_bot(SWITCHBOARD_AUDIT_RATE="1", shadow=always("Shipping", seen))
     messages = BILLING + REFUNDS
     candidate = pending(sessions, ModelStatus.SHADOW, window=len(messages))
@@ -90,7 +91,7 @@ def test_a_candidate_in_shadow_never_answers_and_is_refused_when_the_audits_show
         assert text_of(reply).startswith(f"Routed to {'Billing' if text in BILLING else 'Refunds'}")
         wait_until(lambda i=i: len(shadow_rows(sessions)) == i + 1, what="the shadow's answer stored")
         answer(bot, AUDIT_RIGHT, user=AGENT, ts=f"100.{i:06d}", updates=i + 1)  # an agent confirms the route
-    assert seen == messages
+    assert seen == [[text] for text in messages]
     assert not posts(bot.slack, "CSHIPPING")  # nothing forwarded where the candidate would have sent it
     assert {r.department for r in shadow_rows(sessions)} == {"Shipping"}
 
@@ -111,6 +112,26 @@ def test_a_candidate_in_shadow_never_answers_and_is_refused_when_the_audits_show
     assert run.report["shadow"]["only_live_right"] and not run.report["shadow"]["only_candidate_right"]
     route(bot, "one more about my invoice", ts="101.000000")
     assert len(shadow_rows(sessions)) == len(messages)  # no candidate in shadow any more: nothing scored
+
+
+def test_the_shadow_scores_messages_in_batches_and_a_new_candidate_drops_the_old_ones_batch(start_bot, sessions):
+    seen: list[list[str]] = []
+    bot = start_bot(SWITCHBOARD_AUDIT_RATE="0", shadow=always("Billing", seen), shadow_batch=4)
+    candidate = pending(sessions, ModelStatus.SHADOW, window=8)
+    for i in range(3):
+        route(bot, f"invoice question {i}", ts=f"300.{i:06d}")
+    assert not seen and not shadow_rows(sessions)  # three wait for a fourth
+    with transaction(sessions) as session:  # a newer candidate takes over the shadow
+        newer = register_model(session, adapter_path="newer", base_model="scripted", labels=[], hyperparameters={},
+                               metrics={}, parent_id=1)
+        start_pending(session, model_id=newer.id, stage=ModelStatus.SHADOW)
+    for i in range(3, 7):
+        route(bot, f"invoice question {i}", ts=f"300.{i:06d}")
+        if i < 6:
+            assert not seen
+    wait_until(lambda: len(shadow_rows(sessions)) == 4, what="the batch stored")
+    assert seen == [[f"invoice question {i}" for i in range(3, 7)]]  # one call, the new candidate's four
+    assert {r.model_version_id for r in shadow_rows(sessions)} == {newer.id} != {candidate}
 
 
 def test_a_candidate_no_worse_on_the_window_is_promoted(start_bot, sessions):
