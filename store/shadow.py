@@ -16,7 +16,6 @@ from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, func, select
 
-from core.vocabulary import OUT_OF_SCOPE
 from store.examples import StoreError
 from store.registry import ActiveModelMoved, AdapterCheck, get_model, promote
 from store.slack import standing_label
@@ -102,8 +101,8 @@ def shadow_rows(session: Session, model_id: int) -> list[ShadowRow]:
             continue
         seen.add(shadow.query_id)
         label = standing_label(session, query_id=shadow.query_id)
-        out.append(ShadowRow(shadow.query_id, live.department if live else None,
-                             OUT_OF_SCOPE if shadow.none_of_these else shadow.department,
+        # Both sides by their likeliest department: the live prediction keeps no "none of these" verdict.
+        out.append(ShadowRow(shadow.query_id, live.department if live else None, shadow.department,
                              label.department if label else None, label.source.value if label else None))
     return out
 

@@ -20,6 +20,7 @@ from sqlmodel import Session
 
 from store.db import SessionFactory, transaction
 from store.shadow import (
+    NotPending,
     ShadowRow,
     await_approval,
     decide,
@@ -108,7 +109,16 @@ class Settled:
 
 
 def settle_shadow(sessions: SessionFactory, rules: GateRules) -> Settled | None:
-    """Ends the shadow window of the candidate in shadow once it is full; None while it is not (or none is)."""
+    """Ends the shadow window of the candidate in shadow once it is full; None while it is not (or none is,
+    or an admin decided it meanwhile)."""
+    try:
+        return _settle(sessions, rules)
+    except NotPending as exc:
+        log.info("the shadow window's end found the candidate decided already: %s", exc)
+        return None
+
+
+def _settle(sessions: SessionFactory, rules: GateRules) -> Settled | None:
     with transaction(sessions) as session:
         model = shadow_candidate(session)
         if model is None or model.id is None or shadow_count(session, model.id) < rules.shadow_messages:
