@@ -25,6 +25,7 @@ from store.drift import recent_alerts
 from store.examples import list_departments
 from store.overview import (
     candidate_text,
+    f1_text,
     labels_per_department,
     promotion_history,
     recent_runs,
@@ -176,7 +177,7 @@ def _model_blocks(summary: dict[str, Any], history: list[dict[str, Any]]) -> lis
         head = "*No model is active yet.* An admin runs `/switchboard retrain` once labelled examples are in."
     else:
         baseline = model.get("baseline_macro_f1")
-        head = (f"*Active model {model['id']}*: holdout macro-F1 *{model['macro_f1']:.3f}*, "
+        head = (f"*Active model {model['id']}*: holdout macro-F1 *{f1_text(model['macro_f1'])}*, "
                 + (f"GPT-4o baseline {baseline:.3f} on the same holdout" if baseline is not None
                    else "baseline: not configured"))
     across = " → ".join(f"#{h['model_id']} {h['macro_f1'] or 0:.3f}" for h in history[-8:])

@@ -64,7 +64,7 @@ def status_lines(payload: dict[str, Any]) -> list[str]:
     baseline = model and model.get("baseline_macro_f1")
     return [
         "active model: " + ("none (run `switchboard train`)" if model is None else
-                            f"{model['id']} (holdout macro-F1 " + _f1(model["macro_f1"])
+                            f"{model['id']} (holdout macro-F1 " + f1_text(model["macro_f1"])
                             + (f", baseline {baseline:.3f})" if baseline is not None else ")")),
         "examples: train {train} ({inferred[implicit]} implicit, {inferred[baseline]} distilled), holdout {holdout}, "
         "labelled by people since last run {pending}".format(**payload["examples"]),
@@ -78,7 +78,8 @@ def status_lines(payload: dict[str, Any]) -> list[str]:
     ]
 
 
-def _f1(value: float | None) -> str:
+def f1_text(value: float | None) -> str:
+    """A macro-F1 as people read it; a model promoted by hand may never have been measured."""
     return "unmeasured" if value is None else f"{value:.3f}"
 
 

@@ -56,6 +56,15 @@ def wait_until(check, timeout: float = 20.0) -> None:  # type: ignore[no-untyped
         time.sleep(0.02)
 
 
+def first_active_second_trained(settings, sessions):  # type: ignore[no-untyped-def]
+    """A weak model 1, active, and a model 2 trained on more examples, registered but not promoted."""
+    first = train(settings, sessions, WEAK)
+    second = train(settings, sessions, examples=MORE)
+    with transaction(sessions) as session:
+        promote(session, model_id=first.model_id, by="test")
+    return first, second
+
+
 def served(engine: FakeVLLM) -> list[str]:
     return [card["id"] for card in EngineClient(engine.url).call("/v1/models")["data"]]
 
@@ -100,10 +109,7 @@ def test_every_department_gets_the_in_process_label_score_probability(settings, 
 
 
 def test_a_promotion_loads_the_new_adapter_switches_then_unloads_the_old(settings, sessions, tiny_model_dir):
-    first = train(settings, sessions, WEAK)
-    second = train(settings, sessions, examples=MORE)
-    with transaction(sessions) as session:
-        promote(session, model_id=first.model_id, by="test")
+    first, second = first_active_second_trained(settings, sessions)
     with FakeVLLM(tiny_model_dir) as engine:
         router = make_engine_router(settings.model_copy(update={"inference_url": engine.url}),
                                     registry_lookup(sessions), poll_seconds=0.05)
@@ -281,10 +287,7 @@ def test_a_real_vllm_serves_and_gates_what_the_in_process_scorer_computes(home, 
 def test_a_candidate_in_shadow_is_served_by_the_engine_beside_the_active_adapter(settings, sessions, tiny_model_dir):
     from classifier.engine_router import SHADOW_PREFIX
 
-    first = train(settings, sessions, WEAK)
-    second = train(settings, sessions, examples=MORE)
-    with transaction(sessions) as session:
-        promote(session, model_id=first.model_id, by="test")
+    first, second = first_active_second_trained(settings, sessions)
     with FakeVLLM(tiny_model_dir) as engine:
         router = make_engine_router(settings.model_copy(update={"inference_url": engine.url}),
                                     registry_lookup(sessions), poll_seconds=3600)

@@ -195,7 +195,12 @@ def test_the_slash_command_rejects_a_candidate_in_shadow_and_refuses_early_appro
     candidate = pending(sessions, ModelStatus.SHADOW, window=200)
     assert "admins only" in bot.command("approve", user=AGENT).body
     assert "can be approved once its window ends" in bot.command("approve", user=ADMIN).body
-    assert "in shadow, 0 of 200 live messages" in bot.command("status", user=AGENT).body
+    route(bot, "my invoice is wrong", ts="400.000000")
+    wait_until(lambda: len(shadow_rows(sessions)) == 1, what="the shadow's answer stored")
+    assert "in shadow, 1 of 200 live messages, 100% agreement" in bot.command("status", user=AGENT).body
+    bot.event({"type": "app_home_opened", "user": AGENT, "channel": "DHOME", "tab": "home"})
+    home = text_of({"blocks": bot.slack.wait_for("views.publish")[-1].body["view"]["blocks"]})
+    assert f"Candidate model {candidate} in shadow, 1 of 200 live messages, 100% agreement" in home
     assert f"rejected model {candidate}" in bot.command("reject", user=ADMIN).body
     with sessions() as session:
         assert active_model(session).id == 1
