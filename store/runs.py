@@ -97,10 +97,12 @@ def last_finished_run(session: Session) -> TrainingRun | None:
 
 
 def last_trained_at(session: Session) -> datetime | None:
-    """When the last run that trained a model started: labels after it are pending."""
+    """When the last run that trained a model started: labels after it are pending. A run whose candidate
+    went to shadow or waits for approval trained one too."""
     run = session.exec(
         select(TrainingRun)
-        .where(col(TrainingRun.status).in_([RunStatus.PROMOTED, RunStatus.NOT_PROMOTED]))
+        .where(col(TrainingRun.status).in_([RunStatus.PROMOTED, RunStatus.NOT_PROMOTED, RunStatus.SHADOW,
+                                            RunStatus.AWAITING_APPROVAL]))
         .order_by(col(TrainingRun.id).desc())
     ).first()
     return run.started_at if run else None

@@ -212,6 +212,7 @@ def test_a_run_sends_its_passing_candidate_to_shadow_and_a_newer_one_supersedes_
     from tests.test_loop import WEAK
     from trainer.pipeline import RunOptions, run_training
     from trainer.report_text import report_lines
+    from trainer.schedule import pending_labels
 
     def run(config, rules):
         return run_training(settings, sessions, RunOptions(config=config, progress=False, alternatives="none",
@@ -225,6 +226,7 @@ def test_a_run_sends_its_passing_candidate_to_shadow_and_a_newer_one_supersedes_
     assert not second.promoted and second.status == "shadow" and second.shadow_window == 5, second.reason
     assert second.reason.startswith("in shadow: passed the gate (macro-F1")
     assert report_lines(second)[0] == f"run {second.run_id}: {second.reason}"
+    assert pending_labels(sessions) == 0  # its labels were trained on: no retrain is due because of them
     with sessions() as session:
         assert active_model(session).id == first.model_id
         assert get_model(session, model_id=second.model_id).status == ModelStatus.SHADOW
