@@ -185,6 +185,7 @@ def main() -> None:
         "baseline_accuracy_table": args.baseline_accuracy, "agent_correct_rate": args.correct_rate,
         "curve": state["curve"], "routing_log": world.routing_log, "sabotaged_candidates": state["sabotage"],
         "lever_ablation": state["ablation"], "shadow_windows": state.get("shadow_log", []),
+        "baseline_routing_usd": world.routing_cost(),  # what the baseline's routes cost, the whole stream so far
         "summary": summarise(state["curve"], state["sabotage"], state.get("shadow_log", [])),
         "label_quality": inferred_label_quality(world.sessions, dict(start + stream)),
         "loopback_baseline_requests": state["baseline_requests"], "seconds": state["seconds"],
@@ -249,8 +250,10 @@ def summarise(curve: list[dict[str, Any]], sabotage: dict[str, Any] | None = Non
     drops = [round(b["routing_test_accuracy"] - a["routing_test_accuracy"], 4)
              for a, b in itertools.pairwise(points) if b.get("promoted") or b.get("outcome") == "promoted"]
     return {"first_takeover_streamed": takeover["streamed"] if takeover else None,
-            "final_routing_model": curve[-1]["routing_model"],
-            "final_test_accuracy": curve[-1]["routing_test_accuracy"],
+            "final_routing_model": (points[-1]["routing_model"] if "routing_model" in points[-1]
+                                    else f"model {points[-1]['model_id']}" if points[-1]["outcome"] == "promoted"
+                                    else curve[-1]["routing_model"]),
+            "final_test_accuracy": points[-1]["routing_test_accuracy"],
             "promotions": len(promotions),
             "shadow_windows": [{k: w[k] for k in ("streamed", "model_id", "outcome")} for w in shadow_log or []],
             "test_accuracy_change_at_each_promotion": drops,

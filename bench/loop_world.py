@@ -141,7 +141,8 @@ class SimulatedDeployment:
         self.active.refresh()
         self.shadow_log.append({"streamed": self.streamed, "model_id": settled.model_id,
                                 "outcome": settled.outcome.value, "reason": settled.reason,
-                                "routing_test_accuracy": self.test_accuracy(self.router)})
+                                "routing_test_accuracy": self.test_accuracy(self.router),
+                                "baseline_routing_usd": self.routing_cost()})
 
     def _classify_in_shadow(self, texts: Sequence[str], model_id: int, folder: str) -> list[Classification]:
         if self.candidate.model_id != model_id:
