@@ -36,6 +36,12 @@ class ShadowQueue:
     _candidate: tuple[int, str] | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
+    @property
+    def waiting(self) -> int:
+        """Messages queued for the candidate, not scored yet."""
+        with self._lock:
+            return len(self._waiting)
+
     def add(self, sessions: SessionFactory, message: SlackMessage, text: str) -> int:
         """Queues the message for the candidate in shadow, if there is one and it has not answered it yet;
         scores the batch when this completes it. Returns how many answers were stored now."""

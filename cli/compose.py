@@ -185,7 +185,7 @@ def bot_deps(ctx: Context, router: ActiveModelRouter | EngineRouter, metrics: Bo
                                redact=redactor_of(settings))
                 if baseline_configured(settings) else None)
     return BotDeps(settings=settings, sessions=ctx.sessions, router=ColdStartRouter(router, baseline), metrics=metrics,
-                   shadow=ShadowQueue(router.classify_shadow))
+                   shadow=ShadowQueue(getattr(router, "classify_shadow", None)))  # None: no second adapter
 
 
 def wait_for_sigterm() -> None:
