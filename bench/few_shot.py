@@ -10,7 +10,7 @@ then a different read of those:
 
 - `router`: what ships: the label scores and the head's answer averaged, then the temperature;
 - `label_scores`: the probabilities of the label tokens alone (what shipped before the head);
-- `head`: the linear head on the final hidden state alone (`classifier/head.py`);
+- `head`: the linear head on the final hidden state alone (`classifier/routing/head.py`);
 - `knn`: retrieval, a similarity-weighted vote of the 10 nearest labelled examples (training and
   fold) in the model's own hidden states; a new label could join this index without a retrain;
 - `router+knn`, `router+minilm_logreg`: the router's probabilities averaged with the k-NN vote, or
@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np
 from quality import sample_train  # bench/quality.py, beside this script
 
-from classifier.metrics import classification_metrics
+from classifier.routing.metrics import classification_metrics
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared/data"
 
@@ -53,8 +53,8 @@ def load(task: str, data: Path | None) -> tuple[list[tuple[str, str]], list[tupl
 def router_reads(train: list[tuple[str, str]], texts: list[str], labels: list[str], home: Path) -> dict[str, Any]:
     """Train as the trainer does (trainer/candidate.py); the test queries' probabilities (the router's,
     its label scores' alone, its head's alone) and hidden states, and the labelled examples' states."""
-    from classifier.calibration import with_temperature
-    from classifier.head import averaged
+    from classifier.routing.calibration import with_temperature
+    from classifier.routing.head import averaged
     from trainer.candidate import train_router_on_pairs
 
     started = time.perf_counter()

@@ -23,10 +23,10 @@ from bot.audits import should_audit
 from bot.baseline_router import BaselineRouter, ColdStartRouter
 from bot.routing import verdict_of
 from bot.shadow import ShadowQueue
-from classifier.fewshot import make_openai_client
-from classifier.lora_router import Classification
-from classifier.outcomes import sent_to_triage
-from classifier.serving import NoActiveModel
+from classifier.baseline_client import make_openai_client
+from classifier.routing.outcomes import sent_to_triage
+from classifier.routing.router import Classification
+from classifier.serving.active_router import NoActiveModel
 from core.margins import top_two_margin
 from core.settings import Settings
 from store.db import SessionFactory, make_engine, session_factory, transaction
@@ -60,12 +60,13 @@ class ActiveModel:
         self.router: Any = None
 
     def refresh(self) -> None:
-        from classifier.loading import load_router
+        from classifier.routing.router import load_router
 
         with self.sessions() as session:
             model = active_model(session)
         if model is not None and model.id != self.model_id:
-            self.router = load_router(self.settings, adapter_dir=Path(model.adapter_path), name=str(model.id))
+            self.router = load_router(self.settings.base_model, cache_dir=self.settings.cache_dir,
+                                      adapter_dir=Path(model.adapter_path), name=str(model.id))
             self.model_id = model.id
 
     def classify(self, text: str) -> Classification:
@@ -132,7 +133,7 @@ class SimulatedDeployment:
     def _shadow(self, message: SlackMessage, text: str) -> None:
         """The bot's shadow step after the reply (bot/shadow.py), then the trainer service's poll ending a full
         window (trainer/promotion.py). The candidate is loaded as its own merged model here; the product
-        serves it on the active model's base (classifier/shadow_deltas.py), the same function."""
+        serves it on the active model's base (classifier/model/shadow_deltas.py), the same function."""
         if not self.shadow.add(self.sessions, message, text):
             return
         settled = settle_shadow(self.sessions, self.options.rules)
@@ -146,9 +147,10 @@ class SimulatedDeployment:
 
     def _classify_in_shadow(self, texts: Sequence[str], model_id: int, folder: str) -> list[Classification]:
         if self.candidate.model_id != model_id:
-            from classifier.loading import load_router
+            from classifier.routing.router import load_router
 
-            self.candidate.router = load_router(self.settings, adapter_dir=Path(folder), name=f"candidate {model_id}")
+            self.candidate.router = load_router(self.settings.base_model, cache_dir=self.settings.cache_dir,
+                                                adapter_dir=Path(folder), name=f"candidate {model_id}")
             self.candidate.model_id = model_id
         return self.candidate.router.classify_batch(texts)  # type: ignore[no-any-return]
 
@@ -199,9 +201,10 @@ class SimulatedDeployment:
     def candidate_accuracy(self, settings: Settings, report: RunReport) -> float | None:
         if report.adapter is None:
             return None
-        from classifier.loading import load_router
+        from classifier.routing.router import load_router
 
-        return self.test_accuracy(load_router(settings, adapter_dir=Path(report.adapter), name="candidate"))
+        return self.test_accuracy(load_router(settings.base_model, cache_dir=settings.cache_dir,
+                                                   adapter_dir=Path(report.adapter), name="candidate"))
 
     def test_accuracy(self, router: Any) -> float:
         texts = [t for t, _ in self.test]

@@ -76,7 +76,7 @@ def bot_rule(probs: np.ndarray, right: np.ndarray, is_oos: np.ndarray, verdict: 
 
 def router(train: list[tuple[str, str]], texts: list[str], labels: list[str], home: Path
            ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, dict[str, Any]]:
-    from classifier.calibration import UNFAMILIAR_QUANTILE, doubts, knn_distances, with_temperature
+    from classifier.routing.calibration import UNFAMILIAR_QUANTILE, doubts, knn_distances, with_temperature
     from trainer.candidate import train_router_on_pairs
 
     started = time.perf_counter()
@@ -101,7 +101,7 @@ def router(train: list[tuple[str, str]], texts: list[str], labels: list[str], ho
 
 def _ece(doubt: np.ndarray, right: np.ndarray, is_oos: np.ndarray) -> float:
     """The expected calibration error of the top answer on the in-scope test queries."""
-    from classifier.metrics import expected_calibration_error
+    from classifier.routing.metrics import expected_calibration_error
 
     return round(expected_calibration_error(right[~is_oos].tolist(), (1 - doubt[~is_oos]).tolist()), 4)
 

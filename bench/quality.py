@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from classifier.metrics import classification_metrics
+from classifier.routing.metrics import classification_metrics
 from trainer.alternatives import fit_minilm_finetuned, fit_minilm_logreg, fit_tfidf_svm
 
 

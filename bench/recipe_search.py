@@ -24,13 +24,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import quality
 
-from classifier.metrics import classification_metrics
+from classifier.routing.metrics import classification_metrics
 
 
 def run_recipe(recipe: dict, train, test, labels, home: Path) -> dict:
-    from classifier.base_model import load_base_model
-    from classifier.lora_router import LoraRouter
-    from classifier.prompt import PromptFormat
+    from classifier.model.base_model import load_base_model
+    from classifier.routing.prompt import PromptFormat
+    from classifier.routing.router import LoraRouter
     from trainer.config import TrainConfig
     from trainer.lora import train_lora
 

@@ -69,8 +69,8 @@ def main() -> None:
 
     import torch
 
-    from classifier.serving import ActiveModelRouter
-    from classifier.serving_model import load_serving_model
+    from classifier.model.serving_model import load_serving_model
+    from classifier.serving.active_router import ActiveModelRouter
 
     with tempfile.TemporaryDirectory() as scratch:
         home = args.keep or Path(scratch) / "home"

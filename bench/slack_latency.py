@@ -75,8 +75,8 @@ def train_first_model(home: Path) -> tuple[Settings, str]:
 
 def reference_ms(settings: Settings, adapter: str, queries: list[str]) -> list[float]:
     """The same model as the bot serves (the adapter merged into the base), classifying directly."""
-    from classifier.lora_router import LoraRouter
-    from classifier.serving_model import load_serving_model
+    from classifier.model.serving_model import load_serving_model
+    from classifier.routing.router import LoraRouter
 
     base, tokenizer = load_serving_model(settings.base_model, cache_dir=settings.cache_dir)
     router = LoraRouter.from_adapter(base=base, tokenizer=tokenizer, adapter_dir=Path(adapter), name="reference")

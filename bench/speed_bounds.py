@@ -23,10 +23,10 @@ from bench.speed_setup import queries
 def bounds(setup: dict[str, Any], *, device: str, single: int, plain: int) -> dict[str, Any]:
     import torch
 
-    from classifier.base_model import LoadOptions, load_base_model
-    from classifier.lora_router import LoraRouter
-    from classifier.prompt import prefix_ids, prompt_ids
-    from classifier.serving_model import load_serving_model
+    from classifier.model.base_model import LoadOptions, load_base_model
+    from classifier.model.serving_model import load_serving_model
+    from classifier.routing.prompt import prefix_ids, prompt_ids
+    from classifier.routing.router import LoraRouter
 
     cache, adapter = Path(setup["home"]) / "cache", Path(setup["adapter"])
     options = LoadOptions(device=device)

@@ -55,11 +55,11 @@ def serve(setup: dict[str, Any], *, device: str, single: int, plain: int, batch:
     """The production serving path: the active adapter merged on its base, every forward on one thread."""
     import torch
 
-    from classifier.base_model import LoadOptions
-    from classifier.prompt import prompt_ids
-    from classifier.scoring import score_labels, score_labels_plain
-    from classifier.serving import ActiveModelRouter
-    from classifier.serving_model import load_serving_model
+    from classifier.model.base_model import LoadOptions
+    from classifier.model.serving_model import load_serving_model
+    from classifier.routing.prompt import prompt_ids
+    from classifier.routing.scoring import score_labels, score_labels_plain
+    from classifier.serving.active_router import ActiveModelRouter
 
     base, tokenizer = load_serving_model(setup["base_model"], cache_dir=Path(setup["home"]) / "cache",
                                          options=LoadOptions(device=device))
@@ -100,8 +100,8 @@ def train(setup: dict[str, Any], *, device: str, n: int, epochs: float, data: Pa
           precision: str = "auto") -> dict[str, Any]:
     from dataclasses import replace
 
-    from classifier.base_model import LoadOptions, load_base_model
-    from classifier.prompt import PromptFormat, label_ids, prompt_ids
+    from classifier.model.base_model import LoadOptions, load_base_model
+    from classifier.routing.prompt import PromptFormat, label_ids, prompt_ids
     from trainer.config import TrainConfig
     from trainer.lora import train_lora
 

@@ -42,7 +42,7 @@ def training_examples(n: int, data: Path | None) -> list[tuple[str, str]]:
 
 def prepare(work: Path, model: str, cache: Path) -> dict[str, Any]:
     """Writes the base model (random-weight shapes only), an untrained adapter and an active store."""
-    from classifier.base_model import EMBEDDED_MODEL, embedded_model_dir
+    from classifier.model.base_model import EMBEDDED_MODEL, embedded_model_dir
 
     work.mkdir(parents=True, exist_ok=True)
     if model == "embedded":
@@ -79,8 +79,8 @@ def _untrained_adapter(source: Path, folder: Path, base_model: str) -> Path:
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from classifier.adapters import AdapterMeta, publish
-    from classifier.prompt import PromptFormat
+    from classifier.routing.adapters import AdapterMeta, publish
+    from classifier.routing.prompt import PromptFormat
     from trainer.config import TrainConfig
 
     if folder.exists():
@@ -97,7 +97,7 @@ def _untrained_adapter(source: Path, folder: Path, base_model: str) -> Path:
 
 
 def _activate(home: Path, cache: Path, adapter: Path, base_model: str) -> None:
-    from classifier.adapters import check_adapter_dir
+    from classifier.routing.adapters import check_adapter_dir
     from store.db import make_engine, session_factory, transaction
     from store.migrations import migrate
     from store.registry import active_model, promote, register_model

@@ -13,7 +13,8 @@ from typing import Any
 from slack_sdk import WebClient
 
 from bot.deps import BotDeps
-from classifier.adapters import AdapterError, check_adapter_path
+from classifier.model.lora_merge import AdapterError
+from classifier.routing.adapters import check_adapter_path
 from store.db import transaction
 from store.examples import StoreError
 from store.shadow import decide_by_admin

@@ -17,7 +17,7 @@ from __future__ import annotations
 import random
 from collections.abc import Mapping
 
-from classifier.lora_router import Classification
+from classifier.routing.router import Classification
 
 THIN_HOLDOUT = 20  # the gate judges a department from 1 / max_department_drop holdout examples (20 at 5 points)
 THIN_BOOST = 3

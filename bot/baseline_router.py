@@ -13,9 +13,9 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from classifier.fewshot import INVALID, BaselineUnavailable, Shot, ask, build_prompt, price_usd
-from classifier.lora_router import Classification, Usage
-from classifier.serving import NoActiveModel
+from classifier.baseline_client import INVALID, BaselineUnavailable, Shot, ask, build_prompt, price_usd
+from classifier.routing.router import Classification, Usage
+from classifier.serving.active_router import NoActiveModel
 from core.redact import Redactor
 from store.db import SessionFactory, transaction
 from store.examples import list_departments

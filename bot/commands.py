@@ -16,7 +16,8 @@ from slack_sdk import WebClient
 from bot.approvals import decide_candidate
 from bot.deps import BotDeps
 from bot.reactions import CONFIRM
-from classifier.adapters import AdapterError, check_adapter_path
+from classifier.model.lora_merge import AdapterError
+from classifier.routing.adapters import check_adapter_path
 from reports.costs import Pricing
 from store.db import transaction
 from store.examples import StoreError, list_departments, upsert_department

@@ -8,7 +8,7 @@ from typing import Protocol
 
 from bot.metrics import BotMetrics
 from bot.shadow import ShadowQueue
-from classifier.lora_router import Classification
+from classifier.routing.router import Classification
 from core.settings import Settings
 from store.db import SessionFactory
 

@@ -22,10 +22,10 @@ from bot.audits import should_audit
 from bot.deps import BotDeps
 from bot.posting import post_once
 from bot.replies import reply
-from classifier.fewshot import INVALID
-from classifier.lora_router import Classification
-from classifier.outcomes import sent_to_triage
-from classifier.serving import NoActiveModel
+from classifier.baseline_client import INVALID
+from classifier.routing.outcomes import sent_to_triage
+from classifier.routing.router import Classification
+from classifier.serving.active_router import NoActiveModel
 from core.margins import top_two_margin
 from core.redact import stored_text
 from store.posts import Holder, check_held, posted

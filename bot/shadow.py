@@ -17,7 +17,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from classifier.lora_router import Classification
+from classifier.routing.router import Classification
 from store.db import SessionFactory, transaction
 from store.shadow import has_shadow, record_shadow, shadow_candidate
 from store.tables import SlackMessage

@@ -27,9 +27,9 @@ def register(sub: Any) -> None:
 
 
 def evaluate(args: argparse.Namespace) -> int:
-    from classifier.calibration import ece, with_temperature
-    from classifier.metrics import classification_metrics, write_confusion_png
-    from classifier.outcomes import by_threshold, outcomes
+    from classifier.routing.calibration import ece, with_temperature
+    from classifier.routing.metrics import classification_metrics, write_confusion_png
+    from classifier.routing.outcomes import by_threshold, outcomes
     from store.formats import read_labelled_file
 
     parsed = read_labelled_file(args.file, out_of_scope_label=args.out_of_scope_label)
@@ -70,8 +70,8 @@ def evaluate(args: argparse.Namespace) -> int:
 def _alternatives(ctx: Context, texts: list[str], truth: list[str], rule: dict[str, float], *,
                   fast_only: bool) -> dict[str, Any]:
     """Each cheap alternative trained on the store's training split, its probabilities under the bot's rule."""
-    from classifier.metrics import classification_metrics
-    from classifier.outcomes import from_probabilities, outcomes
+    from classifier.routing.metrics import classification_metrics
+    from classifier.routing.outcomes import from_probabilities, outcomes
     from store.examples import labelled_examples
     from store.tables import Split
     from trainer.alternatives import FAST, available_alternatives

@@ -23,8 +23,8 @@ def register(sub: Any) -> None:
 
 
 def export_model(args: argparse.Namespace) -> int:
-    from classifier.adapters import check_adapter_dir
-    from classifier.gguf_export import ExportError, export_gguf
+    from classifier.routing.adapters import check_adapter_dir
+    from classifier.serving.gguf_export import ExportError, export_gguf
     from store.examples import StoreError
     from store.registry import get_model
 

@@ -69,7 +69,7 @@ def classify(args: argparse.Namespace) -> int:
 
 
 def models(args: argparse.Namespace) -> int:
-    from classifier.adapters import check_adapter_path
+    from classifier.routing.adapters import check_adapter_path
     from cli.output import UserError
     from store.registry import list_models, promote_checked, rollback_checked
 
@@ -99,7 +99,7 @@ def models(args: argparse.Namespace) -> int:
 
 def decide_candidate(ctx: Any, args: argparse.Namespace) -> int:
     """An admin's decision on the candidate in shadow or waiting for approval (`models approve|reject ID`)."""
-    from classifier.adapters import check_adapter_path
+    from classifier.routing.adapters import check_adapter_path
     from cli.output import UserError
     from store.db import transaction
     from store.shadow import decide_by_admin

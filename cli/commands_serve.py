@@ -28,7 +28,7 @@ def serve(args: argparse.Namespace) -> int:
     from bot.outbox import OutboxWorker
     from bot.server import HttpServer, start_socket_mode
     from bot.slack_client import make_client
-    from classifier.fewshot import baseline_configured
+    from classifier.baseline_client import baseline_configured
 
     ctx = open_context()
     configure_logging(ctx.settings)

@@ -23,9 +23,9 @@ if TYPE_CHECKING:
 
     from bot.deps import BotDeps
     from bot.metrics import BotMetrics
-    from classifier.engine_router import EngineRouter
-    from classifier.lora_router import LoraRouter
-    from classifier.serving import ActiveModelRouter
+    from classifier.routing.router import LoraRouter
+    from classifier.serving.active_router import ActiveModelRouter
+    from classifier.serving.engine_router import EngineRouter
     from core.settings import Settings
     from store.db import SessionFactory
     from store.run_report import RunReport
@@ -84,15 +84,15 @@ def make_run_now(ctx: Context) -> RunNow:
 
 def router_for(ctx: Context, model_id: int | None) -> tuple[ModelVersion, LoraRouter]:
     """Model `model_id` (the active one when None) loaded for classifying in this process."""
-    from classifier.loading import load_router
+    from classifier.routing.router import load_router
     from store.registry import active_model, get_model
 
     with ctx.sessions() as session:
         model = get_model(session, model_id=model_id) if model_id is not None else active_model(session)
     if model is None:
         raise UserError("no active model yet: run `switchboard train` first")
-    return model, load_router(ctx.settings, adapter_dir=Path(model.adapter_path), name=f"model {model.id}",
-                              model_id=model.id, base_model=model.base_model)
+    return model, load_router(model.base_model, cache_dir=ctx.settings.cache_dir,
+                              adapter_dir=Path(model.adapter_path), name=f"model {model.id}", model_id=model.id)
 
 
 def slack_web_client(ctx: Context) -> WebClient | None:
@@ -159,13 +159,13 @@ def approval_poster(ctx: Context) -> Ask | None:
 def serving_router(ctx: Context) -> ActiveModelRouter | EngineRouter:
     """The registry's active model, hot-swapped in place; through the inference engine when
     SWITCHBOARD_INFERENCE_URL is set, else loaded in this process (without transformers)."""
-    from classifier.serving import ActiveModelRouter
-    from classifier.serving_model import load_serving_model
+    from classifier.model.serving_model import load_serving_model
+    from classifier.serving.active_router import ActiveModelRouter
     from store.registry import registry_lookup
 
     settings = ctx.settings
     if settings.inference_url:
-        from classifier.engine_router import make_engine_router
+        from classifier.serving.engine_router import make_engine_router
 
         return make_engine_router(settings, registry_lookup(ctx.sessions))
     base, tokenizer = load_serving_model(settings.base_model, cache_dir=settings.cache_dir)
@@ -178,7 +178,7 @@ def bot_deps(ctx: Context, router: ActiveModelRouter | EngineRouter, metrics: Bo
     from bot.baseline_router import BaselineRouter, ColdStartRouter
     from bot.deps import BotDeps
     from bot.shadow import ShadowQueue
-    from classifier.fewshot import baseline_configured, make_openai_client
+    from classifier.baseline_client import baseline_configured, make_openai_client
 
     settings = ctx.settings
     baseline = (BaselineRouter(make_openai_client(settings), ctx.sessions, model=settings.baseline_model,

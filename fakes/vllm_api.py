@@ -1,7 +1,7 @@
 """A loopback vLLM OpenAI-compatible server: the endpoints Switchboard's inference engine uses, nothing more.
 
 It answers as `VLLM_ALLOW_RUNTIME_LORA_UPDATING=True vllm serve BASE --enable-lora` does in vLLM 0.34.0
-(classifier/engine_router.py's VLLM_VERSION), with shapes read from vLLM's source:
+(classifier/serving/engine_router.py's VLLM_VERSION), with shapes read from vLLM's source:
 
 * `POST /v1/load_lora_adapter` {lora_name, lora_path, load_inplace}: plain text 200 "Success: LoRA adapter
   'NAME' added successfully." (no Content-Type: a bare starlette Response); 400 InvalidUserInput for an

@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from classifier.fewshot import baseline_configured, price_usd
+from classifier.baseline_client import baseline_configured, price_usd
 
 if TYPE_CHECKING:
     from core.settings import Settings

@@ -6,7 +6,7 @@ Append new ones to `MIGRATIONS`; never edit one that has shipped.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 from sqlalchemy import Connection, inspect, text
@@ -181,22 +181,16 @@ MIGRATIONS: list[Callable[[Connection], None]] = [
     _m011_learning_from_everything, _m012_customer_data, _m013_shadow]
 
 
-def current_version(engine: Engine) -> int:
-    if not inspect(engine).has_table("schema_version"):
-        return 0
-    with engine.connect() as conn:
-        return int(conn.execute(text("SELECT COALESCE(MAX(version), 0) FROM schema_version")).scalar_one())
-
-
-def migrate(engine: Engine) -> list[int]:
-    """Apply every migration not yet applied; returns the versions applied now.
+def migrate(engine: Engine, steps: Sequence[Callable[[Connection], None]] = MIGRATIONS) -> list[int]:
+    """Apply every migration not yet applied; returns the versions applied now. `steps` is for tests that
+    stop a store at an older version, or make a migration fail.
 
     Each migration, its version row and the check that it is still needed share one exclusive
     transaction, DDL included: a crash leaves either all of it or none, and processes starting
     together on a new store take turns instead of failing (`_exclusive`).
     """
     applied = []
-    for version, migration in enumerate(MIGRATIONS, start=1):
+    for version, migration in enumerate(steps, start=1):
         with _exclusive(engine) as conn:
             tables.SchemaVersion.__table__.create(conn, checkfirst=True)  # type: ignore[attr-defined]
             done = conn.execute(text("SELECT 1 FROM schema_version WHERE version = :v"), {"v": version}).first()

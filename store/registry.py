@@ -134,13 +134,6 @@ def _move_pointer(session: Session, *, to: ModelVersion, retire_as: ModelStatus,
     session.flush()
 
 
-def set_status(session: Session, *, model_id: int, status: ModelStatus) -> None:
-    model = get_model(session, model_id=model_id)
-    model.status = status
-    session.add(model)
-    session.flush()
-
-
 AdapterCheck = Callable[[str], object]  # raises when the adapter folder at that path cannot be served
 
 
@@ -164,7 +157,7 @@ ActiveAdapter = tuple[int, str, str]  # model id, adapter folder, base model nam
 
 def registry_lookup(sessions: SessionFactory) -> Callable[[], ActiveAdapter | None]:
     """Reads the active pointer with a short session each time: cheap enough for a serving process
-    to poll every second or two (classifier/serving.py)."""
+    to poll every second or two (classifier/serving/active_router.py)."""
 
     def lookup() -> ActiveAdapter | None:
         with sessions() as session:

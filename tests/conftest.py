@@ -149,7 +149,7 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def embedded_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A cache folder holding the converted embedded model, converted once per test session."""
-    from classifier.base_model import embedded_model_dir
+    from classifier.model.base_model import embedded_model_dir
 
     folder = tmp_path_factory.mktemp("embedded-cache")
     embedded_model_dir(folder)

@@ -20,7 +20,7 @@ from slack_sdk import WebClient
 from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler, RateLimitErrorRetryHandler
 from sqlalchemy import event
 
-from classifier.lora_router import Classification
+from classifier.routing.router import Classification
 
 FAILURES = ("once", "always", "slow", "killed")
 

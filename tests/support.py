@@ -18,11 +18,12 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
+from sqlalchemy import Engine, inspect, text
 from sqlmodel import select
 
 from bot.deps import BotDeps
 from bot.shadow import ShadowQueue
-from classifier.lora_router import Classification
+from classifier.routing.router import Classification
 from core.settings import Settings
 from fakes.bot_server import BotServer, message
 from fakes.slack_api import FakeSlack
@@ -41,6 +42,14 @@ def wait_until(condition: Callable[[], object], *, timeout: float = 10.0, what: 
         assert time.monotonic() < deadline, f"{what} did not happen within {timeout:.0f} s"
         time.sleep(0.01)
     return value
+
+
+def schema_version(engine: Engine) -> int:
+    """The store's migration version: the highest row of `schema_version` (0 for a new store)."""
+    if not inspect(engine).has_table("schema_version"):
+        return 0
+    with engine.connect() as conn:
+        return int(conn.execute(text("SELECT COALESCE(MAX(version), 0) FROM schema_version")).scalar_one())
 
 
 # Training on the tiny Llama

@@ -15,8 +15,8 @@ import pytest
 from sqlmodel import col, select
 
 from bot.audits import THIN_HOLDOUT, audit_probability, should_audit
-from classifier.lora_router import Classification, Usage
-from classifier.serving import NoActiveModel
+from classifier.routing.router import Classification, Usage
+from classifier.serving.active_router import NoActiveModel
 from fakes.bot_server import reaction
 from store.db import transaction
 from store.examples import add_examples, get_department, label_query, labelled_examples, upsert_department

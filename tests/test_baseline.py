@@ -8,13 +8,14 @@ import re
 import pytest
 from sqlmodel import select
 
-from classifier.fewshot import INVALID, BaselineUnavailable, baseline_configured, make_openai_client
+from classifier.baseline_client import INVALID, BaselineUnavailable, baseline_configured, make_openai_client
 from core.settings import Settings
 from fakes.openai_api import FakeOpenAI
 from store.db import transaction
 from store.examples import add_examples, labelled_examples, upsert_department
 from store.shots import reset_shots
 from store.tables import BaselinePrediction, Split
+from tests.support import schema_version
 from trainer.baseline import score_baseline
 
 API_KEY = "sk-test-0123456789abcdefSECRET"
@@ -213,17 +214,16 @@ def test_settings_decide_whether_a_baseline_is_configured():
     assert str(client.base_url).rstrip("/") == local.openai_base_url
 
 
-def test_a_store_from_before_the_baseline_gains_its_table(tmp_path, monkeypatch):
+def test_a_store_from_before_the_baseline_gains_its_table(tmp_path):
     from sqlalchemy import inspect
 
     from store import migrations
     from store.db import make_engine
 
     engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
-    with monkeypatch.context() as patch:
-        patch.setattr(migrations, "MIGRATIONS", migrations.MIGRATIONS[:1])
-        assert migrations.migrate(engine) == [1] and not inspect(engine).has_table("baseline_predictions")
+    assert migrations.migrate(engine, migrations.MIGRATIONS[:1]) == [1]
+    assert not inspect(engine).has_table("baseline_predictions")
     assert migrations.migrate(engine) == list(range(2, len(migrations.MIGRATIONS) + 1))
-    assert migrations.current_version(engine) == len(migrations.MIGRATIONS)
+    assert schema_version(engine) == len(migrations.MIGRATIONS)
     unique = inspect(engine).get_unique_constraints("baseline_predictions")
     assert [c["column_names"] for c in unique] == [["query_id", "prompt_version", "model"]]

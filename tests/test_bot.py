@@ -14,7 +14,7 @@ import pytest
 from sqlmodel import select
 
 from bot.deps import BotDeps
-from classifier.lora_router import Classification
+from classifier.routing.router import Classification
 from core.settings import Settings
 from fakes.bot_server import BotServer, message, reaction
 from store.db import transaction
@@ -252,7 +252,7 @@ def test_retrain_is_recorded_once_for_the_trainer_service_and_says_whether_one_r
 
 
 def test_a_failure_is_told_to_the_customer_in_words_meant_for_them_and_the_reply_follows(home, sessions, slack):
-    from classifier.serving import ModelTimeout
+    from classifier.serving.active_router import ModelTimeout
 
     class StalledOnce(ScriptedRouter):
         def classify(self, text: str) -> Classification:

@@ -13,9 +13,9 @@ from bot.app import build_app
 from bot.deps import BotDeps
 from bot.server import start_socket_mode
 from bot.slack_client import make_client
-from classifier.adapters import check_adapter_path
-from classifier.base_model import load_base_model
-from classifier.serving import ActiveModelRouter
+from classifier.model.base_model import load_base_model
+from classifier.routing.adapters import check_adapter_path
+from classifier.serving.active_router import ActiveModelRouter
 from core.settings import Settings
 from fakes.bot_server import BotServer, message
 from fakes.slack_api import FakeSlack, command_payload, event_payload

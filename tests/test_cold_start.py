@@ -9,9 +9,9 @@ import pytest
 from sqlmodel import select
 
 from bot.baseline_router import BaselineRouter, ColdStartRouter
-from classifier.base_model import load_base_model
-from classifier.fewshot import make_openai_client
-from classifier.serving import ActiveModelRouter, NoActiveModel
+from classifier.baseline_client import make_openai_client
+from classifier.model.base_model import load_base_model
+from classifier.serving.active_router import ActiveModelRouter, NoActiveModel
 from core.settings import Settings
 from fakes.openai_api import FakeOpenAI
 from store.db import transaction
@@ -43,7 +43,7 @@ def test_the_baseline_routes_with_the_probability_its_logprobs_give_and_records_
     assert result.usage.prompt_tokens == fake.usage["prompt_tokens"] > 0
     expected = (result.usage.prompt_tokens * 2.5 + result.usage.completion_tokens * 10) / 1e6
     assert result.usage.cost_usd == pytest.approx(expected)
-    from classifier.outcomes import needs_triage
+    from classifier.routing.outcomes import needs_triage
 
     assert needs_triage(result, threshold=0.5, margin=0.1)  # 0.54 against 0.46: too close to call
 
@@ -59,7 +59,7 @@ def test_a_multi_token_department_multiplies_its_tokens_probabilities(sessions):
 
 
 def test_a_department_sharing_the_answers_first_token_is_not_given_its_probability(sessions):
-    from classifier.outcomes import needs_triage
+    from classifier.routing.outcomes import needs_triage
 
     with transaction(sessions) as session:  # "Card" starts both names: the answer's own token is no rival
         add_examples(session, examples=[(f"my card {i}", "Cards") for i in range(5)]

@@ -14,7 +14,7 @@ from sqlalchemy import event
 from sqlmodel import select
 
 from bot.delivery import DeliveryPolicy
-from classifier.engine_router import EngineClient, EngineRouter
+from classifier.serving.engine_router import EngineClient, EngineRouter
 from cli.compose import Context, slack_poster
 from core.settings import Settings
 from fakes.bot_server import message, reaction

@@ -11,7 +11,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_embedded_model_converts_once_then_loads_from_cache(tmp_path):
-    from classifier.base_model import load_base_model
+    from classifier.model.base_model import load_base_model
 
     load_base_model("smollm2-135m", cache_dir=tmp_path)
     started = time.perf_counter()

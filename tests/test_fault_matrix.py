@@ -28,7 +28,7 @@ from sqlmodel import select
 from bot.baseline_router import BaselineRouter, ColdStartRouter
 from bot.delivery import Delivery, DeliveryPolicy
 from bot.outbox import OutboxWorker
-from classifier.serving import NoActiveModel
+from classifier.serving.active_router import NoActiveModel
 from fakes.bot_server import BotServer, message, reaction
 from fakes.openai_api import FakeOpenAI
 from fakes.slack_api import FakeSlack

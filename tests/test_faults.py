@@ -16,7 +16,7 @@ from store.examples import add_examples
 from store.registry import ActiveModelMoved, active_model, list_models, promote, register_model
 from store.runs import TRAINING_LOCK, release_lock, try_acquire_lock
 from store.tables import Lock, ModelStatus, ModelVersion, RunStatus, TrainingRun
-from tests.support import EXAMPLES, FAST
+from tests.support import EXAMPLES, FAST, schema_version
 from trainer import lease, pipeline
 from trainer.lease import Heartbeat, LeaseLost
 from trainer.pipeline import RunOptions, run_training
@@ -137,7 +137,7 @@ def test_two_pointer_moves_from_the_same_state_cannot_both_win(sessions, tmp_pat
         assert [m.status for m in list_models(session)] == ["retired", "active", "candidate"]
 
 
-def test_a_migration_that_dies_half_way_leaves_no_trace_and_the_next_start_completes_it(tmp_path, monkeypatch):
+def test_a_migration_that_dies_half_way_leaves_no_trace_and_the_next_start_completes_it(tmp_path):
     from sqlalchemy import inspect, text
 
     from store import migrations
@@ -148,11 +148,9 @@ def test_a_migration_that_dies_half_way_leaves_no_trace_and_the_next_start_compl
         raise KeyboardInterrupt("killed between a table and its version row")
 
     engine = make_engine(f"sqlite:///{tmp_path / 'store.db'}")
-    monkeypatch.setattr(migrations, "MIGRATIONS", [*migrations.MIGRATIONS[:2], dies_after_its_first_table])
     with pytest.raises(KeyboardInterrupt):
-        migrations.migrate(engine)
-    assert migrations.current_version(engine) == 2 and not inspect(engine).has_table("half_done")
-    monkeypatch.undo()
+        migrations.migrate(engine, [*migrations.MIGRATIONS[:2], dies_after_its_first_table])
+    assert schema_version(engine) == 2 and not inspect(engine).has_table("half_done")
     assert migrations.migrate(engine) == list(range(3, len(migrations.MIGRATIONS) + 1))
 
 
@@ -161,8 +159,9 @@ def test_processes_starting_together_on_a_new_store_all_start(tmp_path):
     import sys
 
     url = f"sqlite:///{tmp_path / 'new.db'}"
-    code = ("import sys; from store.db import make_engine; from store.migrations import migrate, current_version; "
-            "e = make_engine(sys.argv[1]); migrate(e); print(current_version(e))")
+    code = ("import sys; from store.db import make_engine; from store.migrations import migrate; "
+            "from sqlalchemy import text; e = make_engine(sys.argv[1]); migrate(e); "
+            "print(e.connect().execute(text('SELECT MAX(version) FROM schema_version')).scalar_one())")
     starts = [subprocess.Popen([sys.executable, "-c", code, url], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True) for _ in range(4)]
     results = [(p.wait(timeout=120), p.stdout.read().strip(), p.stderr.read()) for p in starts]
@@ -205,7 +204,7 @@ def test_connections_opening_a_new_store_at_one_instant_all_get_wal(tmp_path):
 
 
 def test_the_next_run_removes_the_scratch_folder_a_crashed_run_left(settings, sessions):
-    from classifier.adapters import new_adapter_dir
+    from classifier.routing.adapters import new_adapter_dir
 
     scratch, _ = new_adapter_dir(settings.adapters_dir, name="run0001-crashed")
     (scratch / "adapter_model.safetensors").write_bytes(b"half written")

@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from classifier.metrics import classification_metrics
+from classifier.routing.metrics import classification_metrics
 from store.examples import Example
 from store.tables import LabelSource, Split
 from trainer.bootstrap import paired_bootstrap

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from classifier.adapters import AdapterMeta, new_adapter_dir, publish
-from classifier.base_model import load_base_model
-from classifier.lora_router import LoraRouter
-from classifier.prompt import PromptFormat, prompt_ids
+from classifier.model.base_model import load_base_model
+from classifier.routing.adapters import AdapterMeta, new_adapter_dir, publish
+from classifier.routing.prompt import PromptFormat, prompt_ids
+from classifier.routing.router import LoraRouter
 from cli.main import main
 from store.db import transaction
 from store.registry import register_model
@@ -147,7 +147,7 @@ def test_mistakes_are_one_line_and_leave_files_alone(settings, model_id, tmp_pat
 
 
 def test_a_crash_while_writing_leaves_no_file(settings, model_id, tmp_path, monkeypatch):  # type: ignore[no-untyped-def]
-    from classifier.gguf_export import export_gguf
+    from classifier.serving.gguf_export import export_gguf
 
     def crash(*_args, **_kwargs):  # type: ignore[no-untyped-def]
         raise OSError("disk full")
@@ -162,7 +162,7 @@ def test_a_crash_while_writing_leaves_no_file(settings, model_id, tmp_path, monk
 
 
 def test_only_splits_llama_cpp_reproduces_are_named():
-    from classifier.gguf_export import ExportError, _pre_tokenizer
+    from classifier.serving.gguf_export import ExportError, _pre_tokenizer
 
     byte_level = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True}
     assert _pre_tokenizer(byte_level) == "gpt-2"

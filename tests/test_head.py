@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from classifier.adapters import AdapterError
-from classifier.base_model import load_base_model
-from classifier.head import HEAD_FILE, fit_head, read_head, write_head
-from classifier.lora_router import LoraRouter
-from classifier.prompt import PromptFormat
+from classifier.model.base_model import load_base_model
+from classifier.model.lora_merge import AdapterError
+from classifier.routing.head import HEAD_FILE, fit_head, read_head, write_head
+from classifier.routing.prompt import PromptFormat
+from classifier.routing.router import LoraRouter
 
 LABELS = ["Billing", "Orders", "Shipping", "Refunds"]
 

@@ -74,13 +74,11 @@ def test_the_known_mistakes_are_the_corrected_misroutes(sessions):
         assert take_snapshot(session).known_mistakes == mistakes
 
 
-def test_the_migration_moves_corrections_out_of_an_old_holdout_and_nothing_in(tmp_path, monkeypatch):
+def test_the_migration_moves_corrections_out_of_an_old_holdout_and_nothing_in(tmp_path):
     from store import migrations
 
     engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
-    with monkeypatch.context() as patch:
-        patch.setattr(migrations, "MIGRATIONS", migrations.MIGRATIONS[:3])
-        migrations.migrate(engine)
+    migrations.migrate(engine, migrations.MIGRATIONS[:3])
     sessions = session_factory(engine)
     with transaction(sessions) as session:
         add_examples(session, examples=[(f"history {i}", DEPARTMENTS[i % 3]) for i in range(30)])

@@ -13,10 +13,10 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from bot.metrics import BotMetrics
-from classifier.adapters import check_adapter_path
-from classifier.base_model import load_base_model
-from classifier.lora_merge import LoraDeltas, read_lora, swap
-from classifier.serving import ActiveModelRouter
+from classifier.model.base_model import load_base_model
+from classifier.model.lora_merge import LoraDeltas, read_lora, swap
+from classifier.routing.adapters import check_adapter_path
+from classifier.serving.active_router import ActiveModelRouter
 from store.db import transaction
 from store.registry import active_model, promote, register_model, registry_lookup, rollback_checked
 from tests.support import EXAMPLES, FAST, seed
@@ -98,7 +98,7 @@ def test_a_swap_that_fails_half_way_is_undone(serving, sessions):
 
 def test_a_candidate_in_shadow_scores_as_if_merged_and_leaves_the_active_model_exact(serving, sessions, tmp_path,
                                                                                      tiny_model_dir, settings):
-    from classifier.lora_router import LoraRouter
+    from classifier.routing.router import LoraRouter
 
     router, base = serving
     with sessions() as session:

@@ -1,5 +1,5 @@
-"""Classifying through a vLLM server (classifier/engine_router.py), against a loopback vLLM of the same endpoints
-(fakes/vllm_api.py) running the tiny Llama with real PEFT adapters trained here."""
+"""Classifying through a vLLM server (classifier/serving/engine_router.py), against a loopback vLLM of the same
+endpoints (fakes/vllm_api.py) running the tiny Llama with real PEFT adapters trained here."""
 
 from __future__ import annotations
 
@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from classifier.base_model import LoadOptions, load_base_model, model_source
-from classifier.engine_router import SERVED_PREFIX, EngineClient, EngineError, EngineScorer, make_engine_router
-from classifier.lora_router import LoraRouter
-from classifier.serving import NoActiveModel
+from classifier.model.base_model import LoadOptions, load_base_model, model_source
+from classifier.routing.router import LoraRouter
+from classifier.serving.active_router import NoActiveModel
+from classifier.serving.engine_router import SERVED_PREFIX, EngineClient, EngineError, EngineScorer, make_engine_router
 from core.settings import Settings
 from fakes.vllm_api import FakeVLLM
 from store.db import transaction
@@ -285,7 +285,7 @@ def test_a_real_vllm_serves_and_gates_what_the_in_process_scorer_computes(home, 
 
 
 def test_a_candidate_in_shadow_is_served_by_the_engine_beside_the_active_adapter(settings, sessions, tiny_model_dir):
-    from classifier.engine_router import SHADOW_PREFIX
+    from classifier.serving.engine_router import SHADOW_PREFIX
 
     first, second = first_active_second_trained(settings, sessions)
     with FakeVLLM(tiny_model_dir) as engine:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from classifier.adapters import check_adapter_dir
+from classifier.routing.adapters import check_adapter_dir
 from tests.support import ENV_PREFIXES, EXAMPLES, run_cli
 
 pytestmark = pytest.mark.slow

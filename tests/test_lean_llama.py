@@ -10,11 +10,11 @@ import sys
 import pytest
 import torch
 
-from classifier.base_model import LoadOptions, load_base_model
-from classifier.lean_llama import LeanLlama
-from classifier.prompt import PromptFormat, label_ids, prefix_ids, prompt_ids
-from classifier.scoring import LabelTrie, score_labels, score_labels_plain, shared_prefix
-from classifier.serving_model import LeanTokenizer, lean_unavailable, load_serving_model
+from classifier.model.base_model import LoadOptions, load_base_model
+from classifier.model.lean_llama import LeanLlama
+from classifier.model.serving_model import LeanTokenizer, lean_unavailable, load_serving_model
+from classifier.routing.prompt import PromptFormat, label_ids, prefix_ids, prompt_ids
+from classifier.routing.scoring import LabelTrie, score_labels, score_labels_plain, shared_prefix
 from tests.support import ROOT, banking77
 
 
@@ -97,10 +97,10 @@ def test_a_served_router_does_not_import_transformers(tiny_model_dir, tmp_path):
     code = (
         "import sys\n"
         "from pathlib import Path\n"
-        "from classifier.serving_model import load_serving_model\n"
+        "from classifier.model.serving_model import load_serving_model\n"
         f"model, tokenizer = load_serving_model({str(tiny_model_dir)!r}, cache_dir=Path({str(tmp_path)!r}))\n"
-        "from classifier.lora_router import LoraRouter\n"
-        "from classifier.prompt import PromptFormat\n"
+        "from classifier.routing.router import LoraRouter\n"
+        "from classifier.routing.prompt import PromptFormat\n"
         "router = LoraRouter(model=model, tokenizer=tokenizer, labels=['Cards', 'Transfers'], prompt=PromptFormat(),\n"
         "                    name='t', cache_prefix=True)\n"
         "print(router.classify('my card is lost').department, 'transformers' in sys.modules, 'peft' in sys.modules)\n"
@@ -113,7 +113,7 @@ def test_a_served_router_does_not_import_transformers(tiny_model_dir, tmp_path):
 
 @pytest.mark.slow
 def test_the_embedded_model_serves_lean_with_transformers_results(embedded_cache):
-    from classifier.base_model import embedded_model_dir
+    from classifier.model.base_model import embedded_model_dir
 
     folder = embedded_model_dir(embedded_cache)
     texts, labels = banking77("departments")

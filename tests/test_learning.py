@@ -10,10 +10,10 @@ import pytest
 from sqlmodel import select
 
 from bot.asks import MIN_HISTORY, should_ask
-from classifier.base_model import load_base_model
-from classifier.fewshot import make_openai_client
-from classifier.lora_router import LoraRouter
-from classifier.prompt import PromptFormat
+from classifier.baseline_client import make_openai_client
+from classifier.model.base_model import load_base_model
+from classifier.routing.prompt import PromptFormat
+from classifier.routing.router import LoraRouter
 from core.settings import Settings
 from fakes.bot_server import reaction
 from fakes.openai_api import FakeOpenAI

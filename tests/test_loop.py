@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from sqlmodel import select
 
-from classifier.base_model import load_base_model
-from classifier.serving import ActiveModelRouter
+from classifier.model.base_model import load_base_model
+from classifier.serving.active_router import ActiveModelRouter
 from core.settings import Settings
 from fakes.openai_api import FakeOpenAI
 from store.db import transaction
@@ -186,7 +186,7 @@ def test_a_running_router_swaps_in_a_promotion_without_dropping_a_request(settin
 
 
 def test_the_merged_served_model_answers_as_a_fresh_load_after_swaps(settings, sessions, tiny_model_dir, tmp_path):
-    from classifier.lora_router import LoraRouter
+    from classifier.routing.router import LoraRouter
 
     seed(sessions)
     first = run(settings, sessions, WEAK)

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from classifier.adapters import AdapterError
-from classifier.base_model import load_base_model
-from classifier.lora_merge import read_lora
+from classifier.model.base_model import load_base_model
+from classifier.model.lora_merge import AdapterError, read_lora
 
 
 def save_adapter(tiny_model_dir, cache, folder, **lora):  # type: ignore[no-untyped-def]

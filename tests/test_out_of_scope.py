@@ -9,11 +9,11 @@ from datetime import UTC, datetime
 import pytest
 import torch
 
-from classifier.base_model import load_base_model
-from classifier.calibration import Calibration, fit_temperature
-from classifier.lora_router import Classification, LoraRouter
-from classifier.outcomes import from_probabilities, outcomes
-from classifier.prompt import PromptFormat
+from classifier.model.base_model import load_base_model
+from classifier.routing.calibration import Calibration, fit_temperature
+from classifier.routing.outcomes import from_probabilities, outcomes
+from classifier.routing.prompt import PromptFormat
+from classifier.routing.router import Classification, LoraRouter
 from store.db import transaction
 from store.examples import Example, StoreError, add_examples, labelled_examples, list_departments, upsert_department
 from store.formats import read_labelled_file
@@ -183,16 +183,14 @@ def test_on_a_holdout_without_out_of_scope_examples_the_department_is_scored():
     assert evaluated.predictions == ["Billing", "Billing"] and evaluated.metrics["accuracy"] == 1.0
 
 
-def test_a_store_from_before_the_reserved_class_keeps_its_departments(tmp_path, monkeypatch):
+def test_a_store_from_before_the_reserved_class_keeps_its_departments(tmp_path):
     from sqlalchemy import text
 
     from store import migrations
     from store.db import make_engine, session_factory
 
     engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
-    with monkeypatch.context() as patch:
-        patch.setattr(migrations, "MIGRATIONS", migrations.MIGRATIONS[:4])
-        migrations.migrate(engine)
+    migrations.migrate(engine, migrations.MIGRATIONS[:4])
     with engine.begin() as conn:  # the tables as the code before this migration made them
         conn.execute(text("ALTER TABLE departments DROP COLUMN out_of_scope"))
         conn.execute(text("ALTER TABLE predictions DROP COLUMN out_of_scope"))

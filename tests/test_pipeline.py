@@ -7,9 +7,9 @@ from datetime import timedelta
 import pytest
 from sqlmodel import select
 
-from classifier.base_model import load_base_model
-from classifier.lora_router import LoraRouter
-from classifier.prompt import PromptFormat
+from classifier.model.base_model import load_base_model
+from classifier.routing.prompt import PromptFormat
+from classifier.routing.router import LoraRouter
 from store.db import transaction
 from store.examples import labelled_examples
 from store.registry import active_model, list_models, promote, rollback
@@ -59,7 +59,7 @@ def test_first_run_trains_evaluates_and_activates(settings, sessions):
     meta = json.loads((folder / "switchboard.json").read_text())
     assert meta["labels"] == ["Billing", "Orders", "Shipping"] and meta["hyperparameters"]["lora_r"] == 8
     assert len(json.loads((folder / "snapshot.json").read_text())["train"]) == report.training["examples"]
-    from classifier.head import read_head
+    from classifier.routing.head import read_head
     head = read_head(folder)  # fitted after the LoRA on the trained-on messages: every label had some
     assert head is not None and head.seen.tolist() == [True, True, True]
 

@@ -69,7 +69,8 @@ def test_a_hub_id_resolves_from_the_hugging_face_cache_offline(tiny_model_dir, t
     shutil.copytree(tiny_model_dir, repo / "snapshots" / commit)
     (repo / "refs").mkdir(parents=True)
     (repo / "refs" / "main").write_text(commit)
-    code = ("import sys; from pathlib import Path; from classifier.base_model import load_base_model, ModelLoadError\n"
+    code = ("import sys; from pathlib import Path\n"
+            "from classifier.model.base_model import load_base_model, ModelLoadError\n"
             "model, tokenizer = load_base_model(sys.argv[1], cache_dir=Path(sys.argv[2]))\n"
             "print(model.config.model_type, len(tokenizer('hello').input_ids))\n"
             "try:\n    load_base_model('switchboard-test/not-cached', cache_dir=Path(sys.argv[2]))\n"

@@ -12,8 +12,8 @@ from pydantic import ValidationError
 from sqlmodel import select
 
 from bot.metrics import BotMetrics
-from classifier.fewshot import make_openai_client
-from classifier.serving import NoActiveModel
+from classifier.baseline_client import make_openai_client
+from classifier.serving.active_router import NoActiveModel
 from cli.compose import Context, bot_deps
 from cli.logs import configure_logging
 from core.redact import CARD, EMAIL, IBAN, PHONE, URL, Redactor, make_redactor

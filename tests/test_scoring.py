@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from classifier.base_model import load_base_model
-from classifier.prompt import PromptFormat, label_ids, prefix_ids, prompt_ids
-from classifier.scoring import LabelTrie, score_labels, score_labels_plain, shared_prefix
+from classifier.model.base_model import load_base_model
+from classifier.routing.prompt import PromptFormat, label_ids, prefix_ids, prompt_ids
+from classifier.routing.scoring import LabelTrie, score_labels, score_labels_plain, shared_prefix
 from tests.support import banking77
 
 

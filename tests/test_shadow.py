@@ -15,9 +15,9 @@ from safetensors.torch import save_file
 from sqlmodel import select
 
 from bot.blocks import AUDIT_RIGHT
-from classifier.adapters import META_FILE, AdapterMeta
-from classifier.lora_router import Classification
-from classifier.prompt import PromptFormat
+from classifier.routing.adapters import META_FILE, AdapterMeta
+from classifier.routing.prompt import PromptFormat
+from classifier.routing.router import Classification
 from core.vocabulary import APPROVE_ACTION
 from store.db import transaction
 from store.registry import active_model, get_model, promote, register_model

@@ -6,8 +6,8 @@ from dataclasses import replace
 import pytest
 import torch
 
-from classifier.base_model import load_base_model
-from classifier.prompt import PromptFormat
+from classifier.model.base_model import load_base_model
+from classifier.routing.prompt import PromptFormat
 from tests.support import EXAMPLES, FAST
 from trainer.config import TrainConfig
 from trainer.lora import TrainingFailed, train_lora
@@ -66,7 +66,7 @@ def test_training_examples_per_second_is_reported(tiny):
 
 def test_the_label_vocabulary_loss_trains_the_scores_classification_reads(tiny):
     model, tokenizer = tiny
-    from classifier.lora_router import LoraRouter
+    from classifier.routing.router import LoraRouter
 
     result = train_lora(model=model, tokenizer=tokenizer, examples=EXAMPLES, prompt=PromptFormat(),
                         config=replace(FAST, loss_vocabulary="labels", learning_rate=3e-2), progress=False)

@@ -181,7 +181,7 @@ FAST = frozenset({"tfidf_svm", "minilm_logreg"})  # seconds to fit on a CPU; the
 def score_alternatives(train: Examples, holdout: Examples, labels: Sequence[str], *,
                        fast_only: bool = False) -> dict[str, Any]:
     """Each alternative's holdout metrics; one that cannot run says why instead of failing the run."""
-    from classifier.metrics import classification_metrics
+    from classifier.routing.metrics import classification_metrics
 
     if len({y for _, y in train}) < 2 or not holdout:
         return {name: {"skipped": "needs two departments and a holdout"} for name in ALTERNATIVES}

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from classifier.fewshot import INVALID, BaselineUnavailable, FewShotPrompt, Shot, ask, build_prompt, price_usd
+from classifier.baseline_client import INVALID, BaselineUnavailable, FewShotPrompt, Shot, ask, build_prompt, price_usd
 from core.redact import Redactor
 from store.baseline_cache import cache_answer, cached_answers, label_if_unlabelled, unlabelled_queries
 from store.db import SessionFactory, transaction

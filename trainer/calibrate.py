@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from classifier.calibration import Calibration, fit_calibration, knn_distances
-from classifier.head import LabelHead, fit_head
+from classifier.routing.calibration import Calibration, fit_calibration, knn_distances
+from classifier.routing.head import LabelHead, fit_head
 from store.examples import Example
 from store.split import text_hash
 from store.tables import OUT_OF_SCOPE
@@ -22,7 +22,7 @@ from store.tables import OUT_OF_SCOPE
 if TYPE_CHECKING:
     import torch
 
-    from classifier.lora_router import LoraRouter
+    from classifier.routing.router import LoraRouter
 
 FOLD_SHARE = 0.1
 MIN_TRAIN_FOR_FOLD = 50  # below this every example trains; the adapter then keeps temperature 1

@@ -7,12 +7,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
-from classifier.adapters import check_adapter_dir, write_bank
-from classifier.base_model import LoadOptions, load_base_model
-from classifier.calibration import Calibration
-from classifier.head import write_head
-from classifier.lora_router import LoraRouter
-from classifier.prompt import PromptFormat
+from classifier.model.base_model import LoadOptions, load_base_model
+from classifier.routing.adapters import check_adapter_dir, write_bank
+from classifier.routing.calibration import Calibration
+from classifier.routing.head import write_head
+from classifier.routing.prompt import PromptFormat
+from classifier.routing.router import LoraRouter
 from core.settings import Settings
 from store.examples import Example
 from store.tables import LabelSource, ModelVersion, Split

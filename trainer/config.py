@@ -51,7 +51,7 @@ class TrainConfig:
     )
     head: bool = field(
         default=True, metadata={"help": "average the label scores with a linear head on the final hidden state "
-                                        "(classifier/head.py); off: the label scores alone"})
+                                        "(classifier/routing/head.py); off: the label scores alone"})
     best_on_fold: bool = field(
         default=True, metadata={"help": "watch the loss on the calibration fold while training, keep the adapter "
                                         "where it was lowest and stop once it stops falling"})

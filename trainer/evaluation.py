@@ -5,7 +5,7 @@ keeps several adapters on one base), so evaluating it costs no second base-model
 the active model was trained on another base model is that base loaded for it.
 
 With SWITCHBOARD_INFERENCE_URL set, both are scored by the inference engine that serves the bot
-(classifier/engine_router.py), each loaded there under a name of its own and unloaded after: the gate
+(classifier/serving/engine_router.py), each loaded there under a name of its own and unloaded after: the gate
 judges what would be served (the label scores, without the head). If the engine fails, both are
 scored here instead, so the two are always compared on the same scorer.
 """
@@ -16,12 +16,12 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from classifier.adapters import check_adapter_dir, read_bank
-from classifier.engine_router import EngineClient, EngineError, engine_candidate
-from classifier.fewshot import baseline_configured, make_openai_client
-from classifier.head import read_head
-from classifier.lora_router import LoraRouter, Router
-from classifier.metrics import classification_metrics
+from classifier.baseline_client import baseline_configured, make_openai_client
+from classifier.routing.adapters import check_adapter_dir, read_bank
+from classifier.routing.head import read_head
+from classifier.routing.metrics import classification_metrics
+from classifier.routing.router import LoraRouter, Router
+from classifier.serving.engine_router import EngineClient, EngineError, engine_candidate
 from core.redact import redactor_of
 from core.settings import Settings
 from store.db import SessionFactory
@@ -61,10 +61,10 @@ def evaluate_current(settings: Settings, current: ModelVersion, candidate_model:
     folder = Path(current.adapter_path)
     meta = check_adapter_dir(folder)
     if current.base_model != settings.base_model:
-        from classifier.loading import load_router
+        from classifier.routing.router import load_router
 
-        router: Router = load_router(settings, adapter_dir=folder, name=f"model {current.id}",
-                                     base_model=current.base_model)
+        router: Router = load_router(current.base_model, cache_dir=settings.cache_dir, adapter_dir=folder,
+                                     name=f"model {current.id}")
         return Evaluated(router, snapshot)
     candidate_model.load_adapter(str(folder), adapter_name="active", is_trainable=False)
     try:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from classifier.prompt import PromptFormat, label_ids, prompt_ids
+from classifier.routing.prompt import PromptFormat, label_ids, prompt_ids
 from core.errors import SwitchboardError
 from trainer.config import TrainConfig
 

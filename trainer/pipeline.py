@@ -15,10 +15,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from classifier.adapters import AdapterMeta, discard, new_adapter_dir, publish, sweep_scratch
-from classifier.calibration import Calibration
-from classifier.fewshot import BaselineUnavailable, baseline_configured, make_openai_client
-from classifier.metrics import write_confusion_png
+from classifier.baseline_client import BaselineUnavailable, baseline_configured, make_openai_client
+from classifier.routing.adapters import AdapterMeta, discard, new_adapter_dir, publish, sweep_scratch
+from classifier.routing.calibration import Calibration
+from classifier.routing.metrics import write_confusion_png
 from core.errors import SwitchboardError
 from core.redact import redactor_of
 from core.settings import Settings

@@ -1,7 +1,7 @@
 """Writes a registered model as one GGUF file, the format llama.cpp and Ollama load.
 
 Why: a CPU host can then serve the router without Python or PyTorch. The adapter is merged into
-the base weights as serving merges it (`classifier/lora_merge.py`), in full precision, and written at
+the base weights as serving merges it (`classifier/model/lora_merge.py`), in full precision, and written at
 f16 or f32 under llama.cpp's LLaMA names, with what its converter (`convert_hf_to_gguf.py`) writes:
 the hyperparameters, the byte-level BPE tokenizer, and q/k rows permuted, since llama.cpp's rotary
 embedding pairs neighbouring dimensions where transformers pairs the two halves (transformers'
@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from classifier.adapters import check_adapter_dir
-from classifier.base_model import LoadOptions, load_base_model
-from classifier.lora_merge import read_lora
+from classifier.model.base_model import LoadOptions, load_base_model
+from classifier.model.lora_merge import read_lora
+from classifier.routing.adapters import check_adapter_dir
 from core.errors import SwitchboardError
 
 if TYPE_CHECKING:

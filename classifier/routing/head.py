@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from classifier.adapters import AdapterError
+from classifier.model.lora_merge import AdapterError
 
 if TYPE_CHECKING:
     import torch

@@ -2,7 +2,7 @@
 
 A background thread polls the registry pointer. When a promotion or rollback moves it, the old
 adapter's update is taken out of the base weights and the new one's added (the base is never
-loaded twice; see `classifier/lora_merge.py`). Requests and swaps run on the same single model
+loaded twice; see `classifier/model/lora_merge.py`). Requests and swaps run on the same single model
 thread, so a swap happens between requests: none is dropped, none sees half a model.
 
 A swap is all or nothing. The new adapter is checked against the base (files, module names,
@@ -23,11 +23,11 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from classifier.adapters import AdapterError, AdapterMeta, check_adapter_dir, read_bank
-from classifier.head import read_head
-from classifier.lora_merge import LoraDeltas, check_fits, read_lora, release_checkpoint, swap
-from classifier.lora_router import Classification, LoraRouter
-from classifier.shadow_deltas import LowRankDifference
+from classifier.model.lora_merge import AdapterError, LoraDeltas, check_fits, read_lora, release_checkpoint, swap
+from classifier.model.shadow_deltas import LowRankDifference
+from classifier.routing.adapters import AdapterMeta, check_adapter_dir, read_bank
+from classifier.routing.head import read_head
+from classifier.routing.router import Classification, LoraRouter
 from core.errors import SwitchboardError
 
 if TYPE_CHECKING:
@@ -216,7 +216,7 @@ class ActiveModelRouter:
 
     def classify_shadow(self, texts: Sequence[str], model_id: int, folder: str) -> list[Classification]:
         """The candidate `model_id` (adapter `folder`) classifies `texts` on the same base and model thread,
-        its difference from the active adapter added by hooks (classifier/shadow_deltas.py)."""
+        its difference from the active adapter added by hooks (classifier/model/shadow_deltas.py)."""
         future = self._submit(self._locked_shadow, texts, model_id, folder)
         try:
             return future.result(timeout=self.timeout_s)

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from classifier.calibration import Calibration
-from classifier.prompt import PromptFormat
-from core.errors import SwitchboardError
+from classifier.model.lora_merge import AdapterError
+from classifier.routing.calibration import Calibration
+from classifier.routing.prompt import PromptFormat
 
 if TYPE_CHECKING:
     import torch
@@ -24,10 +24,6 @@ if TYPE_CHECKING:
 META_FILE = "switchboard.json"
 PEFT_FILES = ("adapter_config.json", "adapter_model.safetensors")
 BANK_FILE = "scope_bank.safetensors"  # the training messages' hidden states, for the out-of-scope signal
-
-
-class AdapterError(SwitchboardError):
-    """An adapter folder is missing or unusable; the message says which and why."""
 
 
 @dataclass(frozen=True)

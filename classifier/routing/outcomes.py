@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from classifier.lora_router import Classification
+from classifier.routing.router import Classification
 from core.margins import top_two_margin
 from core.vocabulary import OUT_OF_SCOPE
 

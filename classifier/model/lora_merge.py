@@ -14,13 +14,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from classifier.adapters import AdapterError
+from core.errors import SwitchboardError
 
 if TYPE_CHECKING:
     import torch
     from transformers import PreTrainedModel
 
 _PREFIX = "base_model.model."
+
+
+class AdapterError(SwitchboardError):
+    """An adapter folder is missing or unusable; the message says which and why."""
 
 
 @dataclass

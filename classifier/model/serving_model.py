@@ -1,6 +1,6 @@
 """Loads the base model a serving process scores with: the lean Llama where it can, else transformers.
 
-The lean path (`classifier/lean_llama.py`) needs a local folder holding `config.json`, a single
+The lean path (`classifier/model/lean_llama.py`) needs a local folder holding `config.json`, a single
 `model.safetensors` and `tokenizer.json`: the converted embedded model, or a folder the admin
 points SWITCHBOARD_BASE_MODEL at. A hub id, a sharded checkpoint, 4-bit loading or an
 architecture the lean model does not cover goes through transformers, as training always does.
@@ -13,7 +13,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from classifier.base_model import (
+from classifier.model.base_model import (
     LoadOptions,
     ModelLoadError,
     load_base_model,
@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 
 class LeanTokenizer:
-    """The slice of a transformers tokenizer that `classifier/prompt.py` and scoring use, on `tokenizers` alone."""
+    """The slice of a transformers tokenizer that the prompt and the label scoring use, on `tokenizers` alone."""
 
     def __init__(self, folder: Path) -> None:
         from tokenizers import Tokenizer
@@ -49,7 +49,7 @@ class LeanTokenizer:
 
 def lean_unavailable(source: str, options: LoadOptions) -> str | None:
     """Why the lean path cannot serve this model, or None."""
-    from classifier.lean_llama import unsupported_reason
+    from classifier.model.lean_llama import unsupported_reason
 
     folder = Path(source)
     if options.precision == "4bit":
@@ -75,7 +75,7 @@ def load_lean(folder: Path, options: LoadOptions) -> Any:
     import torch
     from safetensors.torch import load_file
 
-    from classifier.lean_llama import LeanLlama
+    from classifier.model.lean_llama import LeanLlama
 
     device = resolve_device(options.device)
     try:

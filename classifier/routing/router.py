@@ -9,11 +9,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from classifier.adapters import check_adapter_dir, read_bank
-from classifier.calibration import UNFAMILIAR_QUANTILE, Calibration, doubts, knn_distances, with_temperature
-from classifier.head import LabelHead, averaged, read_head
-from classifier.prompt import PromptFormat, label_ids, prefix_ids, prompt_ids
-from classifier.scoring import LabelScores, LabelTrie, score_labels_detailed, shared_prefix
+from classifier.model.base_model import LoadOptions
+from classifier.routing.adapters import check_adapter_dir, read_bank
+from classifier.routing.calibration import UNFAMILIAR_QUANTILE, Calibration, doubts, knn_distances, with_temperature
+from classifier.routing.head import LabelHead, averaged, read_head
+from classifier.routing.prompt import PromptFormat, label_ids, prefix_ids, prompt_ids
+from classifier.routing.scoring import LabelScores, LabelTrie, score_labels_detailed, shared_prefix
 from core.vocabulary import OUT_OF_SCOPE
 
 if TYPE_CHECKING:
@@ -36,7 +37,7 @@ class Usage:
 class Classification:
     """`scores`: each department's probability; `out_of_scope`: the probability the message belongs to
     none of them (learned from out-of-scope examples when the model has that class, else how
-    unfamiliar the message is; see `classifier/calibration.py`). `department` is the likeliest department."""
+    unfamiliar the message is; see `classifier/routing/calibration.py`). `department` is the likeliest department."""
 
     department: str
     confidence: float
@@ -91,7 +92,7 @@ class LoraRouter:
     ) -> None:
         """`cache_prefix`: compute the prompts' common start once. Only for weights that stay fixed
         for this router's life (a served model); the trainer switches adapters under its routers.
-        `calibration`, `bank` (the training messages' hidden states) and `head` (`classifier/head.py`) come
+        `calibration`, `bank` (the training messages' hidden states) and `head` (`classifier/routing/head.py`) come
         from the adapter's folder."""
         if not [label for label in labels if label != OUT_OF_SCOPE]:
             raise ValueError("a router needs a department besides the out-of-scope class")
@@ -113,7 +114,7 @@ class LoraRouter:
         model_id: int | None = None,
     ) -> LoraRouter:
         """The adapter merged into `base` (which this router then owns): one matmul per layer, not three."""
-        from classifier.lora_merge import read_lora, release_checkpoint
+        from classifier.model.lora_merge import read_lora, release_checkpoint
 
         meta = check_adapter_dir(adapter_dir)
         bank, head = read_bank(adapter_dir), read_head(adapter_dir)
@@ -189,3 +190,13 @@ class LoraRouter:
                 none_of_these=none > row[best] if learned else none >= UNFAMILIAR_QUANTILE,
             ))
         return results
+
+
+def load_router(base_model: str, *, cache_dir: Path, adapter_dir: Path, name: str,
+                options: LoadOptions | None = None, model_id: int | None = None) -> LoraRouter:
+    """A ready router: the base model as serving loads it, with the adapter folder's LoRA merged in."""
+    from classifier.model.serving_model import load_serving_model
+
+    base, tokenizer = load_serving_model(base_model, cache_dir=cache_dir, options=options or LoadOptions())
+    return LoraRouter.from_adapter(base=base, tokenizer=tokenizer, adapter_dir=adapter_dir, name=name,
+                                   model_id=model_id)

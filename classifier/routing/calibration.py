@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from classifier.metrics import expected_calibration_error
+from classifier.routing.metrics import expected_calibration_error
 
 if TYPE_CHECKING:
     import torch

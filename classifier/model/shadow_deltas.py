@@ -1,6 +1,6 @@
 """A second adapter served on the same base: a candidate in shadow beside the merged active model.
 
-The active adapter stays merged into the weights (classifier/lora_merge.py); while the candidate
+The active adapter stays merged into the weights (classifier/model/lora_merge.py); while the candidate
 scores, forward hooks add the low-rank difference between the two to each target module's output,
 `x A_c^T B_c^T s_c - x A_a^T B_a^T s_a`. That is exact (the same function as merging the candidate
 instead), needs no second copy of the base, and leaves the weights untouched, so nothing drifts
@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from classifier.lora_merge import LoraDeltas
+from classifier.model.lora_merge import LoraDeltas
 
 if TYPE_CHECKING:
     import torch

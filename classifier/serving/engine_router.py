@@ -7,13 +7,13 @@ then an unload of the old name. The engine reads adapter folders at the registry
 see SWITCHBOARD_HOME at the same path. Shapes: vLLM `VLLM_VERSION` (vllm/entrypoints/serve/lora/,
 openai/completion/protocol.py and serving.py, openai/models/serving.py).
 
-Scoring is the in-process scorer's term for term (`classifier/scoring.py`): one prompt per label (prompt
-then label tokens, tokenised by `classifier/prompt.py`), a request's texts in one `/v1/completions` call;
+Scoring is the in-process scorer's term for term (`classifier/routing/scoring.py`): one prompt per label (prompt
+then label tokens, tokenised by `classifier/routing/prompt.py`), a request's texts in one `/v1/completions` call;
 `prompt_logprobs: 0` gives each prompt token's full-vocabulary log-probability. At each branching
 node of the labels' trie the children's are renormalised among themselves (constrained decoding),
 summed along each path and softmaxed by `scoring._combine`; then the adapter's temperature.
 
-The engine gives no hidden states, so there is no linear head (`classifier/head.py`: the label scores
+The engine gives no hidden states, so there is no linear head (`classifier/routing/head.py`: the label scores
 alone are served, and judged by the gate) and no k-NN bank. "None of these" is the learned
 out-of-scope class when the adapter has one, else the calibrated doubt alone (1 - top probability)
 placed among the calibration fold's doubts: at the 95th percentile or past it, none of these.
@@ -34,12 +34,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from classifier.adapters import AdapterError, AdapterMeta, check_adapter_dir
-from classifier.calibration import UNFAMILIAR_QUANTILE, with_temperature
-from classifier.lora_router import Classification
-from classifier.prompt import label_ids, prompt_ids
-from classifier.scoring import LabelTrie, _combine
-from classifier.serving import ActiveLookup, NoActiveModel, RegistryWatcher, SwapFailure
+from classifier.model.lora_merge import AdapterError
+from classifier.routing.adapters import AdapterMeta, check_adapter_dir
+from classifier.routing.calibration import UNFAMILIAR_QUANTILE, with_temperature
+from classifier.routing.prompt import label_ids, prompt_ids
+from classifier.routing.router import Classification
+from classifier.routing.scoring import LabelTrie, _combine
+from classifier.serving.active_router import ActiveLookup, NoActiveModel, RegistryWatcher, SwapFailure
 from core.errors import SwitchboardError
 from core.settings import Settings
 from core.vocabulary import OUT_OF_SCOPE
@@ -285,8 +286,8 @@ def _public(error: EngineError) -> str:
 
 def make_engine_router(settings: Settings, lookup: ActiveLookup, *, poll_seconds: float = 2.0) -> EngineRouter:
     """The bot's router when SWITCHBOARD_INFERENCE_URL is set: only the base model's tokenizer loads here."""
-    from classifier.base_model import model_source
-    from classifier.serving_model import LeanTokenizer
+    from classifier.model.base_model import model_source
+    from classifier.model.serving_model import LeanTokenizer
 
     if not settings.inference_url:
         raise ValueError("SWITCHBOARD_INFERENCE_URL is not set")

@@ -1,0 +1,1 @@
+"""The base model and LoRA weights: loading, the lean forward pass, merging, shadow deltas."""

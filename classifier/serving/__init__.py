@@ -1,0 +1,1 @@
+"""What a long-running process serves: the active model swapped in place, the vLLM client, GGUF export."""
