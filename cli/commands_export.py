@@ -51,6 +51,8 @@ def export_model(args: argparse.Namespace) -> int:
                              model_id=model.id)
     except ExportError as exc:
         raise UserError(f"cannot export model {model.id}: {exc}") from None
+    except OSError as exc:  # a full disk, a file-size limit, a folder gone read-only: nothing is left behind
+        raise UserError(f"could not write {target} ({exc.strerror or exc}); nothing was written") from None
     payload = {"path": str(result.path), "bytes": result.size_bytes, "model": model.id, "dtype": result.dtype,
                "tensors": result.tensors, "departments": result.labels, "base_model": model.base_model,
                "pre_tokenizer": result.pre_tokenizer}

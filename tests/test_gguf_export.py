@@ -146,19 +146,31 @@ def test_mistakes_are_one_line_and_leave_files_alone(settings, model_id, tmp_pat
     assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".gguf") == ["taken.gguf"]
 
 
-def test_a_crash_while_writing_leaves_no_file(settings, model_id, tmp_path, monkeypatch):  # type: ignore[no-untyped-def]
-    from classifier.serving.gguf_export import export_gguf
+def test_a_disk_that_fills_while_writing_leaves_no_file(settings, model_id, tmp_path, capsys):  # type: ignore[no-untyped-def]
+    """The export runs as a user runs it, in a process allowed files of half the GGUF's size: its writes past
+    that fail as they would on a full disk (EFBIG; Python ignores SIGXFSZ)."""
+    import os
+    import resource
+    import subprocess
+    import sys
 
-    def crash(*_args, **_kwargs):  # type: ignore[no-untyped-def]
-        raise OSError("disk full")
+    whole = tmp_path / "whole.gguf"
+    code, out, _ = export(capsys, str(model_id), "--gguf", str(whole), "--json")
+    assert code == 0
+    limit = json.loads(out)["bytes"] // 2
+    whole.unlink()
 
-    monkeypatch.setattr("gguf.GGUFWriter.write_tensors_to_file", crash)
+    def small_disk() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
     folder = tmp_path / "out"
     folder.mkdir()
-    with pytest.raises(OSError, match="disk full"):
-        export_gguf(adapter_dir=Path(settings.adapters_dir) / "run0001", base_model=settings.base_model,
-                    cache_dir=settings.cache_dir, target=folder / "classifier.gguf", name="m")
-    assert list(folder.iterdir()) == []
+    done = subprocess.run([sys.executable, "-m", "cli.main", "export-model", str(model_id), "--gguf",
+                           str(folder / "classifier.gguf")], env=dict(os.environ), preexec_fn=small_disk,
+                          capture_output=True, text=True, timeout=600)
+    said = done.stderr.strip().splitlines()[-1]
+    assert done.returncode == 2 and said.startswith(f"switchboard: could not write {folder / 'classifier.gguf'}"), said
+    assert said.endswith("nothing was written") and list(folder.iterdir()) == []
 
 
 def test_only_splits_llama_cpp_reproduces_are_named():
