@@ -60,7 +60,7 @@ def sabotaged_run(world: Any, home: Path, kind: str, rng: random.Random) -> dict
             label_query(session, query=query, department=department, source=LabelSource.ADMIN, author="saboteur")
             changed += 1
     settings = world.settings.model_copy(update={"home": copy})
-    report = run_training(settings, sessions, world.options)
+    report = run_training(world.trainer_deps(settings, sessions), world.options)
     candidate = world.candidate_accuracy(settings, report)
     shutil.rmtree(copy, ignore_errors=True)
     return {"promoted": report.promoted, "reason": report.reason, "training_labels_changed": changed,
@@ -100,11 +100,12 @@ def ablation_run(world: Any, home: Path, lever: str) -> dict[str, Any]:
         if pointer is not None:  # from the base model, so every arm trains on everything it keeps
             pointer.active_model_id = None
             session.add(pointer)
-    options = replace(world.options, clock=lambda: EPOCH)  # no arm infers new labels: they differ only by the lever
+    options = world.options
     if lever == "no_best_checkpoint":
         options = replace(options, config=replace(options.config, best_on_fold=False))
     settings = world.settings.model_copy(update={"home": copy})
-    report = run_training(settings, sessions, options)
+    # clock=EPOCH: no arm infers new labels, so that they differ only by the lever
+    report = run_training(world.trainer_deps(settings, sessions, clock=lambda: EPOCH), options)
     result = {"candidate_test_accuracy": world.candidate_accuracy(settings, report),
               "candidate_macro_f1": report.candidate.macro_f1 if report.candidate else None,
               "train_sources": report.train_sources, "training": {k: (report.training or {}).get(k) for k in (

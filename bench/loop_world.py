@@ -13,7 +13,7 @@ import random
 import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -36,7 +36,8 @@ from store.registry import active_model
 from store.routed import record_routed_message, routing_context
 from store.run_report import RunReport
 from store.tables import Label, LabelSource, Query, SlackMessage
-from trainer.gate import GateRules
+from trainer.alternatives import AlternativeSet
+from trainer.deps import TrainerConfig, TrainerDeps
 from trainer.pipeline import RunOptions, run_training
 from trainer.promotion import settle_shadow
 from trainer.schedule import pending_labels
@@ -84,14 +85,19 @@ class SimulatedDeployment:
         self.active = ActiveModel(settings, sessions)
         self.baseline = BaselineRouter(self.client, sessions, model=settings.baseline_model)
         self.router = ColdStartRouter(self.active, self.baseline)
-        self.options = RunOptions(progress=False, trigger="bench", openai_client=self.client, baseline_backoff_s=0.0,
-                                  alternatives="fast", clock=self.now, rules=GateRules.of(settings))
+        self.options = RunOptions(progress=False, trigger="bench", alternatives=AlternativeSet.FAST)
+        self.deps = self.trainer_deps(settings, sessions)
         self.candidate = ActiveModel(settings, sessions)  # the candidate in shadow, when there is one
         self.shadow = ShadowQueue(self._classify_in_shadow)
         self.shadow_log: list[dict[str, Any]] = []  # each shadow window's end
         self.routing_log: list[dict[str, Any]] = []
         self.streamed = 0
         self.seen: Counter[str] = Counter()
+
+    def trainer_deps(self, settings: Settings, sessions: SessionFactory, **changes: Any) -> TrainerDeps:
+        """What the product's trainer is handed, on this world's baseline and simulated clock."""
+        return replace(TrainerDeps(sessions, TrainerConfig.of(settings), baseline=self.client, clock=self.now,
+                                   baseline_backoff_s=0.0), **changes)
 
     def now(self) -> datetime:
         return EPOCH + timedelta(days=self.streamed / MESSAGES_PER_DAY)
@@ -136,7 +142,7 @@ class SimulatedDeployment:
         serves it on the active model's base (classifier/model/shadow_deltas.py), the same function."""
         if not self.shadow.add(self.sessions, message, text):
             return
-        settled = settle_shadow(self.sessions, self.options.rules)
+        settled = settle_shadow(self.sessions, self.deps.config.rules)
         if settled is None:
             return
         self.active.refresh()
@@ -173,7 +179,7 @@ class SimulatedDeployment:
 
     def retrain(self, streamed: int) -> dict[str, Any]:
         began = time.perf_counter()
-        report = run_training(self.settings, self.sessions, self.options)
+        report = run_training(self.deps, self.options)
         wall = round(time.perf_counter() - began, 1)
         candidate_accuracy = self.candidate_accuracy(self.settings, report)
         self.active.refresh()

@@ -41,7 +41,9 @@ from fakes.slack_api import FakeSlack, event_body, sign  # noqa: E402
 from store.db import make_engine, session_factory, transaction  # noqa: E402
 from store.examples import add_examples  # noqa: E402
 from store.migrations import migrate  # noqa: E402
+from trainer.alternatives import AlternativeSet  # noqa: E402
 from trainer.config import TrainConfig  # noqa: E402
+from trainer.deps import TrainerConfig, TrainerDeps  # noqa: E402
 from trainer.pipeline import RunOptions, run_training  # noqa: E402
 
 SECRET = "bench-signing-secret"
@@ -68,8 +70,9 @@ def train_first_model(home: Path) -> tuple[Settings, str]:
         sample = [(row["text"], row["label"]) for row in csv.DictReader(handle)]
     with transaction(sessions) as session:
         add_examples(session, examples=sample)
-    report = run_training(settings, sessions, RunOptions(config=TrainConfig(epochs=1, min_steps=0), progress=False,
-                                                         alternatives="none", trigger="bench"))
+    report = run_training(TrainerDeps(sessions, TrainerConfig.of(settings)),
+                          RunOptions(config=TrainConfig(epochs=1, min_steps=0), progress=False,
+                                     alternatives=AlternativeSet.NONE, trigger="bench"))
     return settings, report.adapter
 
 

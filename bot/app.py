@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from concurrent.futures import Executor
 from typing import Any
 
 from slack_bolt import App, BoltResponse
@@ -26,12 +27,13 @@ log = logging.getLogger(__name__)
 
 
 def build_app(deps: BotDeps, *, client: WebClient, signing_secret: str | None,
-              delivery: Delivery | None = None) -> App:
+              delivery: Delivery | None = None, listener_executor: Executor | None = None) -> App:
     """The Bolt app. Event work goes through `delivery` (one is made when none is given), with
     `client`: Bolt's per-request clients are not used, so the one client the outbox also uses
-    does every Slack call."""
+    does every Slack call. `listener_executor` runs the work after the acknowledgement (Bolt's
+    default pool when None; tests hand in one they can wait on)."""
     app = App(client=client, signing_secret=signing_secret or "", process_before_response=False,
-              request_verification_enabled=signing_secret is not None)
+              request_verification_enabled=signing_secret is not None, listener_executor=listener_executor)
     home = HomeTab(deps)
     delivery = delivery or Delivery(deps, client)
 

@@ -222,16 +222,19 @@ def wsgi_app(slack: App | None, health: Health, metrics: Metrics | None = None) 
 class HttpServer:
     """Runs in a background thread; `port` is the bound port (pass 0 for a free one). At most
     `max_connections` connections at once, `max_per_address` of them from one client address, and
-    each must deliver its whole request within `request_deadline_s` (see the module's docstring)."""
+    each must deliver its whole request within `request_deadline_s`, and a connection that sends nothing for
+    `read_timeout_s` is dropped (see the module's docstring)."""
 
     def __init__(self, slack: App | None, health: Health, *, host: str = "0.0.0.0", port: int = 3000,
                  max_connections: int = MAX_CONNECTIONS, max_per_address: int = MAX_PER_ADDRESS,
-                 request_deadline_s: float = REQUEST_DEADLINE_S, metrics: Metrics | None = None) -> None:
+                 request_deadline_s: float = REQUEST_DEADLINE_S, read_timeout_s: float = READ_TIMEOUT_S,
+                 metrics: Metrics | None = None) -> None:
         server_class = type("_Capped", (_ThreadingWSGIServer,), {
             "max_connections": max_connections, "max_per_address": max_per_address,
             "request_deadline_s": request_deadline_s})
+        handler_class = type("_Handler", (_QuietHandler,), {"timeout": read_timeout_s})
         self._server: WSGIServer = make_server(host, port, wsgi_app(slack, health, metrics), server_class=server_class,
-                                   handler_class=_QuietHandler)
+                                   handler_class=handler_class)
         self.port: int = self._server.server_port
         self._thread = threading.Thread(target=self._server.serve_forever, name="switchboard-http", daemon=True)
 

@@ -6,10 +6,13 @@ import argparse
 import statistics
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cli.compose import Context, open_context, router_for
 from cli.output import emit
+
+if TYPE_CHECKING:
+    from trainer.alternatives import AlternativeSet
 
 
 def register(sub: Any) -> None:
@@ -31,6 +34,7 @@ def evaluate(args: argparse.Namespace) -> int:
     from classifier.routing.metrics import classification_metrics, write_confusion_png
     from classifier.routing.outcomes import by_threshold, outcomes
     from store.formats import read_labelled_file
+    from trainer.alternatives import AlternativeSet
 
     parsed = read_labelled_file(args.file, out_of_scope_label=args.out_of_scope_label)
     ctx = open_context()
@@ -60,7 +64,7 @@ def evaluate(args: argparse.Namespace) -> int:
     if args.out_of_scope_label:
         payload.update(outcomes(truth, out, **rule))
     if args.alternatives:
-        payload["alternatives"] = _alternatives(ctx, texts, truth, rule, fast_only=args.alternatives == "fast")
+        payload["alternatives"] = _alternatives(ctx, texts, truth, rule, which=AlternativeSet(args.alternatives))
     if args.confusion_png:
         payload["confusion_png"] = str(write_confusion_png(metrics["confusion"], args.confusion_png))
     emit(args.json, payload, "\n".join(_lines(args, payload)))
@@ -68,13 +72,13 @@ def evaluate(args: argparse.Namespace) -> int:
 
 
 def _alternatives(ctx: Context, texts: list[str], truth: list[str], rule: dict[str, float], *,
-                  fast_only: bool) -> dict[str, Any]:
+                  which: AlternativeSet) -> dict[str, Any]:
     """Each cheap alternative trained on the store's training split, its probabilities under the bot's rule."""
     from classifier.routing.metrics import classification_metrics
     from classifier.routing.outcomes import from_probabilities, outcomes
     from store.examples import labelled_examples
     from store.tables import Split
-    from trainer.alternatives import FAST, available_alternatives
+    from trainer.alternatives import available_alternatives
 
     with ctx.sessions() as session:
         train = [(e.text, e.label) for e in labelled_examples(session, split=Split.TRAIN)]
@@ -82,7 +86,7 @@ def _alternatives(ctx: Context, texts: list[str], truth: list[str], rule: dict[s
         return {"skipped": "the store's training split needs two classes"}
     results: dict[str, Any] = {}
     for name, fit in available_alternatives().items():
-        if fast_only and name not in FAST:
+        if not which.includes(name):
             continue
         fitted = fit(train)
         answers = from_probabilities(fitted.labels, fitted.probabilities(texts), model=name)

@@ -6,7 +6,7 @@ import argparse
 import time
 from typing import Any
 
-from cli.compose import open_context, router_for, run_options
+from cli.compose import open_context, router_for, run_options, trainer_deps
 from cli.output import emit
 from core.redact import stored_text
 
@@ -38,6 +38,7 @@ def train(args: argparse.Namespace) -> int:
     import sys
     from dataclasses import replace
 
+    from trainer.alternatives import AlternativeSet
     from trainer.config import TrainConfig
     from trainer.pipeline import run_training
     from trainer.report_text import report_lines
@@ -48,9 +49,9 @@ def train(args: argparse.Namespace) -> int:
         config = replace(config, epochs=args.epochs, min_steps=0)  # exactly the epochs asked for
     if args.learning_rate is not None:
         config = replace(config, learning_rate=args.learning_rate)
-    report = run_training(ctx.settings, ctx.sessions, run_options(ctx.settings, config=config, trigger="cli",
-                                                                  progress=sys.stderr.isatty() or not args.json,
-                                                                  alternatives=args.alternatives))
+    report = run_training(trainer_deps(ctx), run_options(ctx.settings, config=config, trigger="cli",
+                                                         progress=sys.stderr.isatty() or not args.json,
+                                                         alternatives=AlternativeSet(args.alternatives)))
     emit(args.json, report.to_json(), "\n".join(report_lines(report)))
     return 0
 

@@ -30,8 +30,10 @@ if TYPE_CHECKING:
     from store.db import SessionFactory
     from store.run_report import RunReport
     from store.tables import ModelVersion
+    from trainer.alternatives import AlternativeSet
     from trainer.approval import Ask
     from trainer.config import TrainConfig
+    from trainer.deps import TrainerDeps
     from trainer.pipeline import RunOptions
     from trainer.service import Post, RunNow, TrainerService
 
@@ -58,26 +60,36 @@ def open_context() -> Context:
 
 
 def run_options(settings: Settings, *, trigger: str, progress: bool, config: TrainConfig | None = None,
-                alternatives: str = "all") -> RunOptions:
+                alternatives: AlternativeSet | None = None) -> RunOptions:
     """The one way every entry point (command, schedule, retrain request) configures a run."""
+    from trainer.alternatives import AlternativeSet
     from trainer.config import TrainConfig
-    from trainer.gate import GateRules
     from trainer.pipeline import RunOptions
 
     config = replace(config or TrainConfig(), precision=settings.train_precision)
-    return RunOptions(config=config, rules=GateRules.of(settings), trigger=trigger,
-                      progress=progress, alternatives=alternatives)
+    return RunOptions(config=config, trigger=trigger, progress=progress,
+                      alternatives=alternatives or AlternativeSet.FAST)
+
+
+def trainer_deps(ctx: Context) -> TrainerDeps:
+    """What every run is handed: the store, the settings' trainer slice and the baseline's client, if any."""
+    from classifier.baseline_client import baseline_configured, make_openai_client
+    from trainer.deps import TrainerConfig, TrainerDeps
+
+    settings = ctx.settings
+    return TrainerDeps(sessions=ctx.sessions, config=TrainerConfig.of(settings),
+                       baseline=make_openai_client(settings) if baseline_configured(settings) else None)
 
 
 def make_run_now(ctx: Context) -> RunNow:
     """One retraining run, configured as `switchboard train` configures it but with the fast alternatives
     (seconds, not the minutes a fine-tuned encoder takes on a CPU); the trigger names who asked."""
+    deps = trainer_deps(ctx)
 
     def run_now(trigger: str) -> RunReport:
         from trainer.pipeline import run_training
 
-        return run_training(ctx.settings, ctx.sessions, run_options(ctx.settings, trigger=trigger, progress=False,
-                                                                    alternatives="fast"))
+        return run_training(deps, run_options(ctx.settings, trigger=trigger, progress=False))
 
     return run_now
 

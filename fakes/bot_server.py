@@ -7,9 +7,12 @@ Shared by the bot tests and `bench/slack_latency.py`: both post properly signed 
 from __future__ import annotations
 
 import json
+import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +25,32 @@ from bot.slack_client import make_client
 from fakes.slack_api import FakeSlack, action_body, command_body, event_body, sign
 
 SECRET = "test-signing-secret"
+
+
+class DrainableExecutor(ThreadPoolExecutor):
+    """Bolt's listener pool, counting the work in hand, so that a test can wait until every listener
+    has finished instead of sleeping before it asserts that something did not happen."""
+
+    def __init__(self) -> None:
+        super().__init__(max_workers=5, thread_name_prefix="bolt-listener")
+        self._busy = 0
+        self._idle = threading.Condition()
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        with self._idle:
+            self._busy += 1
+        future = super().submit(fn, *args, **kwargs)
+        future.add_done_callback(self._done)
+        return future
+
+    def _done(self, _: Future[Any]) -> None:
+        with self._idle:
+            self._busy -= 1
+            self._idle.notify_all()
+
+    def drain(self, timeout: float = 30.0) -> None:
+        with self._idle:
+            assert self._idle.wait_for(lambda: self._busy == 0, timeout), f"listeners still busy after {timeout} s"
 
 
 @dataclass
@@ -46,7 +75,9 @@ class BotServer:
         self.deps, self.slack, self.secret = deps, slack, secret
         self.client = client or make_client("xoxb-test", slack.base_url)
         self.delivery = Delivery(deps, self.client, policy=policy)
-        self.app = build_app(deps, client=self.client, signing_secret=secret, delivery=self.delivery)
+        self.listeners = DrainableExecutor()
+        self.app = build_app(deps, client=self.client, signing_secret=secret, delivery=self.delivery,
+                             listener_executor=self.listeners)
         metrics = deps.metrics.watch(health=self.health, sessions=deps.sessions)
         self.server = HttpServer(self.app, self.health, host="127.0.0.1", port=0, metrics=metrics.exposition).start()
         self.url = f"http://127.0.0.1:{self.server.port}"
@@ -59,9 +90,14 @@ class BotServer:
         """A worker on this bot's delivery, for a test to run (`run_due()`) when it chooses."""
         return OutboxWorker(self.delivery)
 
+    def drain(self) -> None:
+        """Returns once every request acknowledged so far has been handled to the end."""
+        self.listeners.drain()
+
     def close(self) -> None:
         self.server.stop()
         self.delivery.close()
+        self.listeners.shutdown(wait=False)
 
     def post(self, body: str, content_type: str, *, headers: dict[str, str] | None = None,
              timestamp: int | None = None, secret: str | None = None) -> Response:

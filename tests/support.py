@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, inspect, text
 from sqlmodel import select
@@ -24,23 +25,31 @@ from sqlmodel import select
 from bot.deps import BotDeps
 from bot.shadow import ShadowQueue
 from classifier.routing.router import Classification
+from cli.compose import Context
+from cli.compose import trainer_deps as compose_trainer_deps
 from core.settings import Settings
 from fakes.bot_server import BotServer, message
 from fakes.slack_api import FakeSlack
-from store.db import transaction
+from store.db import SessionFactory, transaction
 from store.examples import add_examples, upsert_department
 from store.registry import register_model
 from store.tables import Department, Label, LabelSource, SlackMessage
 from trainer.config import TrainConfig
+from trainer.deps import TrainerDeps
+from trainer.gate import GateRules
+
+T = TypeVar("T")
 
 
-def wait_until(condition: Callable[[], object], *, timeout: float = 10.0, what: str = "the condition") -> object:
-    """Polls `condition` until it returns something truthy (returned), failing after `timeout` seconds.
-    The one wait for what happens on another thread or process; tests never sleep to let time pass."""
+def wait_until(condition: Callable[[], T | None], *, timeout: float = 10.0, every: float = 0.01,
+               what: str = "the condition") -> T:
+    """Polls `condition` every `every` seconds until it returns something truthy (returned), failing after
+    `timeout` seconds. The one wait for what happens on another thread or process; tests never sleep to
+    let time pass."""
     deadline = time.monotonic() + timeout
     while not (value := condition()):
         assert time.monotonic() < deadline, f"{what} did not happen within {timeout:.0f} s"
-        time.sleep(0.01)
+        time.sleep(every)
     return value
 
 
@@ -50,6 +59,16 @@ def schema_version(engine: Engine) -> int:
         return 0
     with engine.connect() as conn:
         return int(conn.execute(text("SELECT COALESCE(MAX(version), 0) FROM schema_version")).scalar_one())
+
+
+def trainer_deps(settings: Settings, sessions: SessionFactory, *, rules: GateRules | None = None,
+                 **overrides: Any) -> TrainerDeps:
+    """The deps `cli/compose.py` builds for these settings, with what a test hands in instead (a loopback
+    baseline client, a trainer that fails on cue, a clock). Unless a test says otherwise, a passing
+    candidate is promoted at once (`GateRules()`), not first run in shadow as the product's rules do."""
+    deps = compose_trainer_deps(Context(settings=settings, sessions=sessions))
+    deps = replace(deps, config=replace(deps.config, rules=rules or GateRules()))
+    return replace(deps, baseline_backoff_s=0.0, **overrides)
 
 
 # Training on the tiny Llama

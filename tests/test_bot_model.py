@@ -4,7 +4,6 @@ bot picking up each promotion, Socket Mode start-up, and `switchboard serve` as 
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -23,18 +22,10 @@ from store.db import transaction
 from store.examples import add_examples, upsert_department
 from store.registry import promote_checked, register_model, registry_lookup
 from store.runs import TRAINING_LOCK, release_lock, try_acquire_lock
-from tests.support import ADMIN, EXAMPLES, LOOP, MORE, ScriptedRouter, posts, route, text_of
-from trainer.gate import GateRules
+from tests.support import ADMIN, EXAMPLES, LOOP, MORE, ScriptedRouter, posts, route, text_of, trainer_deps, wait_until
+from trainer.alternatives import AlternativeSet
 from trainer.pipeline import RunOptions, run_training
 from trainer.service import TrainerService
-
-
-def wait_until(check, timeout: float = 30.0):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not (value := check()):
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.1)
-    return value
 
 
 @pytest.fixture
@@ -51,9 +42,8 @@ def live(settings, sessions, tiny_model_dir) -> Iterator[BotServer]:
     router.start()
 
     def run_now(trigger: str) -> dict:
-        return run_training(settings, sessions, RunOptions(config=LOOP, trigger=trigger, progress=False,
-                                                           alternatives="none",
-                                                           rules=GateRules()))
+        return run_training(trainer_deps(settings, sessions),
+                            RunOptions(config=LOOP, trigger=trigger, progress=False, alternatives=AlternativeSet.NONE))
 
     with FakeSlack() as slack:
         client = make_client("xoxb-test", slack.base_url)
@@ -83,7 +73,7 @@ def test_retrain_and_rollback_from_slack_reach_the_running_bot(live, sessions):
     assert started.seconds < 3 and "the trainer starts it within seconds" in started.said
     report = report_posted(slack, 1)
     assert "run 1: PROMOTED" in report and "candidate" in report
-    first = wait_until(lambda: live.get("/healthz").json()["active_model"])
+    first = wait_until(lambda: live.get("/healthz").json()["active_model"], timeout=30)
     assert "Model 1" in text_of(route(live, "beta question 3", ts="2.0"))
 
     with transaction(sessions) as session:
@@ -92,12 +82,12 @@ def test_retrain_and_rollback_from_slack_reach_the_running_bot(live, sessions):
     assert "run 2" in report_posted(slack, 2)
     # promoted or not, an admin can force it
     second = promote_checked(sessions, model_id=2, by="admin (cli)", check=check_adapter_path).id
-    wait_until(lambda: live.get("/healthz").json()["active_model"] == second)
+    wait_until(lambda: live.get("/healthz").json()["active_model"] == second, timeout=30)
     assert f"Model {second}" in text_of(route(live, "gamma question 4", ts="3.0"))
 
     rolled = live.command("rollback", user=ADMIN).json()
     assert rolled["response_type"] == "in_channel" and f"model {first} is active again" in rolled["text"]
-    wait_until(lambda: live.get("/healthz").json()["active_model"] == first)
+    wait_until(lambda: live.get("/healthz").json()["active_model"] == first, timeout=30)
     assert f"Model {first}" in text_of(route(live, "alpha question 5", ts="4.0"))
 
     slack.fail("views.publish", "invalid_blocks", times=1)  # Slack has not finished processing the upload
@@ -123,7 +113,7 @@ def test_retrain_is_refused_politely_while_a_run_holds_the_lock(live, sessions):
         assert "already in progress" in live.command("retrain", user=ADMIN).said
     finally:
         release_lock(sessions, name=TRAINING_LOCK, owner="elsewhere")
-    time.sleep(0.3)
+    live.drain()
     assert posts(live.slack) == []
 
 

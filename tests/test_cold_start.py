@@ -19,7 +19,8 @@ from store.examples import add_examples, get_department, label_query, labelled_e
 from store.registry import registry_lookup
 from store.slack import query_for_text
 from store.tables import BaselinePrediction, Label, LabelSource, Query, Split
-from tests.support import LOOP, MORE, TRUTH, seed
+from tests.support import LOOP, MORE, TRUTH, seed, trainer_deps
+from trainer.alternatives import AlternativeSet
 from trainer.baseline import distil, fixed_prompt
 from trainer.pipeline import RunOptions, run_training
 
@@ -100,8 +101,8 @@ def test_the_first_model_that_beats_the_baseline_takes_over_routing(settings, se
         with FakeOpenAI(lambda _text: "Orders") as fake:  # a poor baseline: everything is Orders
             router = ColdStartRouter(active, BaselineRouter(client_for(fake), sessions, model="gpt-4o"))
             before = router.classify("beta question 2")
-            report = run_training(settings, sessions, RunOptions(config=LOOP, progress=False, alternatives="none",
-                                                                 openai_client=client_for(fake)))
+            report = run_training(trainer_deps(settings, sessions, baseline=client_for(fake)),
+                                  RunOptions(config=LOOP, progress=False, alternatives=AlternativeSet.NONE))
             assert report.promoted, report.reason
             assert "the gain over the baseline is not noise" in report.reason
             active.refresh()

@@ -3,7 +3,6 @@ pointer mid-run. Each ends with every label kept and the active model the one it
 
 from __future__ import annotations
 
-import time
 from datetime import timedelta
 
 import pytest
@@ -14,10 +13,11 @@ from store import registry
 from store.db import transaction
 from store.examples import add_examples
 from store.registry import ActiveModelMoved, active_model, list_models, promote, register_model
-from store.runs import TRAINING_LOCK, release_lock, try_acquire_lock
+from store.runs import TRAINING_LOCK, release_lock, renew_lock, try_acquire_lock
 from store.tables import Lock, ModelStatus, ModelVersion, RunStatus, TrainingRun
-from tests.support import EXAMPLES, FAST, schema_version
-from trainer import lease, pipeline
+from tests.support import EXAMPLES, FAST, schema_version, trainer_deps, wait_until
+from trainer.alternatives import AlternativeSet
+from trainer.candidate import CandidateTrainer, Trained, TrainingJob, train_candidate
 from trainer.lease import Heartbeat, LeaseLost
 from trainer.pipeline import RunOptions, run_training
 
@@ -27,37 +27,33 @@ def seeded(sessions) -> None:
         add_examples(session, examples=EXAMPLES)
 
 
-def during_training(monkeypatch, action) -> None:
-    """Runs `action()` right after the candidate is trained, before anything is published."""
-    real = pipeline.train_candidate
-
-    def train_then_act(*args, **kwargs):
-        trained = real(*args, **kwargs)
+def acting_after_training(action) -> CandidateTrainer:
+    """The candidate trainer, then `action()`: after the candidate is trained, before anything is published."""
+    def train_then_act(job: TrainingJob) -> Trained:
+        trained = train_candidate(job)
         action()
         return trained
 
-    monkeypatch.setattr(pipeline, "train_candidate", train_then_act)
+    return train_then_act
 
 
 def options() -> RunOptions:
-    return RunOptions(config=FAST, progress=False, alternatives="none")
+    return RunOptions(config=FAST, progress=False, alternatives=AlternativeSet.NONE)
 
 
-def test_a_failed_renewal_does_not_stop_the_heartbeat(sessions, monkeypatch):
+def test_a_failed_renewal_does_not_stop_the_heartbeat(sessions):
     assert try_acquire_lock(sessions, name=TRAINING_LOCK, owner="me", ttl=timedelta(seconds=1))
     calls = []
-    real = lease.renew_lock
 
     def busy_once(*args, **kwargs):
         calls.append(1)
         if len(calls) == 1:
             raise OperationalError("UPDATE locks", {}, Exception("database is locked"))
-        return real(*args, **kwargs)
+        return renew_lock(*args, **kwargs)
 
-    monkeypatch.setattr(lease, "renew_lock", busy_once)
-    heartbeat = Heartbeat(sessions, "me", ttl=timedelta(seconds=1))
+    heartbeat = Heartbeat(sessions, "me", ttl=timedelta(seconds=1), renew=busy_once)
     try:
-        time.sleep(1.5)  # about seven beats: the first fails, the rest renew
+        wait_until(lambda: len(calls) >= 3, what="three beats")  # the first failed, the next two renewed
         heartbeat.check()
         with sessions() as session:
             lock = session.get(Lock, TRAINING_LOCK)
@@ -74,22 +70,22 @@ def test_a_heartbeat_that_finds_its_lock_taken_says_the_lease_is_lost(sessions):
     try:
         release_lock(sessions, name=TRAINING_LOCK, owner="me")
         assert try_acquire_lock(sessions, name=TRAINING_LOCK, owner="someone else", ttl=timedelta(minutes=5))
-        time.sleep(0.6)
+        wait_until(lambda: heartbeat.lost, what="the lease lost")
         with pytest.raises(LeaseLost, match="lost the training lock"):
             heartbeat.check()
     finally:
         heartbeat.stop()
 
 
-def test_a_run_whose_lock_was_taken_mid_run_registers_and_promotes_nothing(settings, sessions, monkeypatch):
+def test_a_run_whose_lock_was_taken_mid_run_registers_and_promotes_nothing(settings, sessions):
     seeded(sessions)
 
     def another_run_takes_the_lock():
         with transaction(sessions) as session:
             session.exec(select(Lock)).one().owner = "another run"
 
-    during_training(monkeypatch, another_run_takes_the_lock)
-    report = run_training(settings, sessions, options())
+    report = run_training(trainer_deps(settings, sessions, train_candidate=acting_after_training(
+        another_run_takes_the_lock)), options())
     assert report.status == RunStatus.FAILED.value and "lost the training lock" in report.reason
     with sessions() as session:
         assert list_models(session) == [] and active_model(session) is None
@@ -98,7 +94,7 @@ def test_a_run_whose_lock_was_taken_mid_run_registers_and_promotes_nothing(setti
     assert [p for p in settings.adapters_dir.iterdir() if p.is_dir()] == []  # the candidate's folder is gone
 
 
-def test_a_promotion_made_during_a_run_is_not_undone_by_it(settings, sessions, monkeypatch, tmp_path):
+def test_a_promotion_made_during_a_run_is_not_undone_by_it(settings, sessions, tmp_path):
     seeded(sessions)
     admins_choice = []
 
@@ -109,8 +105,8 @@ def test_a_promotion_made_during_a_run_is_not_undone_by_it(settings, sessions, m
             promote(session, model_id=model.id, by="admin")
             admins_choice.append(model.id)
 
-    during_training(monkeypatch, an_admin_promotes_another_model)
-    report = run_training(settings, sessions, options())  # a first model: the gate would promote it
+    deps = trainer_deps(settings, sessions, train_candidate=acting_after_training(an_admin_promotes_another_model))
+    report = run_training(deps, options())  # a first model: the gate would promote it
     assert report.status == RunStatus.NOT_PROMOTED.value and not report.promoted
     assert "first model" in report.reason and "the active model changed during the run" in report.reason
     with sessions() as session:
@@ -208,7 +204,7 @@ def test_the_next_run_removes_the_scratch_folder_a_crashed_run_left(settings, se
 
     scratch, _ = new_adapter_dir(settings.adapters_dir, name="run0001-crashed")
     (scratch / "adapter_model.safetensors").write_bytes(b"half written")
-    report = run_training(settings, sessions, options())  # nothing to train on: skipped, but after the sweep
+    report = run_training(trainer_deps(settings, sessions), options())  # nothing to train on: skipped, after the sweep
     assert report.status == RunStatus.SKIPPED.value
     assert list(settings.adapters_dir.iterdir()) == []
 
@@ -228,22 +224,3 @@ def test_event_claims_are_forgotten_once_slack_can_no_longer_retry_them(sessions
     with sessions() as session:
         assert [e.event_id for e in session.exec(select(SlackEvent))] == ["Ev-new"]
     assert not claim(sessions, event_id="Ev-new", payload={}, owner="me", lease=lease)  # still a duplicate
-
-
-def test_a_stuck_model_thread_times_callers_out_and_health_says_degraded_until_it_recovers(monkeypatch):
-    from classifier import serving
-
-    router = serving.ActiveModelRouter(base=None, tokenizer=None, base_model_name="tiny", lookup=lambda: None)
-    monkeypatch.setattr(router, "_locked_classify", lambda texts, batch_size: time.sleep(1.0) or [])
-    monkeypatch.setattr(serving, "STALLED_AFTER_S", 0.2)
-    router.timeout_s = 0.3
-    try:
-        with pytest.raises(serving.ModelTimeout, match="did not answer within"):
-            router.classify("where is my parcel?")
-        health = router.health()
-        assert health["status"] == "degraded" and "on one request" in health["reasons"][0]
-        time.sleep(1.0)
-        assert router.health() == {"status": "ok", "reasons": [], "backlog": 0, "active_model": None,
-                                   "registry_model": None}
-    finally:
-        router.stop()

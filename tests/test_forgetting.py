@@ -176,20 +176,22 @@ def reply_ts(sessions, ts: str) -> str:
 
 def test_after_a_forget_the_next_run_does_not_build_on_a_model_trained_on_the_forgotten_rows(settings, sessions):
     from store.examples import add_examples
-    from tests.support import LOOP, MORE, seed
+    from tests.support import LOOP, MORE, seed, trainer_deps
+    from trainer.alternatives import AlternativeSet
     from trainer.pipeline import RunOptions, run_training
 
-    options = RunOptions(config=LOOP, progress=False, alternatives="none")
+    options = RunOptions(config=LOOP, progress=False, alternatives=AlternativeSet.NONE)
+    deps = trainer_deps(settings, sessions)
     seed(sessions)
-    first = run_training(settings, sessions, options)
+    first = run_training(deps, options)
     assert first.promoted, first.reason
     with transaction(sessions) as session:
         add_examples(session, examples=MORE[:6])
-    warm = run_training(settings, sessions, options)
+    warm = run_training(deps, options)
     assert warm.training["warm_start_model"] == first.model_id  # what a run does without a forget
     with transaction(sessions) as session:
         active = warm.model_id if warm.promoted else first.model_id
         session.add(ForgetRecord(kind="user", requested_by="test", trained_models=[active]))
         add_examples(session, examples=MORE[6:12])
-    cold = run_training(settings, sessions, options)
+    cold = run_training(deps, options)
     assert cold.training["warm_start_model"] is None and cold.training["replay"] == 0

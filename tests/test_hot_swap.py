@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import threading
 from pathlib import Path
 
 import pytest
@@ -16,10 +17,11 @@ from bot.metrics import BotMetrics
 from classifier.model.base_model import load_base_model
 from classifier.model.lora_merge import LoraDeltas, read_lora, swap
 from classifier.routing.adapters import check_adapter_path
-from classifier.serving.active_router import ActiveModelRouter
+from classifier.serving.active_router import ActiveModelRouter, ModelTimeout
 from store.db import transaction
 from store.registry import active_model, promote, register_model, registry_lookup, rollback_checked
-from tests.support import EXAMPLES, FAST, seed
+from tests.support import EXAMPLES, FAST, seed, trainer_deps, wait_until
+from trainer.alternatives import AlternativeSet
 from trainer.pipeline import RunOptions, run_training
 
 TEXTS = [text for text, _ in EXAMPLES[:12]]
@@ -43,13 +45,37 @@ def truncated(folder: Path) -> None:
 def serving(settings, sessions, tiny_model_dir):
     """Model 1 trained and active, served by an ActiveModelRouter that polls only when told."""
     seed(sessions)
-    assert run_training(settings, sessions, RunOptions(config=FAST, progress=False, alternatives="none")).promoted
+    assert run_training(trainer_deps(settings, sessions),
+                        RunOptions(config=FAST, progress=False, alternatives=AlternativeSet.NONE)).promoted
     base, tokenizer = load_base_model(str(tiny_model_dir), cache_dir=settings.cache_dir)
     router = ActiveModelRouter(base=base, tokenizer=tokenizer, base_model_name=str(tiny_model_dir),
                                lookup=registry_lookup(sessions), poll_seconds=3600)
     assert router.refresh() and router.model_id == 1
     yield router, base
     router.stop()
+
+
+def test_a_stuck_model_thread_times_callers_out_and_health_says_degraded_until_it_recovers(serving, tiny_model_dir,
+                                                                                        settings, sessions):
+    # Model 1 from the fixture, served by a router of its own that says "stalled" after 0.2 s and gives up at 0.3.
+    base, tokenizer = load_base_model(str(tiny_model_dir), cache_dir=settings.cache_dir)
+    router = ActiveModelRouter(base=base, tokenizer=tokenizer, base_model_name=str(tiny_model_dir),
+                               lookup=registry_lookup(sessions), poll_seconds=3600, timeout_s=0.3, stalled_after_s=0.2)
+    released = threading.Event()
+    assert router.refresh()
+    hang = base.get_input_embeddings().register_forward_pre_hook(lambda *_: released.wait() and None)  # hangs
+    try:
+        with pytest.raises(ModelTimeout, match="did not answer within"):
+            router.classify("where is my parcel?")
+        health = wait_until(lambda: (h := router.health())["status"] == "degraded" and h, what="degraded health")
+        assert "on one request" in health["reasons"][0]
+        released.set()
+        wait_until(lambda: router.health()["status"] == "ok", what="health back to ok")
+        assert router.health()["backlog"] == 0 and router.classify("where is my parcel?").department
+    finally:
+        released.set()
+        hang.remove()
+        router.stop()
 
 
 @pytest.mark.parametrize("damage", [wrongly_shaped, truncated], ids=["wrongly shaped", "truncated"])

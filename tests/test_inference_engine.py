@@ -10,7 +10,6 @@ import shutil
 import socket
 import subprocess
 import threading
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -25,9 +24,9 @@ from fakes.vllm_api import FakeVLLM
 from store.db import transaction
 from store.examples import add_examples
 from store.registry import promote, register_model, registry_lookup
-from tests.support import EXAMPLES, FAST
+from tests.support import EXAMPLES, FAST, trainer_deps, wait_until
 from trainer import evaluation
-from trainer.gate import GateRules
+from trainer.alternatives import AlternativeSet
 from trainer.pipeline import RunOptions, run_training
 
 # On a GPU host with vLLM 0.34.0: SWITCHBOARD_TEST_VLLM="vllm serve" runs the last test against the real server.
@@ -45,15 +44,8 @@ QUERIES = [*(text for text, _ in EXAMPLES[::4]), "where is my parcel", "I was ch
 def train(settings, sessions, config=LABEL_SCORES, examples=EXAMPLES):  # type: ignore[no-untyped-def]
     with transaction(sessions) as session:
         add_examples(session, examples=examples)
-    return run_training(settings, sessions, RunOptions(config=config, progress=False, alternatives="none",
-                                                       rules=GateRules(), baseline_backoff_s=0.0))
-
-
-def wait_until(check, timeout: float = 20.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
+    return run_training(trainer_deps(settings, sessions),
+                        RunOptions(config=config, progress=False, alternatives=AlternativeSet.NONE))
 
 
 def first_active_second_trained(settings, sessions):  # type: ignore[no-untyped-def]
@@ -128,11 +120,12 @@ def test_a_promotion_loads_the_new_adapter_switches_then_unloads_the_old(setting
             assert router.model_id == first.model_id
             assert served(engine) == [str(tiny_model_dir), f"{SERVED_PREFIX}{first.model_id}"]
             asker.start()
-            time.sleep(0.3)
+            wait_until(lambda: len(answers) + len(errors) >= 3, timeout=20, what="answers before the switch")
             with transaction(sessions) as session:
                 promote(session, model_id=second.model_id, by="test")
-            wait_until(lambda: router.model_id == second.model_id)
-            time.sleep(0.3)
+            wait_until(lambda: router.model_id == second.model_id, timeout=20, what="the switch")
+            after = len(answers) + len(errors)
+            wait_until(lambda: len(answers) + len(errors) >= after + 3, timeout=20, what="answers after the switch")
         finally:
             stop.set()
             if asker.is_alive():
@@ -251,15 +244,15 @@ def test_a_real_vllm_serves_and_gates_what_the_in_process_scorer_computes(home, 
     engine = subprocess.Popen(command, env={**os.environ, "VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True"})
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 900
-        while True:
+        def answering() -> bool:
             assert engine.poll() is None, f"{command} exited with {engine.returncode}"
             try:
                 EngineClient(url, timeout_s=2).call("/v1/models")
-                break
             except EngineError:
-                assert time.monotonic() < deadline, "the engine did not start in 15 minutes"
-                time.sleep(2)
+                return False
+            return True
+
+        wait_until(answering, timeout=900, what="the engine's start")
         served_there = settings.model_copy(update={"inference_url": url})
         second = train(served_there, sessions, examples=MORE)  # the gate scores both through the engine
         assert second.current is not None and second.candidate is not None

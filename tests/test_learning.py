@@ -10,7 +10,6 @@ import pytest
 from sqlmodel import select
 
 from bot.asks import MIN_HISTORY, should_ask
-from classifier.baseline_client import make_openai_client
 from classifier.model.base_model import load_base_model
 from classifier.routing.prompt import PromptFormat
 from classifier.routing.router import LoraRouter
@@ -24,7 +23,21 @@ from store.overview import status
 from store.registry import promote, register_model
 from store.routed import Verdict, record_routed_message
 from store.tables import Label, LabelSource, Prediction, Query, SlackMessage, Split
-from tests.support import AGENT, EXAMPLES, FAST, LOOP, actions, answer, label_rows, route, seed, stored_message, text_of
+from tests.support import (
+    AGENT,
+    EXAMPLES,
+    FAST,
+    LOOP,
+    actions,
+    answer,
+    label_rows,
+    route,
+    seed,
+    stored_message,
+    text_of,
+    trainer_deps,
+)
+from trainer.alternatives import AlternativeSet
 from trainer.baseline import fixed_prompt
 from trainer.lora import train_lora
 from trainer.pipeline import RunOptions, run_training
@@ -113,8 +126,8 @@ def test_a_run_learns_from_silent_routes_and_cached_answers_for_free(settings, s
     for i in range(4):  # the baseline was unsure: triaged, but its cached answer still teaches
         routed(sessions, f"gamma unsure {i}", ts=f"2{i}.0", department="Shipping", baseline=True, routed_to=None)
     routed(sessions, "beta recent", ts="30.0", department="Billing", baseline=True, at=NOW)
-    report = run_training(settings, sessions, RunOptions(config=LOOP, progress=False, alternatives="none",
-                                                         clock=lambda: NOW))
+    report = run_training(trainer_deps(settings, sessions, clock=lambda: NOW),
+                          RunOptions(config=LOOP, progress=False, alternatives=AlternativeSet.NONE))
     assert report.implicit_labels == 6, report.reason
     assert report.distillation is not None and report.distillation.cached == 4 and report.distillation.requests == 0
     assert report.train_sources["implicit"] == 6 and report.train_sources["baseline"] == 4
@@ -132,9 +145,8 @@ def test_a_run_with_a_distillation_budget_asks_the_baseline_through_the_trainer(
         settings = Settings(SWITCHBOARD_HOME=home, SWITCHBOARD_BASE_MODEL=str(tiny_model_dir),
                             DATABASE_URL=database_url, OPENAI_API_KEY="sk-loopback", OPENAI_BASE_URL=fake.base_url,
                             SWITCHBOARD_DISTIL_BUDGET_USD="1.0")
-        report = run_training(settings, sessions, RunOptions(
-            config=LOOP, progress=False, alternatives="none", clock=lambda: NOW,
-            openai_client=make_openai_client(settings), baseline_backoff_s=0.0))
+        report = run_training(trainer_deps(settings, sessions, clock=lambda: NOW),
+                              RunOptions(config=LOOP, progress=False, alternatives=AlternativeSet.NONE))
     distilled = report.distillation
     assert distilled is not None and distilled.requests == 5 and distilled.labelled == 5
     assert 0 < distilled.cost_usd <= 1.0 and not distilled.stopped_by_budget

@@ -2,7 +2,6 @@
 OpenAI-compatible server, caching, skips, the scheduler's triggers and hot swap in a running router."""
 
 import threading
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -18,8 +17,8 @@ from store.registry import active_model, promote, registry_lookup
 from store.run_report import RunReport
 from store.runs import TRAINING_LOCK, release_lock, try_acquire_lock
 from store.tables import BaselinePrediction
-from tests.support import EXAMPLES, FAST, LOOP, MORE, TRUTH, seed
-from trainer.gate import GateRules
+from tests.support import EXAMPLES, FAST, LOOP, MORE, TRUTH, seed, trainer_deps, wait_until
+from trainer.alternatives import AlternativeSet
 from trainer.pipeline import RunOptions, run_training
 from trainer.schedule import build_scheduler, run_if_enough_labels
 
@@ -30,9 +29,8 @@ def with_openai(settings, fake):
 
 
 def run(settings, sessions, config=LOOP, **kwargs):
-    return run_training(settings, sessions, RunOptions(config=config, progress=False, alternatives="none",
-                                                       rules=GateRules(),
-                                                       baseline_backoff_s=0.0, **kwargs))
+    return run_training(trainer_deps(settings, sessions, **kwargs),
+                        RunOptions(config=config, progress=False, alternatives=AlternativeSet.NONE))
 
 
 def test_a_perfect_baseline_keeps_even_a_better_candidate_out(settings, sessions):
@@ -114,7 +112,8 @@ def test_nothing_new_labelled_skips_the_run_and_says_so(settings, sessions):
 
 def test_the_report_shows_the_cheap_alternatives_on_the_same_holdout(settings, sessions):
     seed(sessions)
-    report = run_training(settings, sessions, RunOptions(config=LOOP, progress=False, alternatives="fast"))
+    report = run_training(trainer_deps(settings, sessions),
+                          RunOptions(config=LOOP, progress=False, alternatives=AlternativeSet.FAST))
     tfidf = report.alternatives["tfidf_svm"]
     assert tfidf["n"] == report.candidate.n and 0 <= tfidf["macro_f1"] <= 1
     assert set(report.alternatives) == {"tfidf_svm", "minilm_logreg"}  # the fine-tuned encoder: test_alternatives
@@ -168,13 +167,12 @@ def test_a_running_router_swaps_in_a_promotion_without_dropping_a_request(settin
 
         asker = threading.Thread(target=keep_asking)
         asker.start()
-        time.sleep(0.2)
+        wait_until(lambda: len(answers) + len(errors) >= 3, what="answers before the swap")
         with transaction(sessions) as session:
             promote(session, model_id=second.model_id, by="test")
-        deadline = time.monotonic() + 10
-        while router.model_id != second.model_id and time.monotonic() < deadline:
-            time.sleep(0.05)
-        time.sleep(0.2)
+        wait_until(lambda: router.model_id == second.model_id, what="the swap")
+        after = len(answers) + len(errors)
+        wait_until(lambda: len(answers) + len(errors) >= after + 3, what="answers after the swap")
         stop.set()
         asker.join()
     finally:
@@ -254,13 +252,11 @@ def test_switchboard_trainer_retrains_on_labels_and_on_request_and_stops_cleanly
                                 "--poll-seconds", "0.5"],
                                env=full_env, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 300
-        status = {}
-        while time.monotonic() < deadline:
+        def status_after_a_run() -> dict | None:
             status = json.loads(run_cli("status", "--json", env=env).stdout)
-            if status["last_run"] is not None:
-                break
-            time.sleep(1)
+            return status if status["last_run"] is not None else None
+
+        status = wait_until(status_after_a_run, timeout=300, every=1.0, what="the first scheduled run")
         assert status["last_run"]["promoted"] is True and status["active_model"] is not None
 
         from store.db import make_engine, session_factory
@@ -271,12 +267,12 @@ def test_switchboard_trainer_retrains_on_labels_and_on_request_and_stops_cleanly
             assert trainer_running(session)
         request, created = request_training(store, by="UADMIN", channel="CADMIN")
         assert created
-        while time.monotonic() < deadline:
+        def answered_request():  # type: ignore[no-untyped-def]
             with store() as session:
                 answered = session.get(type(request), request.id)
-            if answered is not None and answered.finished_at is not None:
-                break
-            time.sleep(0.5)
+            return answered if answered is not None and answered.finished_at is not None else None
+
+        answered = wait_until(answered_request, timeout=300, every=0.5, what="the retrain request's answer")
         assert answered.run_id == status["last_run"]["run_id"] + 1
         assert answered.outcome.startswith(f"run {answered.run_id}:")
     finally:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 from sqlmodel import select
 
 from fakes.bot_server import reaction
@@ -48,7 +46,7 @@ def test_an_agents_out_of_scope_emoji_labels_a_routed_message_as_none_and_forwar
     bot.event(reaction("reaction_added", "no_entry_sign", user=AGENT, ts="42.0"))
     update = slack.wait_for("chat.update")[-1].body
     assert "Marked as out of scope" in text_of(update)
-    time.sleep(0.2)
+    bot.drain()
     assert len(posts(slack)) == forwarded_before
     [label] = labels(sessions)
     with sessions() as session:

@@ -17,7 +17,8 @@ from pydantic import ValidationError
 from cli.compose import run_options
 from core.settings import Settings
 from store.registry import active_model
-from tests.support import LOOP, seed
+from tests.support import LOOP, seed, trainer_deps
+from trainer.alternatives import AlternativeSet
 from trainer.pipeline import run_training
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,9 +33,9 @@ def settings_with(settings: Settings, precision: str) -> Settings:
 def test_4bit_is_refused_at_once_in_one_line_on_a_machine_without_cuda(settings, sessions):
     seed(sessions)
     four_bit = settings_with(settings, "4bit")
-    options = run_options(four_bit, trigger="test", progress=False, config=LOOP, alternatives="none")
+    options = run_options(four_bit, trigger="test", progress=False, config=LOOP, alternatives=AlternativeSet.NONE)
     assert options.config.precision == "4bit"
-    report = run_training(four_bit, sessions, options)
+    report = run_training(trainer_deps(four_bit, sessions), options)
     assert report.status == "failed" and not report.promoted
     assert report.reason == ("SWITCHBOARD_TRAIN_PRECISION=4bit (QLoRA through bitsandbytes) needs a CUDA GPU and "
                              "this machine has none: use auto, fp32 or bf16")
@@ -46,8 +47,8 @@ def test_4bit_is_refused_at_once_in_one_line_on_a_machine_without_cuda(settings,
 def test_the_precision_trained_at_is_in_the_report(settings, sessions):
     seed(sessions)
     fp32 = settings_with(settings, "fp32")
-    report = run_training(fp32, sessions, run_options(fp32, trigger="test", progress=False, config=LOOP,
-                                                      alternatives="none"))
+    report = run_training(trainer_deps(fp32, sessions), run_options(fp32, trigger="test", progress=False, config=LOOP,
+                                                                    alternatives=AlternativeSet.NONE))
     assert report.training["precision"] == "fp32"
     with pytest.raises(ValidationError, match="SWITCHBOARD_TRAIN_PRECISION"):
         Settings(SWITCHBOARD_TRAIN_PRECISION="8bit")

@@ -207,15 +207,16 @@ def test_the_slash_command_rejects_a_candidate_in_shadow_and_refuses_early_appro
 
 
 def test_a_run_sends_its_passing_candidate_to_shadow_and_a_newer_one_supersedes_it(settings, sessions):
-    from tests.support import LOOP, MORE, seed
+    from tests.support import LOOP, MORE, seed, trainer_deps
     from tests.test_loop import WEAK
+    from trainer.alternatives import AlternativeSet
     from trainer.pipeline import RunOptions, run_training
     from trainer.report_text import report_lines
     from trainer.schedule import pending_labels
 
     def run(config, rules):
-        return run_training(settings, sessions, RunOptions(config=config, progress=False, alternatives="none",
-                                                           rules=rules))
+        return run_training(trainer_deps(settings, sessions, rules=rules),
+                            RunOptions(config=config, progress=False, alternatives=AlternativeSet.NONE))
 
     seed(sessions)
     first = run(WEAK, GateRules(shadow_messages=5))
@@ -242,12 +243,13 @@ def test_a_run_sends_its_passing_candidate_to_shadow_and_a_newer_one_supersedes_
 
 def test_with_approval_even_the_first_model_waits_for_an_admin(settings, sessions):
     from store.shadow import decide_by_admin
-    from tests.support import FAST, seed
+    from tests.support import FAST, seed, trainer_deps
+    from trainer.alternatives import AlternativeSet
     from trainer.pipeline import RunOptions, run_training
 
     seed(sessions)
-    report = run_training(settings, sessions, RunOptions(config=FAST, progress=False, alternatives="none",
-                                                         rules=GateRules(shadow_messages=200, approval=True)))
+    report = run_training(trainer_deps(settings, sessions, rules=GateRules(shadow_messages=200, approval=True)),
+                          RunOptions(config=FAST, progress=False, alternatives=AlternativeSet.NONE))
     assert not report.promoted and report.status == "awaiting_approval"
     assert report.reason.startswith("waiting for an admin's approval: passed the gate")
     with sessions() as session:

@@ -8,7 +8,7 @@ import os
 import socket
 import struct
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 from slack_sdk import WebClient
@@ -34,6 +34,7 @@ from fakes.slack_api import (
     sign,
     ws_read_frame,
 )
+from tests.support import wait_until
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 40
 
@@ -121,18 +122,11 @@ def test_rate_limit_then_success_with_retry_handler(slack: FakeSlack) -> None:
     assert limited_error.value.response.headers["Retry-After"] == "7"
 
 
-def _wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.01)
-
-
 def _close_fast(client: SocketModeClient, slack: FakeSlack) -> None:
     """SocketModeClient.close() waits for its blocked recv (3 s timeout); a server-side close ends that at once."""
     client.auto_reconnect_enabled = False
     slack.disconnect_sockets()
-    _wait_until(lambda: not client.is_connected())
+    wait_until(lambda: not client.is_connected())
     client.close()
 
 
@@ -167,7 +161,7 @@ def test_socket_mode_client_connects_receives_envelopes_and_acks(slack: FakeSlac
         first_session = client.session_id()
         slack.disconnect_sockets()
         assert slack.socket_connected.wait(5) and len(slack.calls_to("apps.connections.open")) == 2
-        _wait_until(lambda: client.is_connected() and client.session_id() != first_session)
+        wait_until(lambda: client.is_connected() and client.session_id() != first_session)
         envelope_id = slack.send_envelope("events_api", event_payload(event, "Ev2"), retry_attempt=1)
         assert slack.wait_for_ack(envelope_id, timeout=5) == {"envelope_id": envelope_id}
         assert requests[2].retry_attempt == 1

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import importlib.util
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -170,25 +171,43 @@ ALTERNATIVES: dict[str, Callable[[Examples], FittedAlternative]] = {
 NEEDS_MINILM = frozenset({"minilm_logreg", "minilm_finetuned"})
 
 
-def available_alternatives() -> dict[str, Callable[[Examples], FittedAlternative]]:
-    """ALTERNATIVES less those this install cannot run (the MiniLM ones without their wheel)."""
-    return {name: fit for name, fit in ALTERNATIVES.items() if name not in NEEDS_MINILM or minilm_available()}
+def available_alternatives(*, minilm: bool | None = None) -> dict[str, Callable[[Examples], FittedAlternative]]:
+    """ALTERNATIVES less those this install cannot run (the MiniLM ones without their wheel; `minilm`
+    overrides the check)."""
+    minilm = minilm_available() if minilm is None else minilm
+    return {name: fit for name, fit in ALTERNATIVES.items() if name not in NEEDS_MINILM or minilm}
 
 
-FAST = frozenset({"tfidf_svm", "minilm_logreg"})  # seconds to fit on a CPU; the fine-tuned encoder takes minutes
+class AlternativeSet(StrEnum):
+    """Which alternatives a run scores beside the router."""
+
+    ALL = "all"
+    FAST = "fast"  # seconds to fit on a CPU: not the fine-tuned encoder, which takes minutes
+    NONE = "none"
+
+    def includes(self, name: str) -> bool:
+        return self == AlternativeSet.ALL or (self == AlternativeSet.FAST and name in FAST)
+
+
+FAST = frozenset({"tfidf_svm", "minilm_logreg"})
 
 
 def score_alternatives(train: Examples, holdout: Examples, labels: Sequence[str], *,
-                       fast_only: bool = False) -> dict[str, Any]:
-    """Each alternative's holdout metrics; one that cannot run says why instead of failing the run."""
+                       which: AlternativeSet = AlternativeSet.ALL,
+                       fits: Mapping[str, Callable[[Examples], FittedAlternative]] | None = None) -> dict[str, Any]:
+    """Each alternative's holdout metrics; one that cannot run says why instead of failing the run.
+    `fits`: what this install can fit (default: `available_alternatives()`)."""
     from classifier.routing.metrics import classification_metrics
 
+    if which == AlternativeSet.NONE:
+        return {}
     if len({y for _, y in train}) < 2 or not holdout:
-        return {name: {"skipped": "needs two departments and a holdout"} for name in ALTERNATIVES}
-    available = available_alternatives()
+        return {name: {"skipped": "needs two departments and a holdout"} for name in ALTERNATIVES
+                if which.includes(name)}
+    available = available_alternatives() if fits is None else fits
     results: dict[str, Any] = {}
     for name in ALTERNATIVES:
-        if fast_only and name not in FAST:
+        if not which.includes(name):
             continue
         if name not in available:
             results[name] = {"skipped": MINILM_MISSING}

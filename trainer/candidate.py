@@ -1,8 +1,10 @@
-"""The candidate: trained on the training set less the calibration fold, then calibrated on the fold."""
+"""The candidate: trained on the training set less the calibration fold, then calibrated on the fold; and the
+recipe it shares with the benchmarks (`train_router`)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
@@ -13,7 +15,6 @@ from classifier.routing.calibration import Calibration
 from classifier.routing.head import write_head
 from classifier.routing.prompt import PromptFormat
 from classifier.routing.router import LoraRouter
-from core.settings import Settings
 from store.examples import Example
 from store.tables import LabelSource, ModelVersion, Split
 from trainer.calibrate import Fitted, calibrate, split_fold
@@ -26,28 +27,55 @@ if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 
-def train_candidate(settings: Settings, *, snapshot: Snapshot, training_set: TrainingSet,
-                    warm_start: ModelVersion | None, config: TrainConfig, progress: bool, scratch: Path,
-                    name: str, inferred_weight: float = 1.0) -> tuple[LoraRouter, TrainResult, Calibration, int]:
-    """The calibrated candidate, with its adapter, snapshot, bank of hidden states and head written to `scratch`,
-    and how many examples it trained on. Labels no person gave weigh `inferred_weight` in the loss."""
+@dataclass(frozen=True)
+class TrainingJob:
+    """What the pipeline asks the candidate trainer for: the base model, the data, and where to write."""
+
+    base_model: str
+    cache_dir: Path
+    snapshot: Snapshot
+    training_set: TrainingSet
+    warm_start: ModelVersion | None  # the active model, when its adapter is the starting point
+    config: TrainConfig
+    scratch: Path  # the folder the adapter is written to, published by the pipeline once it is complete
+    name: str
+    inferred_weight: float = 1.0  # the weight in the loss of labels no person gave
+    progress: bool = False
+
+
+class Trained(NamedTuple):
+    """The calibrated candidate, its training run, and how many examples it trained on."""
+
+    router: LoraRouter
+    result: TrainResult
+    calibration: Calibration
+    trained_on: int
+
+
+CandidateTrainer = Callable[[TrainingJob], Trained]
+
+
+def train_candidate(job: TrainingJob) -> Trained:
+    """The candidate, with its adapter, snapshot, bank of hidden states and head written to `job.scratch`.
+    It trains on the training set less the calibration fold, and is calibrated on the fold."""
+    snapshot, training_set = job.snapshot, job.training_set
     fold_ids = {e.query_id for e in split_fold(snapshot.train)[1]}
     train_on = [e for e in training_set.examples if e.query_id not in fold_ids] or training_set.examples
     trained_ids = {e.query_id for e in train_on}
     fold = [e for e in snapshot.train if e.query_id in fold_ids - trained_ids]
-    prompt = prompt_for(warm_start, config)
-    model, tokenizer = load_base_model(settings.base_model, cache_dir=settings.cache_dir,
-                                       options=LoadOptions(precision=load_precision(config)))
+    model, tokenizer = load_base_model(job.base_model, cache_dir=job.cache_dir,
+                                       options=LoadOptions(precision=load_precision(job.config)))
     candidate, result, fitted = train_router(
-        model=model, tokenizer=tokenizer, train_on=train_on, fold=fold, labels=snapshot.labels, prompt=prompt,
-        config=config, init_adapter=Path(warm_start.adapter_path) if warm_start else None, progress=progress,
-        name=name, inferred_weight=inferred_weight)
-    result.model.save_pretrained(str(scratch))
-    snapshot.write(scratch / "snapshot.json", trained_on=train_on)
-    write_bank(scratch, fitted.bank)
+        model=model, tokenizer=tokenizer, train_on=train_on, fold=fold, labels=snapshot.labels,
+        prompt=prompt_for(job.warm_start, job.config), config=job.config,
+        init_adapter=Path(job.warm_start.adapter_path) if job.warm_start else None, progress=job.progress,
+        name=job.name, inferred_weight=job.inferred_weight)
+    result.model.save_pretrained(str(job.scratch))
+    snapshot.write(job.scratch / "snapshot.json", trained_on=train_on)
+    write_bank(job.scratch, fitted.bank)
     if fitted.head is not None:
-        write_head(scratch, fitted.head)
-    return candidate, result, fitted.calibration, len(train_on)
+        write_head(job.scratch, fitted.head)
+    return Trained(candidate, result, fitted.calibration, len(train_on))
 
 
 def train_router(*, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, train_on: Sequence[Example],

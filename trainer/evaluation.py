@@ -16,18 +16,16 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from classifier.baseline_client import baseline_configured, make_openai_client
 from classifier.routing.adapters import check_adapter_dir, read_bank
 from classifier.routing.head import read_head
 from classifier.routing.metrics import classification_metrics
 from classifier.routing.router import LoraRouter, Router
 from classifier.serving.engine_router import EngineClient, EngineError, engine_candidate
-from core.redact import redactor_of
-from core.settings import Settings
 from store.db import SessionFactory
 from store.run_report import BaselineCost, KnownMistakes
 from store.tables import OUT_OF_SCOPE, ModelVersion
 from trainer.baseline import BaselineUnavailable, score_baseline
+from trainer.deps import TrainerConfig
 from trainer.gate import NOT_CONFIGURED, Contender, Scores
 from trainer.snapshot import Snapshot
 
@@ -55,15 +53,15 @@ class Evaluated:
 
 
 
-def evaluate_current(settings: Settings, current: ModelVersion, candidate_model: Any, tokenizer: Any,
+def evaluate_current(config: TrainerConfig, current: ModelVersion, candidate_model: Any, tokenizer: Any,
                      snapshot: Snapshot) -> Evaluated:
     """The active model on the holdout, loaded as a second adapter on the candidate's base."""
     folder = Path(current.adapter_path)
     meta = check_adapter_dir(folder)
-    if current.base_model != settings.base_model:
+    if current.base_model != config.base_model:
         from classifier.routing.router import load_router
 
-        router: Router = load_router(current.base_model, cache_dir=settings.cache_dir, adapter_dir=folder,
+        router: Router = load_router(current.base_model, cache_dir=config.cache_dir, adapter_dir=folder,
                                      name=f"model {current.id}")
         return Evaluated(router, snapshot)
     candidate_model.load_adapter(str(folder), adapter_name="active", is_trainable=False)
@@ -78,38 +76,39 @@ def evaluate_current(settings: Settings, current: ModelVersion, candidate_model:
         candidate_model.delete_adapter("active")
 
 
-def evaluate_baseline(settings: Settings, sessions: SessionFactory, snapshot: Snapshot, client: Any | None,
+def evaluate_baseline(config: TrainerConfig, sessions: SessionFactory, snapshot: Snapshot, client: Any | None,
                       backoff_s: float = 1.0) -> tuple[Contender | None, str, BaselineCost | None]:
-    """(contender or None, note for the report, cost report). Never raises for an unreachable API."""
-    if not baseline_configured(settings) and client is None:
+    """(contender or None, note for the report, cost report). Never raises for an unreachable API.
+    `client`: the baseline's, None when none is configured."""
+    if client is None:
         return None, NOT_CONFIGURED, None
     if not snapshot.holdout:
         return None, "baseline: no holdout to score", None
     try:
-        result = score_baseline(client or make_openai_client(settings), sessions, model=settings.baseline_model,
+        result = score_baseline(client, sessions, model=config.baseline_model,
                                 departments=snapshot.labels, holdout=snapshot.holdout, backoff_s=backoff_s,
-                                redact=redactor_of(settings))
+                                redact=config.redact)
     except BaselineUnavailable as exc:
         log.warning("%s", exc)
         return None, str(exc), None
     predictions = [result.predictions[e.query_id] for e in snapshot.holdout]
     metrics = classification_metrics([e.label for e in snapshot.holdout], predictions, labels=snapshot.labels)
-    return Contender(metrics, predictions), f"baseline: {settings.baseline_model}", result.cost()
+    return Contender(metrics, predictions), f"baseline: {config.baseline_model}", result.cost()
 
 
-def score_everyone(settings: Settings, sessions: SessionFactory, snapshot: Snapshot, *, candidate: Router,
-                   candidate_model: Any, tokenizer: Any, current: ModelVersion | None, openai_client: Any | None,
+def score_everyone(config: TrainerConfig, sessions: SessionFactory, snapshot: Snapshot, *, candidate: Router,
+                   candidate_model: Any, tokenizer: Any, current: ModelVersion | None, baseline_client: Any | None,
                    backoff_s: float = 1.0, candidate_dir: Path | None = None,
                    ) -> tuple[Scores, BaselineCost | None, KnownMistakes | None]:
     """`candidate_dir`: the candidate's adapter folder, for the engine (default: the adapters folder's entry
     named as the candidate router is)."""
-    baseline, note, cost = evaluate_baseline(settings, sessions, snapshot, openai_client, backoff_s)
+    baseline, note, cost = evaluate_baseline(config, sessions, snapshot, baseline_client, backoff_s)
     judged, unservable = None, None
-    if settings.inference_url:
-        folder = candidate_dir or settings.adapters_dir / str(getattr(candidate, "name", ""))
+    if config.inference_url:
+        folder = candidate_dir or config.adapters_dir / str(getattr(candidate, "name", ""))
         try:
-            judged = _through_engine(settings, EngineClient(settings.inference_url), tokenizer, snapshot, folder,
-                                     current)
+            judged = _through_engine(config.base_model, EngineClient(config.inference_url), tokenizer, snapshot,
+                                     folder, current)
         except CandidateRefused as exc:
             unservable = exc.reason
             log.warning("the inference engine refused the candidate (%s): scoring here; it will not be promoted",
@@ -118,12 +117,12 @@ def score_everyone(settings: Settings, sessions: SessionFactory, snapshot: Snaps
             log.warning("%s: scoring the candidate and the active model in this process instead", exc)
     if judged is None:
         judged = (Evaluated(candidate, snapshot),
-                  evaluate_current(settings, current, candidate_model, tokenizer, snapshot) if current else None)
+                  evaluate_current(config, current, candidate_model, tokenizer, snapshot) if current else None)
     mine, theirs = judged
     scores = Scores(
         y_true=[e.label for e in snapshot.holdout], candidate=mine.holdout,
         current=theirs.holdout if theirs else None, baseline=baseline, baseline_note=note,
-        baseline_configured=baseline_configured(settings) or openai_client is not None, unservable=unservable,
+        baseline_configured=baseline_client is not None, unservable=unservable,
     )
     mistakes = (KnownMistakes(n=len(snapshot.known_mistakes), candidate_correct=mine.mistakes_right,
                               current_correct=theirs.mistakes_right if theirs else None)
@@ -139,10 +138,10 @@ class CandidateRefused(Exception):
         self.reason = reason
 
 
-def _through_engine(settings: Settings, engine: EngineClient, tokenizer: Any, snapshot: Snapshot, folder: Path,
+def _through_engine(base_model: str, engine: EngineClient, tokenizer: Any, snapshot: Snapshot, folder: Path,
                     current: ModelVersion | None) -> tuple[Evaluated, Evaluated | None] | None:
     """Both contenders scored by the engine; None when the active model was trained on another base."""
-    if current is not None and current.base_model != settings.base_model:
+    if current is not None and current.base_model != base_model:
         return None
     try:
         with engine_candidate(engine, tokenizer, folder, name=folder.name) as scorer:

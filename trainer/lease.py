@@ -7,6 +7,7 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable
 from datetime import timedelta
 
 from core.errors import SwitchboardError
@@ -58,9 +59,12 @@ class Heartbeat:
     `check()` before publishing and the store's `owns_lock` before registering, and fails instead.
     """
 
-    def __init__(self, sessions: SessionFactory, owner: str, ttl: timedelta) -> None:
+    def __init__(self, sessions: SessionFactory, owner: str, ttl: timedelta, *,
+                 renew: Callable[..., bool] = renew_lock) -> None:
+        """`renew`: the store's renewal (tests hand in one that fails on cue)."""
         self.owner = owner
         self._ttl = ttl
+        self._renew = renew
         self._lost = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, args=(sessions,), daemon=True)
@@ -70,7 +74,7 @@ class Heartbeat:
         renewed = time.monotonic()
         while not self._stop.wait(self._ttl.total_seconds() / 5):
             try:
-                if not renew_lock(sessions, name=TRAINING_LOCK, owner=self.owner, ttl=self._ttl):
+                if not self._renew(sessions, name=TRAINING_LOCK, owner=self.owner, ttl=self._ttl):
                     log.error("the training lock is gone or held by another process: this run will not publish")
                     self._lost.set()
                     return
@@ -81,6 +85,10 @@ class Heartbeat:
                     log.error("no renewal of the training lock for a whole lease: this run will not publish")
                     self._lost.set()
                     return
+
+    @property
+    def lost(self) -> bool:
+        return self._lost.is_set()
 
     def check(self) -> None:
         if self._lost.is_set():

@@ -109,9 +109,7 @@ def train_lora(
     watched = tokenise_examples(tokenizer, prompt, watch) if watch and config.best_on_fold else []
     label_tokens = sorted({t for _, label in [*examples, *(watch or [])]
                            for t in label_ids(tokenizer, prompt, label)})
-    supervised = sum(sum(r["completion_mask"]) for r in rows)
-    if supervised == 0:
-        raise TrainingFailed("no supervised tokens: every label tokenised to nothing")
+    supervised = sum(sum(r["completion_mask"]) for r in rows)  # at least one a row: each label ends in EOS
     peft_model = wrap_with_lora(model, config, init_adapter=init_adapter)
     trainable, _ = peft_model.get_nb_trainable_parameters()
     on_cpu = next(peft_model.parameters()).device.type == "cpu"

@@ -140,6 +140,8 @@ class ActiveModelRouter:
         base_model_name: str,
         lookup: ActiveLookup,
         poll_seconds: float = 2.0,
+        timeout_s: float = CLASSIFY_TIMEOUT_S,
+        stalled_after_s: float = STALLED_AFTER_S,
     ) -> None:
         self._base = base
         self._tokenizer = tokenizer
@@ -156,7 +158,7 @@ class ActiveModelRouter:
         self._pending = 0
         self._pending_lock = threading.Lock()
         self._running_since: float | None = None
-        self.timeout_s = CLASSIFY_TIMEOUT_S
+        self.timeout_s, self._stalled_after_s = timeout_s, stalled_after_s
         self.swaps = 0
         self._shadow: tuple[tuple[int, int | None], LowRankDifference, LoraRouter] | None = None
 
@@ -266,7 +268,7 @@ class ActiveModelRouter:
         registry's model not served (it failed to load)."""
         reasons = []
         running = self._running_since
-        if running is not None and time.monotonic() - running > STALLED_AFTER_S:
+        if running is not None and time.monotonic() - running > self._stalled_after_s:
             reasons.append(f"the model thread has been on one request for {time.monotonic() - running:.0f} s")
         if self._pending > MAX_BACKLOG:
             reasons.append(f"{self._pending} requests wait for the model")
