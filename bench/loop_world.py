@@ -81,7 +81,7 @@ class SimulatedDeployment:
                  test: list[tuple[str, str]]) -> None:
         self.settings, self.sessions, self.rng, self.correct_rate, self.test = (settings, sessions, rng,
                                                                                   correct_rate, test)
-        self.client = make_openai_client(settings)
+        self.client = make_openai_client(settings.openai_api_key, settings.openai_base_url)
         self.active = ActiveModel(settings, sessions)
         self.baseline = BaselineRouter(self.client, sessions, model=settings.baseline_model)
         self.router = ColdStartRouter(self.active, self.baseline)

@@ -18,7 +18,6 @@ from bot.deps import BotDeps
 from bot.reactions import CONFIRM
 from classifier.model.lora_merge import AdapterError
 from classifier.routing.adapters import check_adapter_path
-from reports.costs import Pricing
 from store.db import transaction
 from store.examples import StoreError, list_departments, upsert_department
 from store.overview import status, status_lines
@@ -46,7 +45,7 @@ def handle(deps: BotDeps, client: WebClient, command: dict[str, Any], ack: Ack) 
         return
     if action == "status":
         with deps.sessions() as session:
-            ack(text="\n".join(status_lines(status(session, pricing=Pricing.of(deps.settings)))))
+            ack(text="\n".join(status_lines(status(session, pricing=deps.rules.pricing))))
     elif action == "retrain":
         start_retrain(deps, channel=command.get("channel_id"), user=user, ack=ack)
     elif action == "rollback":
@@ -111,7 +110,7 @@ def departments(deps: BotDeps, words: list[str], *, user: str | None, ack: Ack) 
         try:
             with transaction(deps.sessions) as session:
                 dept = upsert_department(session, name=" ".join(name_words), emoji=emoji, channel=channel,
-                                         reserved_emoji=(CONFIRM, deps.settings.out_of_scope_emoji))
+                                         reserved_emoji=(CONFIRM, deps.rules.out_of_scope_emoji))
         except StoreError as exc:
             ack(text=f"Not added: {exc}")
             return

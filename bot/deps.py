@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from bot.metrics import BotMetrics
+from bot.rules import BotRules
 from bot.shadow import ShadowQueue
 from classifier.routing.router import Classification
-from core.settings import Settings
 from store.db import SessionFactory
 
 
@@ -24,7 +24,7 @@ class ServingRouter(Protocol):
 
 @dataclass(frozen=True)
 class BotDeps:
-    settings: Settings
+    rules: BotRules
     sessions: SessionFactory
     router: ServingRouter
     audit_rng: random.Random = field(default_factory=random.Random)  # which messages are audited; seed it in tests
@@ -32,7 +32,7 @@ class BotDeps:
     shadow: ShadowQueue = field(default_factory=ShadowQueue)  # live messages for the candidate in shadow
 
     def is_agent(self, user: str | None) -> bool:
-        return user is not None and user in self.settings.agents
+        return user is not None and user in self.rules.agents
 
     def is_admin(self, user: str | None) -> bool:
-        return user is not None and user in self.settings.admins
+        return user is not None and user in self.rules.admins

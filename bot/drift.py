@@ -87,11 +87,11 @@ def check_drift(deps: BotDeps, client: WebClient, department: str) -> Alert | No
     deps.metrics.alerts.labels(department=department).inc()
     text = alarm_text(alert)
     log.warning("drift alarm: %s", text)
-    if deps.settings.alert_channel:
+    if deps.rules.alert_channel:
         try:
-            client.chat_postMessage(channel=deps.settings.alert_channel, text=text)
+            client.chat_postMessage(channel=deps.rules.alert_channel, text=text)
         except SlackApiError as exc:
-            log.warning("could not post the drift alarm to %s: %s", deps.settings.alert_channel,
+            log.warning("could not post the drift alarm to %s: %s", deps.rules.alert_channel,
                         exc.response.get("error"))
     return alert
 

@@ -18,7 +18,6 @@ from slack_sdk.errors import SlackApiError
 from bot.deps import BotDeps
 from bot.posting import post_once
 from bot.routing import forward, has_words, reply_key
-from core.redact import stored_text
 from store.posts import Holder, posted
 from store.routed import record_routed_message, routing_context
 from store.slack import label_given_by, withdrawn_by
@@ -43,7 +42,7 @@ def hand_off(deps: BotDeps, client: WebClient, event: dict[str, Any], holder: Ho
 def _hand_off_message(deps: BotDeps, client: WebClient, event: dict[str, Any], holder: Holder) -> None:
     channel, ts, text = event["channel"], event["ts"], event.get("text") or ""
     _store_as_triaged(deps, event, holder)
-    to = deps.settings.triage_channel or deps.settings.alert_channel
+    to = deps.rules.triage_channel or deps.rules.alert_channel
     if to is None:
         log.error("message %s/%s could not be routed and no SWITCHBOARD_TRIAGE_CHANNEL or "
                   "SWITCHBOARD_ALERT_CHANNEL is set: nobody can be told", channel, ts)
@@ -70,7 +69,7 @@ def _store_as_triaged(deps: BotDeps, event: dict[str, Any], holder: Holder) -> N
         with deps.sessions() as session:
             if routing_context(session, channel=channel, ts=ts).earlier is not None:
                 return
-        record_routed_message(deps.sessions, text=stored_text(deps.settings).text(text), channel=channel, ts=ts,
+        record_routed_message(deps.sessions, text=deps.rules.stored_text.text(text), channel=channel, ts=ts,
                               user=event.get("user"),
                               event_id=holder.event_id, verdict=None, routed_to=None, audit=False)
     except Exception:

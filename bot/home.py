@@ -19,7 +19,7 @@ from slack_sdk.errors import SlackApiError
 from bot.deps import BotDeps
 from bot.drift import alarm_text
 from reports.cost_chart import coarse, plot_projection
-from reports.costs import DAILY_GROWTH, CostSummary, Pricing, Projection
+from reports.costs import DAILY_GROWTH, CostSummary, Projection
 from store.costs import cost_measures, usd
 from store.drift import recent_alerts
 from store.examples import list_departments
@@ -45,7 +45,7 @@ class HomeTab:
         self._lock = threading.Lock()
 
     def publish(self, client: WebClient, user: str) -> None:
-        pricing = Pricing.of(self._deps.settings)
+        pricing = self._deps.rules.pricing
         with self._deps.sessions() as session:
             summary = status(session, pricing=pricing)
             costs = pricing.summarize(cost_measures(session))

@@ -76,7 +76,7 @@ def _target(deps: BotDeps, session: Session, event: dict[str, Any]) -> Target | 
     if confirms:
         prediction = prediction_of(session, message)
         department = get_department(session, name=prediction.department) if prediction else None
-    elif emoji == deps.settings.out_of_scope_emoji:
+    elif emoji == deps.rules.out_of_scope_emoji:
         department = out_of_scope_class(session)
     else:
         department = department_for_emoji(session, emoji=emoji)
@@ -206,7 +206,7 @@ def show_label_in_force(deps: BotDeps, client: WebClient, holder: Holder, messag
         fresh = session.get(SlackMessage, message.id)
     if fresh is None or not fresh.reply_ts:
         return
-    shown = reply(fresh, prediction, standing, departments, out_of_scope_emoji=deps.settings.out_of_scope_emoji)
+    shown = reply(fresh, prediction, standing, departments, out_of_scope_emoji=deps.rules.out_of_scope_emoji)
     check_held(deps.sessions, holder)
     client.chat_update(channel=fresh.channel, ts=fresh.reply_ts, text=shown.text,
                        blocks=marked(reply_key(fresh.channel, fresh.ts), shown.text, shown.blocks))

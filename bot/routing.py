@@ -27,7 +27,6 @@ from classifier.routing.outcomes import sent_to_triage
 from classifier.routing.router import Classification
 from classifier.serving.active_router import NoActiveModel
 from core.margins import top_two_margin
-from core.redact import stored_text
 from store.posts import Holder, check_held, posted
 from store.routed import RoutingContext, Verdict, record_routed_message, routing_context, shown_verdict
 from store.tables import SlackMessage
@@ -73,7 +72,7 @@ def route_message(deps: BotDeps, client: WebClient, event: dict[str, Any], holde
     channel, ts, user, text = event["channel"], event["ts"], event.get("user"), event.get("text") or ""
     with deps.sessions() as session:
         context = routing_context(session, channel=channel, ts=ts)
-    if channel in context.destinations(deps.settings.triage_channel):
+    if channel in context.destinations(deps.rules.triage_channel):
         return  # a department's or the triage channel: the bot posts there, it does not route
     if not has_words(text):
         _triage_without_text(deps, client, holder, event)
@@ -81,18 +80,18 @@ def route_message(deps: BotDeps, client: WebClient, event: dict[str, Any], holde
     message = context.earlier or _classify_and_record(deps, context, event, holder.event_id)
     with deps.sessions() as session:
         prediction, departments = shown_verdict(session, message)
-    shown = reply(message, prediction, None, departments, out_of_scope_emoji=deps.settings.out_of_scope_emoji)
+    shown = reply(message, prediction, None, departments, out_of_scope_emoji=deps.rules.out_of_scope_emoji)
     post_once(client, deps.sessions, holder, key=reply_key(channel, ts), channel=channel, thread_ts=ts,
               text=shown.text, blocks=shown.blocks, reply_to=message)
     target = context.department(message.routed_to)
-    forward_to = target.channel if target else deps.settings.triage_channel if message.routed_to is None else None
+    forward_to = target.channel if target else deps.rules.triage_channel if message.routed_to is None else None
     if forward_to:
         confidence = prediction.confidence if prediction is not None and message.routed_to else None
         forward(client, deps, holder, key=f"forward:{channel}:{ts}", to_channel=forward_to,
                 department=message.routed_to or "triage", user=user, channel=channel, ts=ts, text=text,
                 confidence=confidence)
     log.info("routed %s/%s to %s", channel, ts, message.routed_to or "triage")
-    deps.shadow.add(deps.sessions, message, stored_text(deps.settings).text(text)[:MAX_MODEL_CHARS])
+    deps.shadow.add(deps.sessions, message, deps.rules.stored_text.text(text)[:MAX_MODEL_CHARS])
 
 
 def _classify_and_record(deps: BotDeps, context: RoutingContext, event: dict[str, Any],
@@ -100,13 +99,13 @@ def _classify_and_record(deps: BotDeps, context: RoutingContext, event: dict[str
     """The first attempt's step: classify, decide, record. Counted in /metrics once, here. With
     `SWITCHBOARD_REDACT=baseline+store` the model reads and the store keeps the redacted text, as training did."""
     channel, ts = event["channel"], event["ts"]
-    text = stored_text(deps.settings).text(event["text"])
+    text = deps.rules.stored_text.text(event["text"])
     try:
         result: Classification | None = deps.router.classify(text[:MAX_MODEL_CHARS])
     except NoActiveModel:
         result = None  # before the first model: every query goes to triage, and agents' labels train it
-    triage = result is None or sent_to_triage(result, threshold=deps.settings.confidence_threshold,
-                                              margin=deps.settings.confidence_margin)
+    triage = result is None or sent_to_triage(result, threshold=deps.rules.confidence_threshold,
+                                              margin=deps.rules.confidence_margin)
     routed_to = None if triage or result is None else result.department
     audit = _audit(deps, context, result)
     ask = not audit and routed_to is not None and result is not None and _ask(deps, context, result)
@@ -132,8 +131,8 @@ def _triage_without_text(deps: BotDeps, client: WebClient, holder: Holder, event
         departments = routing_context(session, channel=channel, ts=ts).departments
     post_once(client, deps.sessions, holder, key=reply_key(channel, ts), channel=channel, thread_ts=ts,
               text="Needs triage", blocks=blocks.triage({}, departments, None, why=NO_TEXT))
-    if deps.settings.triage_channel:
-        forward(client, deps, holder, key=f"forward:{channel}:{ts}", to_channel=deps.settings.triage_channel,
+    if deps.rules.triage_channel:
+        forward(client, deps, holder, key=f"forward:{channel}:{ts}", to_channel=deps.rules.triage_channel,
                 department="triage", user=event.get("user"), channel=channel, ts=ts,
                 text=", ".join(f.get("name") or "a file" for f in event.get("files") or []) or "(a file)",
                 why=NO_TEXT)
@@ -152,14 +151,14 @@ def _count(deps: BotDeps, result: Classification | None, routed_to: str | None) 
 def _audit(deps: BotDeps, context: RoutingContext, result: Classification | None) -> bool:
     """Whether agents are asked to audit this message, by the department it went or most likely goes to
     and by who routed it (the baseline's routes are sampled more: see bot/audits.py)."""
-    rate = deps.settings.audit_rate
+    rate = deps.rules.audit_rate
     return rate > 0 and should_audit(deps.audit_rng, result, context.holdout, rate,
-                                     cold_start_rate=deps.settings.cold_start_audit_rate)
+                                     cold_start_rate=deps.rules.cold_start_audit_rate)
 
 
 def _ask(deps: BotDeps, context: RoutingContext, result: Classification) -> bool:
     """Whether agents are asked about this routed message: it is among those the model was least sure of."""
-    return should_ask(top_two_margin(result.scores), context.margins, context.asked, deps.settings.ask_rate)
+    return should_ask(top_two_margin(result.scores), context.margins, context.asked, deps.rules.ask_rate)
 
 
 def forward(client: WebClient, deps: BotDeps, holder: Holder, *, key: str, to_channel: str, department: str,

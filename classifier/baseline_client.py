@@ -15,9 +15,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from pydantic import SecretStr
+
 from core.errors import SwitchboardError
 from core.redact import Redactor
-from core.settings import Settings
 
 if TYPE_CHECKING:
     import openai
@@ -46,16 +47,13 @@ def price_usd(model: str, prompt_tokens: int, completion_tokens: int) -> float |
     return (prompt_tokens * prices[0] + completion_tokens * prices[1]) / 1_000_000
 
 
-def baseline_configured(settings: Settings) -> bool:
-    return settings.openai_api_key is not None or bool(settings.openai_base_url)
-
-
-def make_openai_client(settings: Settings, *, timeout: float = REQUEST_TIMEOUT_S) -> openai.OpenAI:
+def make_openai_client(api_key: SecretStr | str | None, base_url: str | None, *,
+                       timeout: float = REQUEST_TIMEOUT_S) -> openai.OpenAI:
     """The client's own retries are off: `complete` retries, counts and reports them itself."""
     import openai
 
-    key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else "unused"
-    return openai.OpenAI(api_key=key, base_url=settings.openai_base_url, max_retries=0, timeout=timeout)
+    key = api_key.get_secret_value() if isinstance(api_key, SecretStr) else api_key
+    return openai.OpenAI(api_key=key or "unused", base_url=base_url, max_retries=0, timeout=timeout)
 
 
 @dataclass(frozen=True)

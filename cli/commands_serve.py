@@ -28,7 +28,6 @@ def serve(args: argparse.Namespace) -> int:
     from bot.outbox import OutboxWorker
     from bot.server import HttpServer, start_socket_mode
     from bot.slack_client import make_client
-    from classifier.baseline_client import baseline_configured
 
     ctx = open_context()
     configure_logging(ctx.settings)
@@ -61,7 +60,7 @@ def serve(args: argparse.Namespace) -> int:
     trainer = start_trainer_service(ctx) if args.with_trainer else None
     log.info("serving model %s over %s; /healthz on port %d",
              router.model_id or (f"none yet: the baseline {settings.baseline_model} routes"
-                                 if baseline_configured(settings) else "none"),
+                                 if settings.baseline_configured else "none"),
              "Socket Mode" if socket_mode else f"HTTP at :{server.port}/slack/events", server.port)
     try:
         wait_for_sigterm()

@@ -73,12 +73,18 @@ def run_options(settings: Settings, *, trigger: str, progress: bool, config: Tra
 
 def trainer_deps(ctx: Context) -> TrainerDeps:
     """What every run is handed: the store, the settings' trainer slice and the baseline's client, if any."""
-    from classifier.baseline_client import baseline_configured, make_openai_client
     from trainer.deps import TrainerConfig, TrainerDeps
 
+    return TrainerDeps(sessions=ctx.sessions, config=TrainerConfig.of(ctx.settings), baseline=baseline_client(ctx))
+
+
+def baseline_client(ctx: Context) -> Any | None:
+    """The OpenAI-compatible client of the few-shot baseline, or None when no baseline is configured."""
+    from classifier.baseline_client import make_openai_client
+
     settings = ctx.settings
-    return TrainerDeps(sessions=ctx.sessions, config=TrainerConfig.of(settings),
-                       baseline=make_openai_client(settings) if baseline_configured(settings) else None)
+    return make_openai_client(settings.openai_api_key, settings.openai_base_url) if settings.baseline_configured \
+        else None
 
 
 def make_run_now(ctx: Context) -> RunNow:
@@ -179,7 +185,8 @@ def serving_router(ctx: Context) -> ActiveModelRouter | EngineRouter:
     if settings.inference_url:
         from classifier.serving.engine_router import make_engine_router
 
-        return make_engine_router(settings, registry_lookup(ctx.sessions))
+        return make_engine_router(settings.inference_url, registry_lookup(ctx.sessions),
+                                  base_model=settings.base_model, cache_dir=settings.cache_dir)
     base, tokenizer = load_serving_model(settings.base_model, cache_dir=settings.cache_dir)
     return ActiveModelRouter(base=base, tokenizer=tokenizer, base_model_name=settings.base_model,
                              lookup=registry_lookup(ctx.sessions))
@@ -189,14 +196,13 @@ def bot_deps(ctx: Context, router: ActiveModelRouter | EngineRouter, metrics: Bo
     """What every handler needs; the cold-start baseline routes while no model is active, when configured."""
     from bot.baseline_router import BaselineRouter, ColdStartRouter
     from bot.deps import BotDeps
+    from bot.rules import BotRules
     from bot.shadow import ShadowQueue
-    from classifier.baseline_client import baseline_configured, make_openai_client
-
-    settings = ctx.settings
-    baseline = (BaselineRouter(make_openai_client(settings), ctx.sessions, model=settings.baseline_model,
-                               redact=redactor_of(settings))
-                if baseline_configured(settings) else None)
-    return BotDeps(settings=settings, sessions=ctx.sessions, router=ColdStartRouter(router, baseline), metrics=metrics,
+    settings, client = ctx.settings, baseline_client(ctx)
+    baseline = (BaselineRouter(client, ctx.sessions, model=settings.baseline_model, redact=redactor_of(settings))
+                if client is not None else None)
+    return BotDeps(rules=BotRules.of(settings), sessions=ctx.sessions, router=ColdStartRouter(router, baseline),
+                   metrics=metrics,
                    shadow=ShadowQueue(getattr(router, "classify_shadow", None)))  # None: no second adapter
 
 

@@ -116,6 +116,11 @@ class Settings(BaseSettings):
     def cache_dir(self) -> Path:
         return self.home / "cache"
 
+    @property
+    def baseline_configured(self) -> bool:
+        """A key, or a base URL of a server that needs none (a local OpenAI-compatible one)."""
+        return self.openai_api_key is not None or bool(self.openai_base_url)
+
 
 def default_of(field: str) -> Any:
     """A setting's default, for the objects that carry a few settings (the gate's rules, the schedule):

@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from classifier.baseline_client import baseline_configured, price_usd
+from classifier.baseline_client import price_usd
 
 if TYPE_CHECKING:
     from core.settings import Settings
@@ -100,7 +100,7 @@ class Pricing:
 
     @classmethod
     def of(cls, settings: Settings) -> Pricing:
-        return cls(settings.baseline_model if baseline_configured(settings) else None, settings.host_usd_per_hour)
+        return cls(settings.baseline_model if settings.baseline_configured else None, settings.host_usd_per_hour)
 
     def baseline(self, measures: CostMeasures) -> BaselineCost | None:
         if self.baseline_model is None:

@@ -23,6 +23,7 @@ from sqlalchemy import Engine, inspect, text
 from sqlmodel import select
 
 from bot.deps import BotDeps
+from bot.rules import BotRules
 from bot.shadow import ShadowQueue
 from classifier.routing.router import Classification
 from cli.compose import Context
@@ -146,7 +147,7 @@ def scripted_bot(home, sessions, slack, *, audit_rng: random.Random | None = Non
             upsert_department(session, name=name, emoji=emoji, channel=channel)
         register_model(session, adapter_path="scripted", base_model="scripted", labels=[d[0] for d in DEPARTMENTS],
                        hyperparameters={}, metrics={}, parent_id=None)
-    deps = BotDeps(settings=settings, sessions=sessions, router=router or ScriptedRouter(),
+    deps = BotDeps(rules=BotRules.of(settings), sessions=sessions, router=router or ScriptedRouter(),
                    audit_rng=audit_rng or random.Random(), shadow=ShadowQueue(shadow, batch=shadow_batch))
     return BotServer(deps, slack, policy=policy, client=client)
 

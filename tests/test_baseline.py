@@ -8,7 +8,7 @@ import re
 import pytest
 from sqlmodel import select
 
-from classifier.baseline_client import INVALID, BaselineUnavailable, baseline_configured, make_openai_client
+from classifier.baseline_client import INVALID, BaselineUnavailable, make_openai_client
 from core.settings import Settings
 from fakes.openai_api import FakeOpenAI
 from store.db import transaction
@@ -49,7 +49,7 @@ def truth(examples):
 
 def score(fake, sessions, examples, *, model="gpt-4o", api_key=API_KEY, **kwargs):
     _train, holdout = examples
-    client = make_openai_client(Settings(OPENAI_API_KEY=api_key, OPENAI_BASE_URL=fake.base_url))
+    client = make_openai_client(api_key, fake.base_url)
     kwargs.setdefault("sleep", lambda _s: None)
     return score_baseline(client, sessions, model=model, departments=list(DESCRIPTIONS), holdout=holdout, **kwargs)
 
@@ -183,7 +183,7 @@ def more_examples():
 def test_a_new_department_adds_its_shots_and_reset_picks_them_again(sessions, examples, truth):
     client_settings = Settings(OPENAI_API_KEY=API_KEY)
     with FakeOpenAI(truth) as fake:
-        client = make_openai_client(client_settings.model_copy(update={"openai_base_url": fake.base_url}))
+        client = make_openai_client(client_settings.openai_api_key, fake.base_url)
         first = score(fake, sessions, examples)
         with transaction(sessions) as session:
             add_examples(session, examples=[(f"I want to talk about my data, item {i}", "Privacy") for i in range(6)]
@@ -205,11 +205,11 @@ def test_a_new_department_adds_its_shots_and_reset_picks_them_again(sessions, ex
 
 
 def test_settings_decide_whether_a_baseline_is_configured():
-    assert not baseline_configured(Settings())
-    assert baseline_configured(Settings(OPENAI_API_KEY="sk-x"))
+    assert not Settings().baseline_configured
+    assert Settings(OPENAI_API_KEY="sk-x").baseline_configured
     local = Settings(OPENAI_BASE_URL="http://127.0.0.1:1/v1")
-    assert baseline_configured(local)
-    client = make_openai_client(local)
+    assert local.baseline_configured
+    client = make_openai_client(local.openai_api_key, local.openai_base_url)
     assert client.api_key == "unused" and client.max_retries == 0
     assert str(client.base_url).rstrip("/") == local.openai_base_url
 

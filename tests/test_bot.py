@@ -260,7 +260,7 @@ def test_a_failure_is_told_to_the_customer_in_words_meant_for_them_and_the_reply
             return super().classify(text)
 
     server = scripted_bot(home, sessions, slack)
-    stalled = BotServer(BotDeps(settings=server.deps.settings, sessions=sessions, router=StalledOnce()), slack)
+    stalled = BotServer(BotDeps(rules=server.deps.rules, sessions=sessions, router=StalledOnce()), slack)
     server.close()
     try:
         assert stalled.event(message("where is my parcel", ts="40.0"), event_id="EvSTALL").status == 200

@@ -10,6 +10,7 @@ import pytest
 
 from bot.app import build_app
 from bot.deps import BotDeps
+from bot.rules import BotRules
 from bot.server import start_socket_mode
 from bot.slack_client import make_client
 from classifier.model.base_model import load_base_model
@@ -49,7 +50,7 @@ def live(settings, sessions, tiny_model_dir) -> Iterator[BotServer]:
         client = make_client("xoxb-test", slack.base_url)
         trainer = TrainerService(sessions, run_now, poll_seconds=0.2,
                                  post=lambda channel, user, text: client.chat_postMessage(channel=channel, text=text))
-        server = BotServer(BotDeps(settings=settings, sessions=sessions, router=router), slack)
+        server = BotServer(BotDeps(rules=BotRules.of(settings), sessions=sessions, router=router), slack)
         trainer.start()
         yield server
         trainer.stop()
@@ -119,7 +120,7 @@ def test_retrain_is_refused_politely_while_a_run_holds_the_lock(live, sessions):
 
 def test_socket_mode_starts_acks_envelopes_and_routes(home, sessions):
     settings = Settings(SWITCHBOARD_HOME=home, SWITCHBOARD_ADMINS=ADMIN)
-    deps = BotDeps(settings=settings, sessions=sessions, router=ScriptedRouter())
+    deps = BotDeps(rules=BotRules.of(settings), sessions=sessions, router=ScriptedRouter())
     with transaction(sessions) as session:
         upsert_department(session, name="Billing", emoji="moneybag")
         register_model(session, adapter_path="scripted", base_model="scripted", labels=["Billing"],

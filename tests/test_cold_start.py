@@ -28,7 +28,7 @@ API_KEY = "sk-test-cold-start"
 
 
 def client_for(fake):
-    return make_openai_client(Settings(OPENAI_API_KEY=API_KEY, OPENAI_BASE_URL=fake.base_url))
+    return make_openai_client(API_KEY, fake.base_url)
 
 
 def test_the_baseline_routes_with_the_probability_its_logprobs_give_and_records_the_cost(sessions):
@@ -161,6 +161,7 @@ def test_distillation_uses_answers_already_paid_for_and_never_overrules_a_person
 
 def test_in_cold_start_the_bot_routes_with_the_baseline_and_keeps_what_each_message_cost(home, sessions):
     from bot.deps import BotDeps
+    from bot.rules import BotRules
     from fakes.bot_server import BotServer
     from fakes.slack_api import FakeSlack
     from store.tables import Prediction, SlackMessage
@@ -179,7 +180,7 @@ def test_in_cold_start_the_bot_routes_with_the_baseline_and_keeps_what_each_mess
     with FakeSlack() as slack, FakeOpenAI(answers) as fake:
         settings = Settings(SWITCHBOARD_HOME=home, SWITCHBOARD_AUDIT_RATE="0")
         router = ColdStartRouter(NoModelYet(), BaselineRouter(client_for(fake), sessions, model="gpt-4o"))
-        bot = BotServer(BotDeps(settings=settings, sessions=sessions, router=router), slack)
+        bot = BotServer(BotDeps(rules=BotRules.of(settings), sessions=sessions, router=router), slack)
         try:
             routed = route(bot, "my parcel is late", ts="1700000100.000100")
             unsure = route(bot, "a refund or a new one?", ts="1700000100.000200")

@@ -15,6 +15,7 @@ from slack_sdk.errors import SlackApiError
 
 from bot.deps import BotDeps
 from bot.home import HomeTab
+from bot.rules import BotRules
 from core.settings import Settings
 from reports.costs import DAYS, Pricing, project
 from store.costs import cost_measures, usd
@@ -228,7 +229,7 @@ def _width(png: bytes) -> int:
 def test_the_home_tab_says_who_routes_and_shows_the_cost_chart(sessions, home):
     model_id = seed(sessions)
     settings = Settings(SWITCHBOARD_HOME=home, OPENAI_API_KEY="sk-test")
-    tab = HomeTab(BotDeps(settings=settings, sessions=sessions, router=None))  # type: ignore[arg-type]
+    tab = HomeTab(BotDeps(rules=BotRules.of(settings), sessions=sessions, router=None))  # type: ignore[arg-type]
     slack = StubSlack()
     slack.refuse = 1  # Slack has not finished processing the upload
     tab.publish(slack, "U1")  # type: ignore[arg-type]

@@ -80,8 +80,9 @@ def test_every_department_gets_the_in_process_label_score_probability(settings, 
     meta["calibration"]["reference_doubts"] = doubts
     (folder / "switchboard.json").write_text(json.dumps(meta))
     with FakeVLLM(tiny_model_dir) as engine:
-        router = make_engine_router(settings.model_copy(update={"inference_url": engine.url + "/v1"}),
-                                    lambda: (report.model_id, str(folder), str(tiny_model_dir)))
+        router = make_engine_router(engine.url + "/v1",
+                                    base_model=settings.base_model, cache_dir=settings.cache_dir,
+                                    lookup=lambda: (report.model_id, str(folder), str(tiny_model_dir)))
         with pytest.raises(NoActiveModel):
             router.classify("before any model")
         assert router.refresh() is True and router.model_id == report.model_id
@@ -103,8 +104,9 @@ def test_every_department_gets_the_in_process_label_score_probability(settings, 
 def test_a_promotion_loads_the_new_adapter_switches_then_unloads_the_old(settings, sessions, tiny_model_dir):
     first, second = first_active_second_trained(settings, sessions)
     with FakeVLLM(tiny_model_dir) as engine:
-        router = make_engine_router(settings.model_copy(update={"inference_url": engine.url}),
-                                    registry_lookup(sessions), poll_seconds=0.05)
+        router = make_engine_router(engine.url,
+                                    base_model=settings.base_model, cache_dir=settings.cache_dir,
+                                    lookup=registry_lookup(sessions), poll_seconds=0.05)
         router.start()
         answers, errors, stop = [], [], threading.Event()
 
@@ -155,8 +157,9 @@ def test_an_adapter_the_engine_cannot_load_leaves_the_old_one_serving(settings, 
     config = json.loads((too_big / "adapter_config.json").read_text())
     (too_big / "adapter_config.json").write_text(json.dumps({**config, "r": 64}))
     with FakeVLLM(tiny_model_dir) as engine:
-        router = make_engine_router(settings.model_copy(update={"inference_url": engine.url}),
-                                    registry_lookup(sessions))
+        router = make_engine_router(engine.url,
+                                    base_model=settings.base_model, cache_dir=settings.cache_dir,
+                                    lookup=registry_lookup(sessions))
         router.refresh()
         for folder in (str(tmp_path / "missing"), str(too_big)):
             with transaction(sessions) as session:
@@ -258,7 +261,8 @@ def test_a_real_vllm_serves_and_gates_what_the_in_process_scorer_computes(home, 
         assert second.current is not None and second.candidate is not None
         with transaction(sessions) as session:
             promote(session, model_id=first.model_id, by="test")
-        router = make_engine_router(served_there, registry_lookup(sessions))
+        router = make_engine_router(url, registry_lookup(sessions), base_model=settings.base_model,
+                                    cache_dir=settings.cache_dir)
         assert router.refresh() and router.model_id == first.model_id
         with transaction(sessions) as session:
             promote(session, model_id=second.model_id, by="test")
@@ -282,8 +286,9 @@ def test_a_candidate_in_shadow_is_served_by_the_engine_beside_the_active_adapter
 
     first, second = first_active_second_trained(settings, sessions)
     with FakeVLLM(tiny_model_dir) as engine:
-        router = make_engine_router(settings.model_copy(update={"inference_url": engine.url}),
-                                    registry_lookup(sessions), poll_seconds=3600)
+        router = make_engine_router(engine.url,
+                                    base_model=settings.base_model, cache_dir=settings.cache_dir,
+                                    lookup=registry_lookup(sessions), poll_seconds=3600)
         assert router.refresh() and router.model_id == first.model_id
         active = router.classify("alpha question 3")
         shadowed = router.classify_shadow(["alpha question 3"], second.model_id, second.adapter)[0]

@@ -116,7 +116,7 @@ def test_the_baseline_never_receives_a_personal_detail_in_routing_scoring_or_dis
         finally:
             bot.close()
         routing = len(fake.requests)
-        client = make_openai_client(settings)
+        client = make_openai_client(settings.openai_api_key, settings.openai_base_url)
         with sessions() as session:
             holdout = labelled_examples(session, split=Split.HOLDOUT)
         score_baseline(client, sessions, model="gpt-4o", departments=["Billing", "Refunds", "Shipping"],

@@ -20,7 +20,7 @@ from tests.support import AGENT, ScriptedRouter, posts, scripted_bot
 @pytest.fixture
 def replicas(home, sessions, slack) -> Iterator[tuple[BotServer, BotServer]]:
     first = scripted_bot(home, sessions, slack)
-    second = BotServer(BotDeps(settings=first.deps.settings, sessions=sessions, router=ScriptedRouter()), slack)
+    second = BotServer(BotDeps(rules=first.deps.rules, sessions=sessions, router=ScriptedRouter()), slack)
     yield first, second
     first.close()
     second.close()

@@ -42,7 +42,6 @@ from classifier.routing.router import Classification
 from classifier.routing.scoring import LabelTrie, _combine
 from classifier.serving.active_router import ActiveLookup, NoActiveModel, RegistryWatcher, SwapFailure
 from core.errors import SwitchboardError
-from core.settings import Settings
 from core.vocabulary import OUT_OF_SCOPE
 
 log = logging.getLogger(__name__)
@@ -284,19 +283,18 @@ def _public(error: EngineError) -> str:
         f"the inference engine answered HTTP {error.status}"
 
 
-def make_engine_router(settings: Settings, lookup: ActiveLookup, *, poll_seconds: float = 2.0) -> EngineRouter:
+def make_engine_router(inference_url: str, lookup: ActiveLookup, *, base_model: str, cache_dir: Path,
+                       poll_seconds: float = 2.0) -> EngineRouter:
     """The bot's router when SWITCHBOARD_INFERENCE_URL is set: only the base model's tokenizer loads here."""
     from classifier.model.base_model import model_source
     from classifier.model.serving_model import LeanTokenizer
 
-    if not settings.inference_url:
-        raise ValueError("SWITCHBOARD_INFERENCE_URL is not set")
-    source = Path(model_source(settings.base_model, settings.cache_dir))
+    source = Path(model_source(base_model, cache_dir))
     if (source / "tokenizer.json").is_file() and (source / "tokenizer_config.json").is_file():
         tokenizer: Any = LeanTokenizer(source)
     else:
         from transformers import AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(str(source))
-    return EngineRouter(client=EngineClient(settings.inference_url), tokenizer=tokenizer,
-                        base_model_name=settings.base_model, lookup=lookup, poll_seconds=poll_seconds)
+    return EngineRouter(client=EngineClient(inference_url), tokenizer=tokenizer,
+                        base_model_name=base_model, lookup=lookup, poll_seconds=poll_seconds)
