@@ -1,7 +1,8 @@
 """kill -9 at each step of a training run, of an import and of a migration; then the next command.
 
-Each case runs the real `switchboard` in its own process, with one step replaced by a SIGKILL of
-that process (nothing in the product knows about it), then runs the next command as a user would:
+Each case runs the real `switchboard` in its own process, which a profile hook SIGKILLs when one step's
+function is called or returns (nothing is patched and nothing in the product knows about it), then runs the
+next command as a user would:
 every label is still there, the active model is unchanged or the new one complete, nothing is stuck.
 """
 
@@ -21,19 +22,18 @@ from tests.support import ENV_PREFIXES, EXAMPLES, run_cli
 pytestmark = pytest.mark.slow
 
 KILLER = """
-import os, signal, sys, importlib
+import importlib, os, signal, sys, threading
 module_name, attr, when = sys.argv[1], sys.argv[2], sys.argv[3]
-module = importlib.import_module(module_name)
-real = getattr(module, attr)
-def killed(*args, **kwargs):
-    if when == "after":
-        real(*args, **kwargs)
-    os.kill(os.getpid(), signal.SIGKILL)
-setattr(module, attr, killed)
+step = getattr(importlib.import_module(module_name), attr).__code__
+event = "call" if when == "before" else "return"
+def kill_at_the_step(frame, what, arg):
+    if what == event and frame.f_code is step:
+        os.kill(os.getpid(), signal.SIGKILL)
+sys.setprofile(kill_at_the_step)
+threading.setprofile(kill_at_the_step)
 from cli.main import main
 sys.exit(main(sys.argv[4:]))
 """
-
 
 def killed_at(module: str, attr: str, when: str, *args: str, env: dict[str, str]) -> int:
     full_env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIXES)} | env
