@@ -194,7 +194,7 @@ def _completion_trainer_class(label_tokens: list[int] | None) -> type:
 
     TRL's fused head scores every position of the batch against the whole vocabulary on CPU
     (it compacts only on Triton devices). Here a few label tokens per example are supervised, so
-    scoring only those took a CPU step of the embedded model from 6.7 s to about 2.7 s.
+    scoring only those makes a CPU step of the embedded model more than twice as fast.
 
     With `label_tokens`, the softmax runs over the labels' tokens only: the same renormalisation
     the scorer applies, so training optimises the probabilities that classification reads.

@@ -1,8 +1,8 @@
 """A Llama forward pass for serving, without transformers: what `classify` and `serve` run.
 
 Serving needs only the decoder's hidden states, with and without a key/value cache. Importing
-transformers' Llama took 3.1 s of a 6.3 s start on 2 cores, and its generic forward spends about
-a fifth of a single query in small ops around the matrix multiplies. This module holds the same
+transformers' Llama took about half of a serving process's start, and its generic forward spends a
+sizeable share of a single query in small ops around the matrix multiplies (docs/speed.md). This module holds the same
 weights under the same names (so a LoRA merge finds them) and computes the same function: the
 scoring test checks its probabilities against transformers' on the BANKING77 test queries.
 

@@ -1,7 +1,7 @@
 """Merging a LoRA adapter into the base weights without PEFT: how a serving process loads one.
 
-On the embedded model PEFT's `merge_and_unload` took 2.3 s and importing PEFT 2.4 s more, most
-of a 8 s start. This reads the adapter's safetensors and adds `scale * B @ A` to each target
+PEFT's `merge_and_unload`, and importing PEFT, were most of a serving process's start (docs/speed.md).
+This reads the adapter's safetensors and adds `scale * B @ A` to each target
 weight in place, which is what PEFT's merge computes, and subtracts it again when a hot swap
 replaces the adapter. Only plain LoRA is accepted (what the trainer writes); anything else is
 refused with a clear error rather than merged wrongly.
@@ -67,8 +67,8 @@ def swap(model: PreTrainedModel, *, old: LoraDeltas | None, new: LoraDeltas | No
     half-way the modules already changed are changed back, and the exception is raised.
 
     Out of place: loaded weights are pages of the memory-mapped checkpoint, and writing into them
-    copied 4 KB pages one fault at a time (1.9 s against 0.3 s for the embedded model), for a
-    higher peak of resident memory (1.38 GB against 0.96). The undo subtracts what was added, so a
+    copied 4 KB pages one fault at a time, several times slower and with a higher peak of resident
+    memory. The undo subtracts what was added, so a
     weight comes back within a rounding step of itself, and no second copy of the model is held.
     """
     import torch
