@@ -18,7 +18,6 @@ from classifier.routing.adapters import check_adapter_path
 from store.db import transaction
 from store.examples import StoreError
 from store.shadow import decide_by_admin
-from store.tables import ModelStatus
 
 log = logging.getLogger(__name__)
 
@@ -31,9 +30,9 @@ def decide_candidate(deps: BotDeps, *, user: str | None, model_id: int | None, a
         return False, NOT_AN_ADMIN
     try:
         with transaction(deps.sessions) as session:
-            model = decide_by_admin(session, model_id=model_id, approve=approve, by=f"admin {user}",
-                                    check=check_adapter_path if approve else None)
-            model_id, promoted = model.id, model.status == ModelStatus.ACTIVE
+            decided = decide_by_admin(session, model_id=model_id, approve=approve, by=f"admin {user}",
+                                      check=check_adapter_path if approve else None)
+            model_id, promoted = decided.model.id, decided.promoted
     except (StoreError, AdapterError) as exc:
         return False, f"Nothing changed: {exc}."
     log.info("admin %s %s model %s", user, "approved" if approve else "rejected", model_id)

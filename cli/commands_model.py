@@ -104,15 +104,13 @@ def decide_candidate(ctx: Any, args: argparse.Namespace) -> int:
     from cli.output import UserError
     from store.db import transaction
     from store.shadow import decide_by_admin
-    from store.tables import ModelStatus
 
     if args.id is None:
         raise UserError(f"models {args.action} needs a model ID (see `switchboard models`)")
     approve = args.action == "approve"
     with transaction(ctx.sessions) as session:
-        model = decide_by_admin(session, model_id=args.id, approve=approve, by="admin (cli)",
-                                check=check_adapter_path if approve else None)
-        promoted = model.status == ModelStatus.ACTIVE
+        promoted = decide_by_admin(session, model_id=args.id, approve=approve, by="admin (cli)",
+                                   check=check_adapter_path if approve else None).promoted
     text = (f"model {args.id} is now active" if promoted else
             f"model {args.id} approved, but the active model changed since its run: not promoted" if approve
             else f"model {args.id} rejected: the active model stays")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -129,19 +130,22 @@ def slack_poster(ctx: Context) -> Post:
     client = slack_web_client(ctx)
     if client is None:
         return lambda channel, user, text: log.info("no SLACK_BOT_TOKEN: not posting the report\n%s", text)
+    return lambda channel, user, text: post_to(client, [channel, user], text=text, what="the report", every=False)
+
+
+def post_to(client: WebClient, targets: Sequence[str | None], *, text: str, what: str, every: bool,
+            blocks: list[dict[str, Any]] | None = None) -> None:
+    """Posts to each target (`every`) or to the first that takes it; a refusal is logged, never raised."""
     from slack_sdk.errors import SlackApiError
 
-    def post(channel: str | None, user: str | None, text: str) -> None:
-        for target in (channel, user):
-            if not target:
-                continue
-            try:
-                client.chat_postMessage(channel=target, text=text)
-                return
-            except SlackApiError as exc:
-                log.warning("could not post the report to %s: %s", target, exc.response.get("error"))
-
-    return post
+    for target in filter(None, targets):
+        try:
+            client.chat_postMessage(channel=target, text=text, blocks=blocks)
+        except SlackApiError as exc:
+            log.warning("could not post %s to %s: %s", what, target, exc.response.get("error"))
+            continue
+        if not every:
+            return
 
 
 def start_trainer_service(ctx: Context, *, check_seconds: float = 60.0, poll_seconds: float = 2.0) -> TrainerService:
@@ -160,18 +164,9 @@ def approval_poster(ctx: Context) -> Ask | None:
     client = slack_web_client(ctx)
     if client is None:
         return None
-    from slack_sdk.errors import SlackApiError
-
     targets = [ctx.settings.alert_channel] if ctx.settings.alert_channel else sorted(ctx.settings.admins)
-
-    def ask(text: str, blocks: list[dict[str, Any]]) -> None:
-        for target in targets:
-            try:
-                client.chat_postMessage(channel=target, text=text, blocks=blocks)
-            except SlackApiError as exc:
-                log.warning("could not ask %s for approval: %s", target, exc.response.get("error"))
-
-    return ask
+    return lambda text, blocks: post_to(client, targets, text=text, blocks=blocks, what="an approval request",
+                                        every=True)
 
 
 def serving_router(ctx: Context) -> ActiveModelRouter | EngineRouter:

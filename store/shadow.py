@@ -18,7 +18,7 @@ from sqlmodel import Session, col, func, select
 
 from store.examples import StoreError
 from store.registry import ActiveModelMoved, AdapterCheck, get_model, promote
-from store.slack import standing_label
+from store.slack import standing_labels
 from store.tables import (
     ModelStatus,
     ModelVersion,
@@ -95,12 +95,13 @@ def shadow_rows(session: Session, model_id: int) -> list[ShadowRow]:
         .join(Prediction, col(Prediction.id) == SlackMessage.prediction_id, isouter=True)
         .where(ShadowPrediction.model_version_id == model_id)
         .order_by(col(ShadowPrediction.id))).all()
+    labels = standing_labels(session, {shadow.query_id for shadow, _ in rows})
     out, seen = [], set()
     for shadow, live in rows:
         if shadow.query_id in seen:  # the same text posted twice: one message of the window
             continue
         seen.add(shadow.query_id)
-        label = standing_label(session, query_id=shadow.query_id)
+        label = labels.get(shadow.query_id)
         # Both sides by their likeliest department: the live prediction keeps no "none of these" verdict.
         out.append(ShadowRow(shadow.query_id, live.department if live else None, shadow.department,
                              label.department if label else None, label.source.value if label else None))
@@ -190,8 +191,17 @@ def start_pending(session: Session, *, model_id: int, stage: ModelStatus) -> lis
     return superseded
 
 
+@dataclass(frozen=True)
+class Decided:
+    """A pending candidate's end: promoted or not, and the reason written to its run."""
+
+    model: ModelVersion
+    promoted: bool
+    reason: str
+
+
 def decide(session: Session, *, model_id: int, expected: ModelStatus, promote_it: bool, by: str,
-           reason: str, evidence: dict[str, Any] | None = None, check: AdapterCheck | None = None) -> ModelVersion:
+           reason: str, evidence: dict[str, Any] | None = None, check: AdapterCheck | None = None) -> Decided:
     """Moves a pending candidate on: promoted (if its rival is still active) or refused. Raises
     `NotPending` when it is not in `expected` any more, so a second decision changes nothing;
     `check` (an admin's promotion) refuses an adapter folder that cannot be served, changing nothing."""
@@ -204,7 +214,7 @@ def decide(session: Session, *, model_id: int, expected: ModelStatus, promote_it
 
 
 def decide_by_admin(session: Session, *, model_id: int | None, approve: bool, by: str,
-                    check: AdapterCheck | None = None) -> ModelVersion:
+                    check: AdapterCheck | None = None) -> Decided:
     """An admin's Approve (of a candidate waiting for approval) or Reject (also of one in shadow);
     `model_id` None: the pending candidate. Raises `NotPending`, changing nothing, when there is none to decide."""
     pending = pending_candidate(session)
@@ -222,7 +232,7 @@ def decide_by_admin(session: Session, *, model_id: int | None, approve: bool, by
 
 
 def _decide(session: Session, model: ModelVersion, *, expected: ModelStatus, promoted: bool, by: str,
-            reason: str, evidence: dict[str, Any] | None = None) -> ModelVersion:
+            reason: str, evidence: dict[str, Any] | None = None) -> Decided:
     assert model.id is not None
     claimed = session.exec(  # type: ignore[call-overload]
         update(ModelVersion).where(col(ModelVersion.id) == model.id, col(ModelVersion.status) == expected)
@@ -249,7 +259,7 @@ def _decide(session: Session, model: ModelVersion, *, expected: ModelStatus, pro
         run.reason, run.report = reason, report
         session.add(run)
     session.flush()
-    return model
+    return Decided(model, promoted, reason)
 
 
 def where(status: ModelStatus | str) -> str:

@@ -5,6 +5,7 @@ store/deliveries.py, the posts' ledger in store/posts.py."""
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from sqlalchemy import func, or_
@@ -137,6 +138,19 @@ def standing_label(session: Session, *, query_id: int) -> StandingLabel | None:
         return None
     label, department = row
     return StandingLabel(department.name, LabelSource(label.source), label.author)
+
+
+def standing_labels(session: Session, query_ids: Collection[int]) -> dict[int, StandingLabel]:
+    """`standing_label` of many queries in one query: those with none are left out."""
+    rows = session.exec(
+        select(Label, Department).join(Department, col(Department.id) == Label.department_id)
+        .where(col(Label.query_id).in_(list(query_ids)), col(Label.withdrawn_at).is_(None))
+        .order_by(col(Label.id).desc())
+    ).all() if query_ids else []
+    standing: dict[int, StandingLabel] = {}
+    for label, department in rows:
+        standing.setdefault(label.query_id, StandingLabel(department.name, LabelSource(label.source), label.author))
+    return standing
 
 
 def prediction_of(session: Session, message: SlackMessage) -> Prediction | None:

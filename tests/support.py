@@ -148,7 +148,7 @@ def scripted_bot(home, sessions, slack, *, audit_rng: random.Random | None = Non
         register_model(session, adapter_path="scripted", base_model="scripted", labels=[d[0] for d in DEPARTMENTS],
                        hyperparameters={}, metrics={}, parent_id=None)
     deps = BotDeps(rules=BotRules.of(settings), sessions=sessions, router=router or ScriptedRouter(),
-                   audit_rng=audit_rng or random.Random(), shadow=ShadowQueue(shadow, batch=shadow_batch))
+                   audit_rng=audit_rng or random.Random(), shadow=ShadowQueue(shadow, batch=shadow_batch, refresh_s=0))
     return BotServer(deps, slack, policy=policy, client=client)
 
 

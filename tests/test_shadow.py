@@ -15,6 +15,7 @@ from safetensors.torch import save_file
 from sqlmodel import select
 
 from bot.blocks import AUDIT_RIGHT
+from bot.shadow import ShadowQueue
 from classifier.routing.adapters import META_FILE, AdapterMeta
 from classifier.routing.prompt import PromptFormat
 from classifier.routing.router import Classification
@@ -24,7 +25,7 @@ from store.registry import active_model, get_model, promote, register_model
 from store.runs import finish_run, start_run
 from store.shadow import start_pending
 from store.tables import ModelStatus, RunStatus, ShadowPrediction, TrainingRun
-from tests.support import ADMIN, AGENT, STRANGER, answer, posts, route, text_of, wait_until
+from tests.support import ADMIN, AGENT, STRANGER, answer, posts, route, stored_message, text_of, wait_until
 from trainer.approval import ask_for_approvals
 from trainer.gate import GateRules
 from trainer.promotion import settle_shadow
@@ -131,6 +132,20 @@ def test_the_shadow_scores_messages_in_batches_and_a_new_candidate_drops_the_old
     wait_until(lambda: len(shadow_rows(sessions)) == 4, what="the batch stored")
     assert seen == [[f"invoice question {i}" for i in range(3, 7)]]  # one call, the new candidate's four
     assert {r.model_version_id for r in shadow_rows(sessions)} == {newer.id} != {candidate}
+
+
+def test_the_queue_asks_the_store_for_a_candidate_at_most_once_a_refresh(start_bot, sessions):
+    now, seen = [0.0], []
+    bot = start_bot(SWITCHBOARD_AUDIT_RATE="0")
+    queue = ShadowQueue(always("Billing", seen), batch=1, refresh_s=60, clock=lambda: now[0])
+    route(bot, "invoice question 1", ts="310.000001")
+    first = stored_message(sessions, "310.000001")
+    assert queue.add(sessions, first, "invoice question 1") == 0  # none in shadow: that is remembered
+    pending(sessions, ModelStatus.SHADOW, window=8)
+    now[0] = 59.0
+    assert queue.add(sessions, first, "invoice question 1") == 0 and seen == []  # not asked again yet
+    now[0] = 61.0
+    assert queue.add(sessions, first, "invoice question 1") == 1 and seen == [["invoice question 1"]]
 
 
 def test_a_candidate_no_worse_on_the_window_is_promoted(start_bot, sessions):

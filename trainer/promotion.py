@@ -25,7 +25,6 @@ from store.shadow import (
     await_approval,
     decide,
     disagreements,
-    run_of,
     shadow_candidate,
     shadow_count,
     shadow_rows,
@@ -137,9 +136,8 @@ def _settle(sessions: SessionFactory, rules: GateRules) -> Settled | None:
             decided = decide(session, model_id=model.id, expected=ModelStatus.SHADOW, promote_it=True,
                              by="trainer (shadow)", reason=f"promoted: not worse on the shadow window "
                                                            f"({evidence.summary()})", evidence=evidence.to_json())
-        run = run_of(session, model.id)
-        outcome = RunStatus.PROMOTED if decided.status == ModelStatus.ACTIVE else RunStatus.NOT_PROMOTED
-        settled = Settled(model.id, outcome, run.reason if run and run.reason else "")
+        settled = Settled(model.id, RunStatus.PROMOTED if decided.promoted else RunStatus.NOT_PROMOTED,
+                          decided.reason)
     log.info("model %s after its shadow window: %s", settled.model_id, settled.reason)
     return settled
 
