@@ -264,11 +264,14 @@ def main() -> int:
 
 
 def _tested_commit() -> str | None:
-    """HEAD, when deploy/ and pyproject.toml are as committed there: what scripts/smoke-if-changed.sh compares."""
-    packaging = ["deploy", ":(exclude)deploy/*.md", "pyproject.toml"]
-    dirty = subprocess.run(["git", "status", "--porcelain", "--", *packaging], cwd=ROOT, capture_output=True, text=True)
+    """HEAD, when the packaging is as committed there (scripts/packaging_changed.py, which
+    scripts/smoke-if-changed.sh asks too)."""
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-    return head.stdout.strip() if dirty.returncode == 0 and not dirty.stdout.strip() and head.returncode == 0 else None
+    if head.returncode != 0:
+        return None
+    same = subprocess.run([sys.executable, str(ROOT / "scripts" / "packaging_changed.py"), head.stdout.strip()],
+                          cwd=ROOT)
+    return head.stdout.strip() if same.returncode == 0 else None
 
 
 if __name__ == "__main__":

@@ -61,6 +61,7 @@ class FaultMatrixReport:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "postgres: a module whose tests also run on PostgreSQL (POSTGRES_MODULES)")
     config.pluginmanager.register(FaultMatrixReport(), "fault-matrix-report")
     if os.environ.get("PYTEST_XDIST_WORKER"):  # two workers on two cores: one thread each, or they spin
         os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"  # and every process a test starts
@@ -69,16 +70,51 @@ def pytest_configure(config: pytest.Config) -> None:
         torch.set_num_threads(1)
 
 
+# The modules whose tests run on PostgreSQL too (`--store=both`, as CI does, or `--store=postgres` with
+# `-m postgres`): the store's queries, the pipeline, the gate and the bot's durable path.
+POSTGRES_MODULES = frozenset({
+    "test_split", "test_import", "test_holdout", "test_gate", "test_pipeline", "test_faults", "test_loop",
+    "test_cold_start", "test_cost", "test_baseline", "test_out_of_scope", "test_bot", "test_out_of_scope_bot",
+    "test_audits", "test_outbox", "test_trainer_service", "test_replicas", "test_metrics_drift",
+    "test_label_history", "test_fault_matrix", "test_delivery", "test_upgrades", "test_forgetting",
+    "test_retention", "test_shadow"})
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption("--store", choices=["sqlite", "postgres"], default="sqlite",
+    parser.addoption("--store", choices=["sqlite", "postgres", "both"], default="sqlite",
                      help="the store the tests' `sessions` and `settings` use; postgres needs TEST_POSTGRES_URL, "
-                          "a server's URL (scripts/postgres.sh start prints one)")
+                          "a server's URL (scripts/postgres.sh start prints one); both: SQLite for every test, "
+                          "and PostgreSQL too for the fast tests of the modules marked `postgres`")
+
+
+def _on_postgres(module: str) -> bool:
+    return module.rsplit(".", 1)[-1] in POSTGRES_MODULES
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if _on_postgres(item.module.__name__ if item.module else ""):  # type: ignore[attr-defined]
+            item.add_marker(pytest.mark.postgres)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """With --store=both, each test of a `postgres` module that is not slow runs once on each store."""
+    if metafunc.config.getoption("--store") != "both" or "store" not in metafunc.fixturenames:
+        return
+    both = _on_postgres(metafunc.module.__name__) and metafunc.definition.get_closest_marker("slow") is None
+    metafunc.parametrize("store", ["sqlite", "postgres"] if both else ["sqlite"], indirect=True)
 
 
 @pytest.fixture
-def database_url(request: pytest.FixtureRequest, home: Path) -> Iterator[str]:
+def store(request: pytest.FixtureRequest) -> str:
+    """The store this test runs on: "sqlite" or "postgres"."""
+    return str(getattr(request, "param", request.config.getoption("--store")))
+
+
+@pytest.fixture
+def database_url(store: str, home: Path) -> Iterator[str]:
     """A new, empty store for each test: a SQLite file, or a fresh database on the test PostgreSQL server."""
-    if request.config.getoption("--store") == "sqlite":
+    if store == "sqlite":
         yield f"sqlite:///{home / 'switchboard.db'}"
         return
     from uuid import uuid4

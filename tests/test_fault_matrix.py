@@ -209,8 +209,8 @@ CELLS = [(step, failure) for step in STEPS for failure in FAILURES]
 
 
 @pytest.mark.parametrize(("step", "failure"), CELLS, ids=[f"{s}-{f}".replace(" ", "_") for s, f in CELLS])
-def test_fault_matrix(step, failure, home, sessions, request):
-    request.node.user_properties.append(("fault_matrix", (request.config.getoption("--store"), step, failure,
+def test_fault_matrix(step, failure, home, sessions, store, request):
+    request.node.user_properties.append(("fault_matrix", (store, step, failure,
                                                           STEPS.index(step), FAILURES.index(failure))))
     fault = Fault(failure)
     with FakeSlack() as slack:
