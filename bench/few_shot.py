@@ -1,7 +1,7 @@
 """The few-shot race: levers on the LoRA router, each beside TF-IDF SVM and MiniLM + LR, same examples.
 
-    python bench/few_shot.py --task departments --seeds 0 1 2      # BANKING77, 10 a class, all 3,080 test queries
-    python bench/few_shot.py --task domains --seeds 0 1            # CLINC150's 10 domains, 4,500 in-scope test queries
+    python -m bench.few_shot --task departments --seeds 0 1 2      # BANKING77, 10 a class, all 3,080 test queries
+    python -m bench.few_shot --task domains --seeds 0 1            # CLINC150's 10 domains, 4,500 in-scope test queries
 
 One router is trained per seed exactly as the trainer trains it (`trainer/candidate.py`: the
 calibration fold held out, the head and the temperature fitted after the LoRA); the test queries
@@ -23,39 +23,31 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import statistics
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 import numpy as np
-from quality import sample_train  # bench/quality.py, beside this script
 
+from bench.datasets import SHARED, Pairs, banking77, clinc150, sample_per_class
+from bench.harness import save, train_router_on_pairs
 from classifier.routing.metrics import classification_metrics
 
-SHARED = Path(__file__).resolve().parent.parent.parent / "shared/data"
 
-
-def load(task: str, data: Path | None) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+def load(task: str, data: Path | None) -> tuple[Pairs, Pairs]:
     if task == "domains":
-        from oos import load as load_clinc
-
-        train, test, _ = load_clinc(data or SHARED / "clinc150")
+        train, test, _ = clinc150(data or SHARED / "clinc150")
         return train, test
-    from quality import load as load_banking
-
-    return load_banking(data or SHARED / "banking77", task)
+    return banking77(data or SHARED / "banking77", task)
 
 
-def router_reads(train: list[tuple[str, str]], texts: list[str], labels: list[str], home: Path) -> dict[str, Any]:
+def router_reads(train: Pairs, texts: list[str], labels: list[str], home: Path) -> dict[str, Any]:
     """Train as the trainer does (trainer/candidate.py); the test queries' probabilities (the router's,
     its label scores' alone, its head's alone) and hidden states, and the labelled examples' states."""
     from classifier.routing.calibration import with_temperature
     from classifier.routing.head import averaged
-    from trainer.candidate import train_router_on_pairs
 
     started = time.perf_counter()
     lora, _, fitted, train_on, fold = train_router_on_pairs(train, labels, cache_dir=home / "cache", progress=False)
@@ -91,10 +83,11 @@ def knn_vote(hidden: np.ndarray, bank: np.ndarray, bank_labels: list[int], n_lab
     return votes / votes.sum(axis=1, keepdims=True)
 
 
-def one_seed(train_all, test, labels, seed: int, per_class: int, home: Path) -> dict[str, Any]:
+def one_seed(train_all: Pairs, test: Pairs, labels: list[str], seed: int, per_class: int, home: Path
+             ) -> dict[str, Any]:
     from trainer.alternatives import fit_minilm_logreg, fit_tfidf_svm
 
-    train = sample_train(train_all, per_class, seed)
+    train = sample_per_class(train_all, per_class, seed)
     texts, truth = [t for t, _ in test], [y for _, y in test]
     probs: dict[str, np.ndarray] = {}
     for fit in (fit_tfidf_svm, fit_minilm_logreg):
@@ -116,7 +109,7 @@ def one_seed(train_all, test, labels, seed: int, per_class: int, home: Path) -> 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--task", choices=["departments", "intents", "domains"], default="departments")
     parser.add_argument("--data", type=Path, help="the data set's folder (default: ../shared/data/...)")
     parser.add_argument("--per-class", type=int, default=10)
@@ -128,21 +121,19 @@ def main() -> None:
     train_all, test = load(args.task, args.data)
     labels = sorted({y for _, y in train_all})
     if args.test:
-        test = __import__("random").Random(1).sample(test, args.test)
-    filename = f"few-shot-{args.task}-{args.per_class}-per-class{'-smoke' if args.test else ''}.json"
-    out = Path(__file__).resolve().parent / "results" / filename
+        test = random.Random(1).sample(test, args.test)
+    result_name = f"few-shot-{args.task}-{args.per_class}-per-class{'-smoke' if args.test else ''}"
     runs: list[dict[str, Any]] = []
+    mean: dict[str, dict[str, float]] = {}
     for seed in args.seeds:  # saved after each seed, so a long run's finished seeds are kept
         runs.append(one_seed(train_all, test, labels, seed, args.per_class, args.home))
         names = list(runs[0]["results"])
         mean = {name: {metric: round(statistics.mean(r["results"][name][metric] for r in runs), 4)
                        for metric in ("accuracy", "macro_f1")} for name in names}
         report = {"task": args.task, "size": f"{args.per_class}-per-class", "test_queries": len(test),
-                  "labels": len(labels), "seeds": [r["seed"] for r in runs],
-                  "machine": f"{__import__('os').cpu_count()} CPU cores", "mean": mean, "runs": runs}
-        out.write_text(json.dumps(report, indent=1))
+                  "labels": len(labels), "seeds": [r["seed"] for r in runs], "mean": mean, "runs": runs}
+        save(result_name, report, args, show=False)
     print(json.dumps(mean, indent=1))
-    print(f"saved {out}", file=sys.stderr)
 
 
 if __name__ == "__main__":

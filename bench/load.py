@@ -1,7 +1,7 @@
 """Load on the HTTP front: many signed events at once, idle connections held open, and a reply path
 that fails for half the messages, against `switchboard serve --http` as its own process.
 
-    PYTHONPATH=. .venv/bin/python bench/load.py --messages 200 --concurrency 32 --idle 100 --fail-share 0.5
+    python -m bench.load --messages 200 --concurrency 32 --idle 100 --fail-share 0.5
 
 Events are delivered as Slack delivers them, retried (here 1 s apart) when the answer is not a 200.
 Loopback only: the bot's Web API points at the loopback Slack (fakes/slack_api.py), in this process, whose
@@ -15,27 +15,18 @@ Prints and saves JSON to bench/results/load.json.
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import socket
 import statistics
-import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from bench.report import save  # noqa: E402
-from bench.slack_latency import SECRET, start_bot, summary, texts, train_first_model  # noqa: E402
-from fakes.bot_server import message  # noqa: E402
-from fakes.slack_api import FakeSlack, event_body, sign  # noqa: E402
+from bench.harness import ROOT, post, save, start_bot, summary, texts, train_first_model
+from fakes.slack_api import FakeSlack
 
 
 def deliver(port: int, text: str, ts: str, event_id: str) -> tuple[int, float, int]:
@@ -50,22 +41,10 @@ def deliver(port: int, text: str, ts: str, event_id: str) -> tuple[int, float, i
     return status, first_ms, retries
 
 
-def post(port: int, text: str, ts: str, event_id: str, retry: int = 0) -> tuple[int, float]:
-    body, content_type = event_body(message(text, ts=ts), event_id)
-    headers = {"Content-Type": content_type, **sign(SECRET, body)}
-    if retry:
-        headers |= {"X-Slack-Retry-Num": str(retry), "X-Slack-Retry-Reason": "http_error"}
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/slack/events", data=body.encode(), headers=headers)
-    started = time.perf_counter()
-    try:
-        with urllib.request.urlopen(request, timeout=30) as answer:
-            answer.read()
-            status = answer.status
-    except urllib.error.HTTPError as error:
-        status = error.code
-    except OSError:
-        status = 0
-    return status, (time.perf_counter() - started) * 1000
+def replies_by_thread(slack: FakeSlack) -> Counter[str]:
+    """How many thread replies the loopback Slack accepted, by the thread's ts."""
+    return Counter(ts for call in slack.calls_to("chat.postMessage")
+                   if call.ok and isinstance(ts := call.body.get("thread_ts"), str))
 
 
 class Sampler:
@@ -93,7 +72,7 @@ class Sampler:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--messages", type=int, default=200)
     parser.add_argument("--concurrency", type=int, default=32, help="events in flight at once")
     parser.add_argument("--idle", type=int, default=100, help="connections opened and left silent")
@@ -120,13 +99,13 @@ def main() -> None:
             wanted = {f"{1_900_000_000 + i}.000100" for i in range(args.messages)}
             answered: Counter[str] = Counter()
             while time.perf_counter() - started < args.deadline:
-                answered = Counter(c.body.get("thread_ts") for c in slack.calls_to("chat.postMessage") if c.ok)
+                answered = replies_by_thread(slack)
                 if wanted <= set(answered):
                     break
                 time.sleep(0.5)
             all_answered_s = time.perf_counter() - started
             time.sleep(6)  # one more outbox poll: a duplicate would show now
-            answered = Counter(c.body.get("thread_ts") for c in slack.calls_to("chat.postMessage") if c.ok)
+            answered = replies_by_thread(slack)
         finally:
             for sock in idle:
                 sock.close()
@@ -146,10 +125,9 @@ def main() -> None:
         "lost": len(wanted - set(answered)),
         "seconds_until_all_answered": round(all_answered_s, 1) if wanted <= set(answered) else None,
         "serve_peak_threads": sampler.threads, "serve_peak_rss_mb": round(sampler.rss_kb / 1024, 1),
-        "machine": {"cpus": os.cpu_count()},
         "median_ack_ms": round(statistics.median(ack_ms), 1) if ack_ms else None,
     }
-    save(result, "load.json")
+    save("load", result, args)
 
 
 if __name__ == "__main__":

@@ -1,13 +1,13 @@
 """The product's loop at its defaults, simulated on BANKING77's 8 departments through the real store,
 bot decisions, trainer, baseline client and gate.
 
-    python bench/loop.py --data ../shared/data/banking77                 # 80% of misroutes corrected
-    python bench/loop.py --correct-rate 0.5 --out bench/results/loop-correct50.json
-    python bench/loop.py --start 50 --out bench/results/loop-start50.json
-    python bench/loop.py --resume                # goes on from the state saved after the last run
-    python bench/loop.py --resume --sabotage-only   # the sabotaged candidates, on the saved state
-    python bench/loop.py --resume --ablation        # each lever off, retrained on the saved state
-    python bench/loop.py --report                   # only the JSON and PNG, from the saved state as it is
+    python -m bench.loop --data ../shared/data/banking77                 # 80% of misroutes corrected
+    python -m bench.loop --correct-rate 0.5 --out bench/results/loop-correct50.json
+    python -m bench.loop --start 50 --out bench/results/loop-start50.json
+    python -m bench.loop --resume                # goes on from the state saved after the last run
+    python -m bench.loop --resume --sabotage-only   # the sabotaged candidates, on the saved state
+    python -m bench.loop --resume --ablation        # each lever off, retrained on the saved state
+    python -m bench.loop --report                   # only the JSON and PNG, from the saved state as it is
 
 Starts from 5 imported examples per department and nothing else. Streams 3,000 unseen training
 queries, 300 a simulated day, through the routing model: the few-shot baseline (a loopback
@@ -29,27 +29,21 @@ import argparse
 import contextlib
 import itertools
 import json
-import os
 import random
 import signal
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-import quality
-from loop_trials import LEVERS, SABOTAGE, ablation_run, inferred_label_quality, sabotaged_run
-from loop_world import SimulatedDeployment, open_store
-
+from bench.datasets import SHARED, banking77, sample_per_class
+from bench.harness import RESULTS, load_result, save
+from bench.loop_trials import LEVERS, SABOTAGE, ablation_run, inferred_label_quality, sabotaged_run
+from bench.loop_world import SimulatedDeployment, open_store
 from core.redact import Redactor
 from core.settings import Settings
 from fakes.openai_api import FakeOpenAI
-
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def baseline_table(texts: list[tuple[str, str]], departments: list[str], accuracy: float,
@@ -66,7 +60,7 @@ def baseline_table(texts: list[tuple[str, str]], departments: list[str], accurac
 
 def arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared/data/banking77")
+    parser.add_argument("--data", type=Path, default=SHARED / "banking77")
     parser.add_argument("--start", type=int, default=5, help="imported examples per department")
     parser.add_argument("--stream", type=int, default=3000)
     parser.add_argument("--test", type=int, default=600, help="official test queries scored after each run")
@@ -94,10 +88,10 @@ def arguments() -> argparse.Namespace:
 
 def main() -> None:
     args = arguments()
-    train_all, test_all = quality.load(args.data, "departments")
+    train_all, test_all = banking77(args.data, "departments")
     rng = random.Random(args.seed)
     rng.shuffle(train_all)
-    start = quality.sample_train(train_all, args.start, args.seed)
+    start = sample_per_class(train_all, args.start, args.seed)
     started_texts = {t for t, _ in start}
     stream = [row for row in train_all if row[0] not in started_texts][: args.stream]
     test = random.Random(args.seed + 1).sample(test_all, args.test)
@@ -188,13 +182,12 @@ def main() -> None:
         "baseline_routing_usd": world.routing_cost(),  # what the baseline's routes cost, the whole stream so far
         "summary": summarise(state["curve"], state["sabotage"], state.get("shadow_log", [])),
         "label_quality": inferred_label_quality(world.sessions, dict(start + stream)),
-        "loopback_baseline_requests": state["baseline_requests"], "seconds": state["seconds"],
-        "machine": f"{os.cpu_count()} CPU cores, torch threads {os.environ.get('OMP_NUM_THREADS', 'default')}"}
+        "loopback_baseline_requests": state["baseline_requests"], "seconds": state["seconds"]}
     if world.streamed < len(stream):
         result["cut_short"] = f"{world.streamed} of {len(stream)} streamed: go on with --resume"
     if missing := [kind for kind in SABOTAGE if kind not in state["sabotage"]]:
         result["sabotage_not_run"] = missing
-    finish(args.out, result)
+    finish(args, result)
 
 
 class Stopper:
@@ -223,19 +216,18 @@ class Stopper:
             raise SystemExit("stopped: go on with --resume")
 
 
-def finish(out: Path, result: dict[str, Any]) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2, default=str))
+def finish(args: argparse.Namespace, result: dict[str, Any]) -> None:
+    out = save(args.out, result, args, show=False)
     png = out.with_suffix(".png")
     png.write_bytes(curve_png(result["curve"], result["routing_log"]))
     print(json.dumps(result["summary"], indent=2))
-    print(f"saved {out} and {png}", file=sys.stderr)
+    print(f"saved {png}", file=sys.stderr)
 
 
-def guarded(run: Any, *args: Any) -> dict[str, Any]:
+def guarded(run: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
     """A sabotage run's result, or the error that stopped it: the curve is kept either way."""
     try:
-        return run(*args)  # type: ignore[no-any-return]
+        return run(*args)
     except Exception as exc:
         return {"error": f"{type(exc).__name__}: {exc}"}
 
@@ -279,9 +271,8 @@ def curve_png(curve: list[dict[str, Any]], routing_log: list[dict[str, Any]]) ->
         marker = "o" if p["promoted"] else "x"
         ax.plot(p["streamed"], p["candidate_test_accuracy"] or 0, marker, color="tab:orange" if p["promoted"]
                 else "tab:red")
-    full = RESULTS / "quality-departments-full-3080.json"
-    if full.exists():
-        accuracy = json.loads(full.read_text())["results"]["lora_router"]["accuracy"]
+    if (RESULTS / "quality-departments-full-3080.json").exists():
+        accuracy = load_result("quality-departments-full-3080")["results"]["lora_router"]["accuracy"]
         ax.axhline(accuracy, linestyle="--", color="grey", label=f"router on the full training set ({accuracy:.1%})")
     ax.plot([], [], "o", color="tab:orange", label="candidate promoted")
     ax.plot([], [], "x", color="tab:red", label="candidate refused")

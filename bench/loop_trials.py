@@ -27,9 +27,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from loop_world import EPOCH, open_store
 from sqlmodel import col, select
 
+from bench.loop_world import EPOCH, open_store
 from store.db import SessionFactory, transaction
 from store.examples import get_department, label_query, labelled_examples
 from store.tables import Label, LabelSource, Query, Registry, Split
@@ -63,10 +63,10 @@ def sabotaged_run(world: Any, home: Path, kind: str, rng: random.Random) -> dict
     report = run_training(world.trainer_deps(settings, sessions), world.options)
     candidate = world.candidate_accuracy(settings, report)
     shutil.rmtree(copy, ignore_errors=True)
+    routing = report.current or report.baseline
     return {"promoted": report.promoted, "reason": report.reason, "training_labels_changed": changed,
             "candidate_macro_f1": report.candidate.macro_f1 if report.candidate else None,
-            "routing_model_macro_f1": (report.current or report.baseline).macro_f1
-            if (report.current or report.baseline) else None,
+            "routing_model_macro_f1": routing.macro_f1 if routing else None,
             "candidate_test_accuracy": candidate, "wall_seconds": round(time.perf_counter() - began, 1)}
 
 

@@ -1,4 +1,4 @@
-"""The simulated deployment behind bench/loop.py: the bot's routing decisions and the agents around it.
+"""The simulated deployment behind `python -m bench.loop`: the bot's routing decisions and the agents around it.
 
 Every decision is the product's own function: the routing model (`ColdStartRouter`: the baseline
 until a fine-tuned model is promoted), the triage rule, the audit draw, the store's recording of a
@@ -240,4 +240,5 @@ class SimulatedDeployment:
         from store.tables import Prediction
 
         with self.sessions() as session:
-            return round(float(session.exec(select(func.coalesce(func.sum(Prediction.cost_usd), 0.0))).one()), 4)
+            cost = session.exec(select(func.coalesce(func.sum(Prediction.cost_usd), 0.0))).one()
+        return round(float(cost or 0.0), 4)

@@ -1,7 +1,7 @@
 """Out of scope on CLINC150: the router beside TF-IDF SVM and MiniLM + logistic regression, same examples.
 
-    python bench/oos.py --per-class 10            # 10 examples per department (domain)
-    python bench/oos.py --per-class 100 --seed 1
+    python -m bench.oos --per-class 10            # 10 examples per department (domain)
+    python -m bench.oos --per-class 100 --seed 1
 
 CLINC150's 10 domains are the departments; its 1,000 out-of-scope test queries are the junk, mixed
 with the 4,500 in-scope test queries. Every contender trains on in-scope examples only. The router
@@ -24,27 +24,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 import numpy as np
-from quality import sample_train  # bench/quality.py, beside this script
+
+from bench.datasets import SHARED, Pairs, clinc150, sample_per_class
+from bench.harness import save, train_router_on_pairs
 
 CATCH_TARGET = 0.8
-
-
-def load(data: Path) -> tuple[list[tuple[str, str]], list[tuple[str, str]], list[str]]:
-    """(train, in-scope test, out-of-scope test) with intents mapped to their domains."""
-    full = json.loads((data / "data_full.json").read_text())
-    domain_of = {intent: domain for domain, intents in json.loads((data / "domains.json").read_text()).items()
-                 for intent in intents}
-    train = [(text, domain_of[intent]) for text, intent in full["train"]]
-    test = [(text, domain_of[intent]) for text, intent in full["test"]]
-    return train, test, [text for text, _ in full["oos_test"]]
 
 
 def curve(signal: np.ndarray, right: np.ndarray, is_oos: np.ndarray) -> dict[str, Any]:
@@ -74,10 +63,9 @@ def bot_rule(probs: np.ndarray, right: np.ndarray, is_oos: np.ndarray, verdict: 
             "in_scope_misrouted": round(float((~triage & ~right)[~is_oos].mean()), 4)}
 
 
-def router(train: list[tuple[str, str]], texts: list[str], labels: list[str], home: Path
+def router(train: Pairs, texts: list[str], labels: list[str], home: Path
            ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, dict[str, Any]]:
     from classifier.routing.calibration import UNFAMILIAR_QUANTILE, doubts, knn_distances, with_temperature
-    from trainer.candidate import train_router_on_pairs
 
     started = time.perf_counter()
     lora, _, fitted, train_on, _ = train_router_on_pairs(train, labels, cache_dir=home / "cache")
@@ -111,9 +99,8 @@ def _ranks(x: np.ndarray) -> np.ndarray:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    default_data = Path(__file__).resolve().parent.parent.parent / "shared/data/clinc150"
-    parser.add_argument("--data", type=Path, default=default_data)
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--data", type=Path, default=SHARED / "clinc150")
     parser.add_argument("--per-class", type=int, help="examples per department (default: the full training set)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--alternatives-only", action="store_true")
@@ -122,8 +109,8 @@ def main() -> None:
 
     from trainer.alternatives import available_alternatives
 
-    train_all, test, oos = load(args.data)
-    train = sample_train(train_all, args.per_class, args.seed)
+    train_all, test, oos = clinc150(args.data)
+    train = sample_per_class(train_all, args.per_class, args.seed)
     labels = sorted({y for _, y in train_all})
     texts = [t for t, _ in test] + oos
     truth = np.array([labels.index(y) for _, y in test] + [-1] * len(oos))
@@ -155,10 +142,8 @@ def main() -> None:
                                     "in_scope_flagged": round(float(verdict[~is_oos].mean()), 4)}}
         print(json.dumps({k: (v if not isinstance(v, dict) else {a: b for a, b in v.items() if a != "curve"})
                           for k, v in report["results"]["lora_router"].items()}), flush=True)
-    out = Path(__file__).resolve().parent / "results" / f"oos-{size}-seed{args.seed}.json"
-    out.write_text(json.dumps(report, indent=1))
+    out = save(f"oos-{size}-seed{args.seed}", report, args, show=False)
     _plot(report, out.with_suffix(".png"))
-    print(f"saved {out}", file=sys.stderr)
 
 
 def _plot(report: dict[str, Any], path: Path) -> None:

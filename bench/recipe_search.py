@@ -1,12 +1,12 @@
 """Recipe search for the LoRA router: many training recipes, one data sample, one test sample.
 
-    python bench/recipe_search.py --task departments --per-class 10 --test 300 \
+    python -m bench.recipe_search --task departments --per-class 10 --test 300 \
         --grid '[{"learning_rate": 1e-3}, {"learning_rate": 2e-3, "epochs": 6, "batch_size": 8}]'
 
 Each recipe overrides `TrainConfig` fields; keys starting with `prompt.` override `PromptFormat`.
 The cheap alternatives are trained once on the same examples, so every line compares like with
-like. Prints one JSON line per recipe and saves them all to bench/results/recipes-<task>-<size>.json
-(appending to earlier runs of the same task and size, so a search can be resumed).
+like. Prints one JSON line per recipe and saves them all to bench/results/recipes-<task>-<size>-seed<N>.json
+(appending to earlier runs of the same task, size and seed, so a search can be resumed).
 """
 
 from __future__ import annotations
@@ -14,20 +14,18 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-import quality
-
+from bench.datasets import SHARED, Pairs, banking77, sample_per_class
+from bench.harness import RESULTS, load_result, save
 from classifier.routing.metrics import classification_metrics
+from trainer.alternatives import fit_minilm_logreg, fit_tfidf_svm
 
 
-def run_recipe(recipe: dict, train, test, labels, home: Path) -> dict:
+def run_recipe(recipe: dict[str, Any], train: Pairs, test: Pairs, labels: list[str], home: Path) -> dict[str, Any]:
     from classifier.model.base_model import load_base_model
     from classifier.routing.prompt import PromptFormat
     from classifier.routing.router import LoraRouter
@@ -51,8 +49,8 @@ def run_recipe(recipe: dict, train, test, labels, home: Path) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared/data/banking77")
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--data", type=Path, default=SHARED / "banking77")
     parser.add_argument("--task", choices=["intents", "departments"], default="departments")
     parser.add_argument("--per-class", type=int)
     parser.add_argument("--test", type=int)
@@ -62,29 +60,30 @@ def main() -> None:
     args = parser.parse_args()
     grid = json.loads(Path(args.grid[1:]).read_text() if args.grid.startswith("@") else args.grid)
 
-    train_all, test_all = quality.load(args.data, args.task)
-    train = quality.sample_train(train_all, args.per_class, args.seed)
+    train_all, test_all = banking77(args.data, args.task)
+    train = sample_per_class(train_all, args.per_class, args.seed)
     random.Random(args.seed).shuffle(train)
     test = random.Random(args.seed + 1).sample(test_all, args.test) if args.test else test_all
     labels = sorted({y for _, y in train_all})
     y_true = [y for _, y in test]
     size = f"{args.per_class}-per-class" if args.per_class else "full"
-    out = Path(__file__).resolve().parent / "results" / f"recipes-{args.task}-{size}-seed{args.seed}.json"
-    report = json.loads(out.read_text()) if out.exists() else {
+    name = f"recipes-{args.task}-{size}-seed{args.seed}"
+    report = load_result(name) if (RESULTS / f"{name}.json").exists() else {
         "task": args.task, "size": size, "seed": args.seed, "train_examples": len(train), "test_queries": len(test),
-        "machine": f"{__import__('os').cpu_count()} CPU cores", "alternatives": {}, "recipes": []}
+        "alternatives": {}, "recipes": []}
     if not report["alternatives"]:
-        for name, fit in (("tfidf_svm", quality.tfidf_svm), ("minilm_logreg", quality.minilm_logreg)):
-            predicted, _, _ = fit(train, test)
+        for fit in (fit_tfidf_svm, fit_minilm_logreg):
+            fitted = fit(train)
+            predicted = fitted.predict([t for t, _ in test])
             m = classification_metrics(y_true, predicted, labels=labels)
-            report["alternatives"][name] = {"accuracy": round(m["accuracy"], 4), "macro_f1": round(m["macro_f1"], 4)}
+            report["alternatives"][fitted.name] = {"accuracy": round(m["accuracy"], 4),
+                                                   "macro_f1": round(m["macro_f1"], 4)}
         print(json.dumps(report["alternatives"]), flush=True)
     for recipe in grid:
         line = run_recipe(recipe, train, test, labels, args.home)
         print(json.dumps(line), flush=True)
         report["recipes"].append(line)
-        out.write_text(json.dumps(report, indent=2))
-    print(f"saved {out}", file=sys.stderr)
+        save(name, report, args, show=False)
 
 
 if __name__ == "__main__":

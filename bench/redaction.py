@@ -1,13 +1,13 @@
 """What `SWITCHBOARD_REDACT=baseline+store` changes in real support data, and what its detectors catch.
 
-    python bench/redaction.py --shared ../shared/data
+    python -m bench.redaction --shared ../shared/data
 
 For BANKING77 (train and test), the Bitext sample and CLINC150: how many texts redaction changes,
 the placeholders by kind, and the time per text. A text redaction leaves unchanged trains and is
 classified exactly as before, so where no text changes, `baseline+store` costs no accuracy at all;
-where some do, the router's accuracy has to be measured on them (bench/quality.py on the redacted
-files). Then a recall check: each kind of detail, in several written forms, planted into 200 real
-queries, and the share of them found, beside the plain texts' false positives. Saves
+where some do, the router's accuracy has to be measured on them (`python -m bench.quality` on the
+redacted files). Then a recall check: each kind of detail, in several written forms, planted into
+200 real queries, and the share of them found, beside the plain texts' false positives. Saves
 bench/results/redaction.json.
 """
 
@@ -22,12 +22,12 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
+from bench.datasets import SHARED
+from bench.harness import RESULTS, save
 from core.redact import Redactor
 
-RESULTS = Path(__file__).resolve().parent / "results"
 PLANTS = {
     "<EMAIL>": ["jane.doe@example.com", "j_smith+bank@mail.example.co.uk", "<mailto:ann@example.org|ann@example.org>"],
     "<PHONE>": ["+1 415-555-2671", "(415) 555-2671", "+44 20 7946 0958", "+49 30 901820", "415.555.2671"],
@@ -53,12 +53,12 @@ def datasets(shared: Path) -> dict[str, list[str]]:
     return sets
 
 
-def changes(redactor: Redactor, texts: list[str]) -> dict[str, object]:
+def changes(redactor: Redactor, texts: list[str]) -> dict[str, Any]:
     started = time.perf_counter()
     redacted = redactor.texts(texts)
     seconds = time.perf_counter() - started
     kinds: Counter[str] = Counter()
-    examples = []
+    examples: list[dict[str, str]] = []
     for before, after in zip(texts, redacted, strict=True):
         if before != after:
             kinds.update(re.findall(r"<[A-Z]+>", after))
@@ -69,7 +69,7 @@ def changes(redactor: Redactor, texts: list[str]) -> dict[str, object]:
             "examples": examples}
 
 
-def recall(redactor: Redactor, queries: list[str], seed: int) -> dict[str, object]:
+def recall(redactor: Redactor, queries: list[str], seed: int) -> dict[str, Any]:
     rng = random.Random(seed)
     found: dict[str, dict[str, int]] = {}
     for placeholder, details in PLANTS.items():
@@ -85,18 +85,17 @@ def recall(redactor: Redactor, queries: list[str], seed: int) -> dict[str, objec
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--shared", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
+    parser.add_argument("--shared", type=Path, default=SHARED)
     parser.add_argument("--out", type=Path, default=RESULTS / "redaction.json")
     args = parser.parse_args()
     redactor = Redactor()
     sets = datasets(args.shared)
     if not sets:
         sys.exit(f"error: no data sets under {args.shared}")
-    result = {"redaction": "built-in detectors, region US, no admin patterns",
+    result: dict[str, Any] = {"redaction": "built-in detectors, region US, no admin patterns",
               "datasets": {name: changes(redactor, texts) for name, texts in sets.items()},
               "planted_recall": recall(redactor, sets.get("banking77") or next(iter(sets.values())), seed=0)}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2, ensure_ascii=False))
+    save(args.out, result, args, show=False)
     print(json.dumps({k: {kk: vv for kk, vv in v.items() if kk != "examples"} for k, v in result["datasets"].items()},
                      indent=2))
     print(json.dumps(result["planted_recall"], indent=2))

@@ -1,7 +1,7 @@
 """Bot replicas on one PostgreSQL store against the loopback Slack, next to one process on SQLite, in
 the same run.
 
-    PYTHONPATH=. .venv/bin/python bench/replicas.py --messages 200 --concurrency 16 --replicas 2 4 --kill-one
+    python -m bench.replicas --messages 200 --concurrency 16 --replicas 2 4 --kill-one
 
 Trains the first model once (the embedded base, the bundled sample, one epoch) and serves that same
 adapter in every configuration: `switchboard serve --http` as N processes, messages spread over
@@ -19,27 +19,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from bench.load import post  # noqa: E402
-from bench.report import save  # noqa: E402
-from bench.slack_latency import SECRET, summary, texts, train_first_model  # noqa: E402
-from bot.delivery import DeliveryPolicy  # noqa: E402
-from fakes.slack_api import FakeSlack  # noqa: E402
+from bench.datasets import SHARED
+from bench.harness import ROOT, bot_environment, free_port, healthy, post, save, summary, texts, train_first_model
+from bot.delivery import DeliveryPolicy
+from fakes.slack_api import FakeSlack
 
 
 def postgres_store(home: Path, adapter: str, base_model: str, sample: Path) -> tuple[str, str]:
@@ -71,17 +64,11 @@ def postgres_store(home: Path, adapter: str, base_model: str, sample: Path) -> t
 
 def start_replicas(home: Path, slack: FakeSlack, count: int,
                    database_url: str | None) -> list[tuple[subprocess.Popen[str], int]]:
-    ours = ("SWITCHBOARD_", "SLACK_", "OPENAI_", "DATABASE_")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(ours)}
-    env |= {"SWITCHBOARD_HOME": str(home), "SLACK_BOT_TOKEN": "xoxb-bench", "SLACK_SIGNING_SECRET": SECRET,
-            "SLACK_API_URL": slack.base_url, "PYTHONPATH": str(ROOT), "SWITCHBOARD_AUDIT_RATE": "0"}
-    if database_url:
-        env["DATABASE_URL"] = database_url
+    database = {"DATABASE_URL": database_url} if database_url else {}
+    env = bot_environment(home, slack, SWITCHBOARD_AUDIT_RATE="0", **database)
     bots = []
     for i in range(count):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
+        port = free_port()
         log = (home / f"serve-{count}-{i}.log").open("w")  # kept for a look when something goes wrong
         bots.append((subprocess.Popen([sys.executable, "-m", "cli.main", "serve", "--http", "--port", str(port)],
                                       env=env, cwd=home, stderr=log, text=True), port))
@@ -93,16 +80,8 @@ def start_replicas(home: Path, slack: FakeSlack, count: int,
     return bots
 
 
-def healthy(port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as answer:
-            return json.loads(answer.read())["active_model"] is not None
-    except (urllib.error.URLError, ConnectionError):
-        return False
-
-
 def run_load(ports: list[int], slack: FakeSlack, queries: list[str], concurrency: int, deadline_s: float,
-             run: int, kill: subprocess.Popen[str] | None = None) -> dict:
+             run: int, kill: subprocess.Popen[str] | None = None) -> dict[str, Any]:
     """`run` keeps each configuration's event ids and message timestamps apart: configurations share a
     store, and an event id or a message seen before is (rightly) never answered again. `kill`: this
     replica (serving `ports[0]`) is killed once half the messages are sent."""
@@ -173,11 +152,11 @@ def run_load(ports: list[int], slack: FakeSlack, queries: list[str], concurrency
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--messages", type=int, default=200)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--replicas", type=int, nargs="+", default=[2, 4], help="replica counts on PostgreSQL")
-    parser.add_argument("--queries", type=Path, default=ROOT.parent / "shared/data/banking77/test.csv")
+    parser.add_argument("--queries", type=Path, default=SHARED / "banking77" / "test.csv")
     parser.add_argument("--cache", type=Path, default=ROOT / ".switchboard/cache", help="converted base model")
     parser.add_argument("--deadline", type=float, default=600.0, help="seconds to wait for every reply")
     parser.add_argument("--kill-one", action="store_true",
@@ -210,9 +189,8 @@ def main() -> None:
             print(name, json.dumps(results[name]), file=sys.stderr)
     finally:
         subprocess.run([str(ROOT / "scripts/postgres.sh"), "stop", pgdir], check=False, capture_output=True)
-    result = {"model": settings.base_model, "concurrency": args.concurrency, "cpus": os.cpu_count(),
-              "configurations": results}
-    save(result, "replicas.json")
+    result = {"model": settings.base_model, "concurrency": args.concurrency, "configurations": results}
+    save("replicas", result, args)
 
 
 if __name__ == "__main__":

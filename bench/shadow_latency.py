@@ -1,6 +1,6 @@
 """What a candidate in shadow costs per live message, on the embedded model on CPU.
 
-    PYTHONPATH=. .venv/bin/python bench/shadow_latency.py --messages 200
+    python -m bench.shadow_latency --messages 200
 
 Trains a first adapter on the bundled sample (1 epoch: latency does not depend on how well it
 learned) and makes a candidate from it (its LoRA factors perturbed: the same shapes, other
@@ -14,21 +14,15 @@ two together to it. Prints and saves JSON to bench/results/shadow-latency.json.
 from __future__ import annotations
 
 import argparse
-import platform
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from bench.report import save  # noqa: E402
-from bench.slack_latency import summary, texts, train_first_model  # noqa: E402
-from bot.shadow import SHADOW_BATCH  # noqa: E402
-from core.settings import Settings  # noqa: E402
+from bench.harness import ROOT, save, summary, texts, train_first_model
+from bot.shadow import SHADOW_BATCH
+from core.settings import Settings
 
 
 def perturbed_copy(adapter: Path, folder: Path) -> Path:
@@ -67,8 +61,6 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, help="keep the trained store here, and reuse it when it is there")
     args = parser.parse_args()
 
-    import torch
-
     from classifier.model.serving_model import load_serving_model
     from classifier.serving.active_router import ActiveModelRouter
 
@@ -97,9 +89,7 @@ def main() -> None:
         router.stop()
     active = summary([ms for size in measured for ms in measured[size][0]])
     result = {
-        "bench": "shadow_latency", "model": settings.base_model, "messages": args.messages,
-        "machine": {"cpus": torch.get_num_threads(), "platform": platform.platform(),
-                    "python": platform.python_version(), "torch": torch.__version__},
+        "model": settings.base_model, "messages": args.messages,
         "active_only_ms": active,
         "shadow_per_message_ms": {f"batch_{size}": summary(shadow) for size, (_, shadow) in measured.items()},
         "model_time_with_shadow_vs_without": {  # each against the active times measured between its batches
@@ -111,7 +101,7 @@ def main() -> None:
         "training_seconds": round(trained_s, 1),
         "note": "the customer's reply waits only for the active model: the shadow runs after it is posted",
     }
-    save(result, "shadow-latency.json")
+    save("shadow-latency", result, args)
 
 
 if __name__ == "__main__":

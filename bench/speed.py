@@ -1,8 +1,8 @@
 """Speed and memory of the router, against the TF-IDF + linear SVM reference in the same run.
 
-    PYTHONPATH=. .venv/bin/python bench/speed.py                                   # CPU, embedded model
-    PYTHONPATH=. python bench/speed.py --device cuda --model llama-1b-shape \\
-        --train-sizes 1000 10000 --qlora                                           # the GPU host
+    python -m bench.speed                                                  # CPU, embedded model
+    python -m bench.speed --device cuda --model llama-1b-shape \\
+        --train-sizes 1000 10000 --qlora                                   # the GPU host
 
 Phases, each in its own process so peak memory is the phase's own:
 - serve: single-query latency (median, p95) over BANKING77 test queries and batched throughput,
@@ -24,21 +24,19 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from bench.harness import ROOT, save
 
 FLOPS_PER_TOKEN = {"llama-1b-shape": 2 * 1.24e9}  # the issue's figure: about 2 x 1.24 GFLOP a token
 
 
 def run_phase(args: argparse.Namespace, phase: str, **extra: Any) -> dict[str, Any]:
-    command = [sys.executable, str(Path(__file__).resolve()), "--phase", phase, "--work", str(args.work),
+    command = [sys.executable, "-m", "bench.speed", "--phase", phase, "--work", str(args.work),
                "--device", args.device, "--model", args.model, "--single", str(args.single),
                "--plain", str(args.plain), "--batch", str(args.batch)]
     if args.data:
@@ -68,18 +66,8 @@ def one_phase(args: argparse.Namespace) -> dict[str, Any]:
     return speed_phases.reference(single=args.single, data=args.data)
 
 
-def machine(device: str) -> dict[str, Any]:
-    import torch
-
-    out: dict[str, Any] = {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
-                           "torch": torch.__version__}
-    if device == "cuda":
-        out["gpu"] = torch.cuda.get_device_name(0)
-    return out
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--model", choices=["embedded", "llama-1b-shape", "tiny-llama-shape"], default="embedded")
     parser.add_argument("--single", type=int, default=300, help="queries timed one at a time")
@@ -106,7 +94,7 @@ def main() -> None:
     args.work = Path(tempfile.mkdtemp(prefix="switchboard-speed-"))
     setup = prepare(args.work, args.model, args.cache)
     (args.work / "setup.json").write_text(json.dumps(setup))
-    result: dict[str, Any] = {"device": args.device, "model": args.model, "machine": machine(args.device)}
+    result: dict[str, Any] = {"device": args.device, "model": args.model}
     phases = set(args.phases)
     if "serve" in phases:
         result["serve"] = run_phase(args, "serve")
@@ -134,10 +122,7 @@ def main() -> None:
                                    "prefill_bound_tokens_per_s_at_measured_peak":
                                        round(peak * 1e12 / FLOPS_PER_TOKEN[args.model])}
     suffix = "" if phases >= {"serve", "bounds", "startup", "train", "reference"} else "-" + "-".join(sorted(phases))
-    out = args.out or ROOT / "bench" / "results" / f"speed-{args.device}-{args.model}{suffix}.json"
-    out.write_text(json.dumps(result, indent=2))
-    print(json.dumps(result, indent=2))
-    print(f"saved {out}", file=sys.stderr)
+    save(args.out or f"speed-{args.device}-{args.model}{suffix}", result, args)
 
 
 if __name__ == "__main__":

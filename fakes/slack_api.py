@@ -201,7 +201,8 @@ class FakeSlack:
             error = "not_authed"
         if error is not None:
             return 200, {"ok": False, "error": error}, {}
-        answer = getattr(self, "_" + method.replace(".", "_"), lambda body, token: {})
+        answer: Callable[[dict[str, Any], str | None], dict[str, Any]] = getattr(
+            self, "_" + method.replace(".", "_"), lambda body, token: {})
         try:
             return 200, {"ok": True, **answer(body, token)}, {}
         except KeyError as missing:  # a required argument (see `require`)

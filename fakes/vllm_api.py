@@ -160,7 +160,7 @@ class FakeVLLM:
         if any(len(ids) + max_tokens > self.max_model_len for ids in all_ids):
             return error(400, f"This model's maximum context length is {self.max_model_len} tokens.",
                          "BadRequestError")
-        choices = []
+        choices: list[dict[str, Any]] = []
         for start in range(0, len(all_ids), 8):  # a few prompts a forward: logits are (prompts, tokens, vocab)
             for ids, sequence, logp in self._generate(model, all_ids[start:start + 8], max_tokens):
                 text = prompts[len(choices)] if isinstance(prompts[len(choices)], str) else None
@@ -199,15 +199,15 @@ class FakeVLLM:
         generated = sequence[len(ids):]
         entries = [None, *(self._entry(logp[t - 1], sequence[t], body.get("prompt_logprobs") or 0)
                            for t in range(1, len(ids)))] if body.get("prompt_logprobs") is not None else None
-        text = self.tokenizer.decode(generated)
-        logprobs = None
+        text = self._decode(generated)
+        logprobs: dict[str, list[Any]] | None = None
         if body.get("logprobs") is not None:
             shown = range(0 if body.get("echo") else len(ids), len(sequence))
             logprobs = {"text_offset": [], "token_logprobs": [], "tokens": [], "top_logprobs": []}
             offset = 0
             for t in shown:
                 entry = self._entry(logp[t - 1], sequence[t], body["logprobs"]) if t > 0 else None
-                token = self.tokenizer.decode([sequence[t]])
+                token = self._decode([sequence[t]])
                 logprobs["text_offset"].append(offset)
                 logprobs["tokens"].append(token)
                 logprobs["token_logprobs"].append(None if entry is None else entry[str(sequence[t])]["logprob"])
@@ -215,7 +215,7 @@ class FakeVLLM:
                                                 {e["decoded_token"]: e["logprob"] for e in entry.values()})
                 offset += len(token)
         if body.get("echo"):
-            text = (self.tokenizer.decode(ids) if prompt_text is None else prompt_text) + text
+            text = (self._decode(ids) if prompt_text is None else prompt_text) + text
         return {"index": index, "text": text, "logprobs": logprobs, "finish_reason": "length", "stop_reason": None,
                 "token_ids": None, "prompt_logprobs": entries, "prompt_token_ids": None, "routed_experts": None,
                 "weight_versions": None, "_generated": generated}
@@ -224,10 +224,16 @@ class FakeVLLM:
         """The token's own log-probability and rank, then the top k (all with -1), as vLLM's Logprob dicts."""
         def item(t: int, rank: int) -> tuple[str, dict[str, Any]]:
             return str(t), {"logprob": max(float(logp[t]), -9999.0), "rank": rank,
-                            "decoded_token": self.tokenizer.decode([t])}
+                            "decoded_token": self._decode([t])}
 
         top = logp.argsort(descending=True)[: len(logp) if k == -1 else k].tolist()
         return dict([item(token, int((logp > logp[token]).sum()) + 1), *(item(t, r + 1) for r, t in enumerate(top))])
+
+    def _decode(self, ids: list[int]) -> str:
+        """One sequence's text (transformers types `decode` for a batch of sequences too)."""
+        text = self.tokenizer.decode(ids)
+        assert isinstance(text, str)
+        return text
 
     # --- HTTP ------------------------------------------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""`bench/speed.py` end to end on a Llama-3.2-shaped model shrunk to run anywhere.
+"""`python -m bench.speed` end to end on a Llama-3.2-shaped model shrunk to run anywhere.
 
 The GPU figures come from one command on a machine CI does not have; this runs the same phases and
 code on the CPU (only the device differs), so that command is known to work before a GPU is lent.
@@ -22,13 +22,15 @@ def test_speed_bench_runs_every_phase_and_its_fast_path_matches_the_plain_one(
     embedded_cache: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "speed.json"
-    command = [sys.executable, str(ROOT / "bench" / "speed.py"), "--model", "tiny-llama-shape",
+    command = [sys.executable, "-m", "bench.speed", "--model", "tiny-llama-shape",
                "--cache", str(embedded_cache), "--train-sizes", "48", "--epochs", "1",
                "--single", "20", "--plain", "20", "--out", str(out)]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600,
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads(out.read_text())
+    envelope = json.loads(out.read_text())
+    assert envelope["bench"] == "bench.speed" and envelope["arguments"]["model"] == "tiny-llama-shape"
+    result = envelope["result"]
 
     failed = {phase: value for phase, value in result.items() if isinstance(value, dict) and "error" in value}
     assert not failed

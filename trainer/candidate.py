@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -16,7 +15,7 @@ from classifier.routing.head import write_head
 from classifier.routing.prompt import PromptFormat
 from classifier.routing.router import LoraRouter
 from store.examples import Example
-from store.tables import LabelSource, ModelVersion, Split
+from store.tables import ModelVersion
 from trainer.calibrate import Fitted, calibrate, split_fold
 from trainer.config import TrainConfig
 from trainer.lora import TrainResult, train_lora
@@ -94,29 +93,6 @@ def train_router(*, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, 
     fitted = calibrate(router, fold, train_on, with_head=config.head)
     router.calibration, router.bank = fitted.calibration, fitted.bank
     return router, result, fitted
-
-
-class TrainedRouter(NamedTuple):
-    router: LoraRouter
-    result: TrainResult
-    fitted: Fitted
-    train_on: list[Example]
-    fold: list[Example]
-
-
-def train_router_on_pairs(pairs: Sequence[tuple[str, str]], labels: Sequence[str], *, cache_dir: Path,
-                          config: TrainConfig | None = None, base_model: str = "smollm2-135m",
-                          progress: bool = True) -> TrainedRouter:
-    """The trainer's recipe on (text, label) pairs, the calibration fold split off as the trainer splits
-    it: what the benchmarks train, so that they measure what ships."""
-    now = datetime.now(UTC)
-    train_on, fold = split_fold([Example(i, text, label, Split.TRAIN, LabelSource.IMPORT, now)
-                                 for i, (text, label) in enumerate(pairs)])
-    model, tokenizer = load_base_model(base_model, cache_dir=cache_dir)
-    router, result, fitted = train_router(model=model, tokenizer=tokenizer, train_on=train_on, fold=fold,
-                                          labels=labels, prompt=PromptFormat(), config=config or TrainConfig(),
-                                          progress=progress, name="bench")
-    return TrainedRouter(router, result, fitted, train_on, fold)
 
 
 def prompt_for(warm_start: ModelVersion | None, config: TrainConfig) -> PromptFormat:

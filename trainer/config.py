@@ -64,7 +64,8 @@ class TrainConfig:
         """The recipe with batch size and epochs fixed for `n` examples.
 
         Small data needs many small steps: at 10 examples a department, 240 steps of 2 were far more
-        accurate than 15 steps of 16 (docs/quality.md, "BANKING77"). Large data keeps batches of 16 and the minimum of 3 epochs, so the run time stays linear.
+        accurate than 15 steps of 16 (docs/quality.md, "BANKING77"). Large data keeps batches of 16 and
+        the minimum of 3 epochs, so the run time stays linear.
         """
         batch = self.batch_size or min(16, max(2, n // 40))
         steps_per_epoch = max(1, -(-n // batch))

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from core.errors import SwitchboardError
-from core.settings import EMBEDDED_MODEL
+from core.vocabulary import EMBEDDED_MODEL
 
 if TYPE_CHECKING:
     import torch
