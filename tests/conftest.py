@@ -184,11 +184,17 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def embedded_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A cache folder holding the converted embedded model, converted once per test session."""
+    """A cache folder holding the converted embedded model, converted once per test run: the xdist
+    workers share it (the conversion takes half a minute), the first to get there converting it."""
+    from filelock import FileLock
+
     from classifier.model.base_model import embedded_model_dir
 
-    folder = tmp_path_factory.mktemp("embedded-cache")
-    embedded_model_dir(folder)
+    shared = tmp_path_factory.getbasetemp().parent  # the run's folder, above each worker's own
+    folder = shared / "embedded-cache"
+    with FileLock(str(shared / "embedded-cache.lock")):
+        folder.mkdir(exist_ok=True)
+        embedded_model_dir(folder)
     return folder
 
 

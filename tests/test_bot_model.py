@@ -180,7 +180,7 @@ def test_switchboard_serve_runs_the_bot_over_http(home, tiny_model_dir, tmp_path
         data = tmp_path / "d.jsonl"
         data.write_text("\n".join(json.dumps({"text": t, "label": lab}) for t, lab in EXAMPLES))
         assert run_cli("import", str(data), env=env).returncode == 0
-        assert run_cli("train", "--epochs", "2", env=env).returncode == 0
+        assert run_cli("train", "--epochs", "2", "--alternatives", "none", env=env).returncode == 0
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
