@@ -30,7 +30,21 @@ def test_lora_training_changes_only_the_adapter_and_lowers_the_loss(tiny):
         if "lora_" not in name:
             original = name.replace("base_layer.", "")
             assert torch.equal(param, base_before[original]), name
-    assert result.final_loss < 0.6 * result.first_loss
+    assert result.final_loss < 0.7 * result.first_loss  # 0.33 to 0.59 over five seeds; untrained, about 1
+
+
+def test_a_seed_gives_the_same_run_whatever_ran_before(tiny_model_dir, tmp_path):
+    runs = []
+    for draws in (0, 7):
+        torch.rand(draws)  # the process's random state differs before each run
+        model, tokenizer = load_base_model(str(tiny_model_dir), cache_dir=tmp_path)
+        result = train_lora(model=model, tokenizer=tokenizer, examples=EXAMPLES, prompt=PromptFormat(),
+                            config=replace(FAST, epochs=2), progress=False)
+        runs.append((result.final_loss, [p.detach().clone() for n, p in result.model.named_parameters()
+                                         if "lora_" in n]))
+    (first_loss, first_weights), (second_loss, second_weights) = runs
+    assert first_loss == second_loss
+    assert all(torch.equal(a, b) for a, b in zip(first_weights, second_weights, strict=True))
 
 
 def test_no_trainable_parameters_fails_clearly(tiny):

@@ -95,6 +95,7 @@ def train_lora(
     """`weights`: each example's share of the loss (1 each by default). `watch`: labelled examples never
     trained on (the calibration fold) whose loss picks the epoch kept, when `config.best_on_fold`."""
     from datasets import Dataset
+    from transformers import set_seed
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
     from trl import SFTConfig
 
@@ -110,6 +111,7 @@ def train_lora(
     label_tokens = sorted({t for _, label in [*examples, *(watch or [])]
                            for t in label_ids(tokenizer, prompt, label)})
     supervised = sum(sum(r["completion_mask"]) for r in rows)  # at least one a row: each label ends in EOS
+    set_seed(config.seed)  # the LoRA's initial weights too, not only the trainer's shuffling: a seed gives one run
     peft_model = wrap_with_lora(model, config, init_adapter=init_adapter)
     trainable, _ = peft_model.get_nb_trainable_parameters()
     on_cpu = next(peft_model.parameters()).device.type == "cpu"
