@@ -18,7 +18,7 @@ import pytest
 from classifier.model.base_model import LoadOptions, load_base_model, model_source
 from classifier.routing.router import LoraRouter
 from classifier.serving.active_router import NoActiveModel
-from classifier.serving.engine_router import SERVED_PREFIX, EngineClient, EngineError, EngineScorer, make_engine_router
+from classifier.serving.engine_router import SERVED_PREFIX, EngineClient, EngineError, make_engine_router
 from core.settings import Settings
 from fakes.vllm_api import FakeVLLM
 from store.db import transaction
@@ -28,6 +28,7 @@ from tests.support import EXAMPLES, FAST, trainer_deps, wait_until
 from trainer import evaluation
 from trainer.alternatives import AlternativeSet
 from trainer.pipeline import RunOptions, run_training
+from trainer.snapshot import take_snapshot
 
 # On a GPU host with vLLM 0.34.0: SWITCHBOARD_TEST_VLLM="vllm serve" runs the last test against the real server.
 # SWITCHBOARD_TEST_VLLM=".venv/bin/python fakes/vllm_api.py" runs it against this fake as a process.
@@ -188,17 +189,8 @@ def test_an_adapter_the_engine_cannot_load_leaves_the_old_one_serving(settings, 
 
 
 def test_the_gate_scores_both_contenders_through_the_engine_as_in_process(settings, sessions, tiny_model_dir,
-                                                                          tmp_path, monkeypatch):
+                                                                          tmp_path):
     first = train(settings, sessions)
-    judged: list[tuple[object, object, evaluation.Evaluated]] = []
-    in_process = evaluation.Evaluated
-
-    class Recorded(in_process):  # type: ignore[misc,valid-type]
-        def __init__(self, router, snapshot) -> None:  # type: ignore[no-untyped-def]
-            super().__init__(router, snapshot)
-            judged.append((router, snapshot, self))
-
-    monkeypatch.setattr(evaluation, "Evaluated", Recorded)
     with FakeVLLM(tiny_model_dir) as engine:
         second = train(settings.model_copy(update={"inference_url": engine.url}), sessions, examples=MORE)
         names = served(engine)
@@ -206,16 +198,23 @@ def test_the_gate_scores_both_contenders_through_the_engine_as_in_process(settin
     loads = engine.posted("/v1/load_lora_adapter")
     assert [b["lora_path"] for b in loads] == [second.adapter, first.adapter]
     assert [b["lora_name"] for b in engine.posted("/v1/unload_lora_adapter")] == [b["lora_name"] for b in loads]
-    assert len(judged) == 2 and second.current is not None
-    for (router, snapshot, through_engine), folder in zip(judged, (second.adapter, first.adapter), strict=True):
-        assert isinstance(router, EngineScorer) and router.folder == folder
+    asked = {body["model"] for body in engine.posted("/v1/completions")}
+    assert {b["lora_name"] for b in loads} <= asked  # each contender was scored by the engine
+    with sessions() as session:
+        snapshot = take_snapshot(session)
+    assert snapshot.digest == second.snapshot and len(snapshot.holdout) >= 6  # the holdout the gate judged on
+    assert second.candidate is not None and second.current is not None
+    mistakes = second.known_mistakes  # None when the holdout shows no earlier mistake: both then get none right
+    rights = (mistakes.candidate_correct, mistakes.current_correct) if mistakes else (0, 0)
+    for gated, right, folder in ((second.candidate, rights[0], second.adapter),
+                                 (second.current, rights[1], first.adapter)):
         base, tokenizer = load_base_model(str(tiny_model_dir), cache_dir=tmp_path)
-        here = in_process(LoraRouter.from_adapter(base=base, tokenizer=tokenizer, adapter_dir=Path(folder),
-                                                  name="here"), snapshot)
-        assert through_engine.holdout is not None and here.holdout is not None and len(snapshot.holdout) >= 6
-        assert through_engine.holdout.predictions == here.holdout.predictions
-        assert through_engine.holdout.metrics["macro_f1"] == here.holdout.metrics["macro_f1"]
-        assert through_engine.mistakes_right == here.mistakes_right
+        here = evaluation.Evaluated(LoraRouter.from_adapter(base=base, tokenizer=tokenizer, adapter_dir=Path(folder),
+                                                            name="here"), snapshot)
+        assert here.holdout is not None
+        assert (gated.macro_f1, gated.accuracy, gated.n) == (
+            here.holdout.metrics["macro_f1"], here.holdout.metrics["accuracy"], here.holdout.metrics["n"])
+        assert right == here.mistakes_right
 
 
 def test_a_candidate_the_engine_refuses_is_not_promoted(settings, sessions, tiny_model_dir):
