@@ -129,19 +129,11 @@ class StandingLabel:
 
 
 def standing_label(session: Session, *, query_id: int) -> StandingLabel | None:
-    row = session.exec(
-        select(Label, Department).join(Department, col(Department.id) == Label.department_id)
-        .where(Label.query_id == query_id, col(Label.withdrawn_at).is_(None))
-        .order_by(col(Label.id).desc())
-    ).first()
-    if row is None:
-        return None
-    label, department = row
-    return StandingLabel(department.name, LabelSource(label.source), label.author)
+    return standing_labels(session, [query_id]).get(query_id)
 
 
 def standing_labels(session: Session, query_ids: Collection[int]) -> dict[int, StandingLabel]:
-    """`standing_label` of many queries in one query: those with none are left out."""
+    """Each query's label in force (its newest not withdrawn), in one query: those with none are left out."""
     rows = session.exec(
         select(Label, Department).join(Department, col(Department.id) == Label.department_id)
         .where(col(Label.query_id).in_(list(query_ids)), col(Label.withdrawn_at).is_(None))
