@@ -167,12 +167,12 @@ def text_of(body: dict) -> str:
 
 
 def route(bot: BotServer, text: str, ts: str) -> dict:
-    """Posts a customer's message and returns the bot's thread reply."""
+    """Posts a customer's message and returns the bot's thread reply, once the message is handled to the end
+    (the forward too, which follows the reply)."""
     before = len(posts(bot.slack, "CSUPPORT"))
     assert bot.event(message(text, ts=ts)).status == 200
-    bot.slack.wait_for("chat.postMessage", before + 1)
-    wait_until(lambda: (stored := stored_message(bot.deps.sessions, ts)) and stored.reply_ts,
-               what="storing the reply's ts")
+    bot.drain()
+    assert stored_message(bot.deps.sessions, ts).reply_ts, "the reply's ts was not stored"
     return posts(bot.slack, "CSUPPORT")[before]
 
 
