@@ -8,7 +8,9 @@ calibration fold held out, the head and the temperature fitted after the LoRA); 
 are scored once, keeping each one's label probabilities and final hidden state; every lever is
 then a different read of those:
 
-- `router`: what ships: the label scores and the head's answer averaged, then the temperature;
+- `router`: what ships: the label scores and the head's answer mixed at the share the calibration fold
+  chose (`trainer/calibrate.py:choose_head_weight`), then the temperature;
+- `router_even`: the two averaged 50/50 (what shipped before the share was chosen);
 - `label_scores`: the probabilities of the label tokens alone (what shipped before the head);
 - `head`: the linear head on the final hidden state alone (`classifier/routing/head.py`);
 - `knn`: retrieval, a similarity-weighted vote of the 10 nearest labelled examples (training and
@@ -16,7 +18,8 @@ then a different read of those:
 - `router+knn`, `router+minilm_logreg`: the router's probabilities averaged with the k-NN vote, or
   with the MiniLM alternative's (stacking the contender in).
 
-Saves bench/results/few-shot-<task>-<size>.json with each seed and the mean over seeds.
+Saves bench/results/few-shot-<task>-<size>.json with each seed and the mean over seeds, after each seed;
+`--resume` keeps the seeds that file already holds when it was measured on the same commit and arguments.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import argparse
 import json
 import random
 import statistics
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -32,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from bench.datasets import SHARED, Pairs, banking77, clinc150, sample_per_class
-from bench.harness import save, train_router_on_pairs
+from bench.harness import RESULTS, commit, save, train_router_on_pairs
 from classifier.routing.metrics import classification_metrics
 
 
@@ -47,7 +51,7 @@ def router_reads(train: Pairs, texts: list[str], labels: list[str], home: Path) 
     """Train as the trainer does (trainer/candidate.py); the test queries' probabilities (the router's,
     its label scores' alone, its head's alone) and hidden states, and the labelled examples' states."""
     from classifier.routing.calibration import with_temperature
-    from classifier.routing.head import averaged
+    from classifier.routing.head import mixed
 
     started = time.perf_counter()
     lora, _, fitted, train_on, fold = train_router_on_pairs(train, labels, cache_dir=home / "cache", progress=False)
@@ -58,13 +62,15 @@ def router_reads(train: Pairs, texts: list[str], labels: list[str], home: Path) 
     started = time.perf_counter()
     raw = lora.score(texts)
     score_ms = (time.perf_counter() - started) * 1000 / len(texts)
-    temperature = fitted.calibration.temperature
-    return {"probs": with_temperature(averaged(raw.probs, head, raw.hidden), temperature).numpy(),
+    temperature, weight = fitted.calibration.temperature, fitted.calibration.head_weight
+    return {"probs": with_temperature(mixed(raw.probs, head, raw.hidden, weight), temperature).numpy(),
+            "even": mixed(raw.probs, head, raw.hidden, 0.5).numpy(),
             "label_scores": raw.probs.numpy(),
             "head": head.probabilities(raw.hidden).numpy() if head is not None else raw.probs.numpy(),
             "hidden": raw.hidden.numpy(), "bank": bank, "bank_labels": [labels.index(e.label) for e in labelled],
             "about": {"train_s": round(train_s, 1), "score_ms_per_query": round(score_ms, 2),
-                      "trained_on": len(train_on), "temperature": temperature}}
+                      "trained_on": len(train_on), "fold": len(fold), "head_weight": weight,
+                      "temperature": temperature}}
 
 
 def knn_vote(hidden: np.ndarray, bank: np.ndarray, bank_labels: list[int], n_labels: int, k: int = 10,
@@ -96,7 +102,8 @@ def one_seed(train_all: Pairs, test: Pairs, labels: list[str], seed: int, per_cl
         probs[fitted.name] = np.zeros((len(texts), len(labels)))
         probs[fitted.name][:, [labels.index(label) for label in fitted.labels]] = columns
     reads = router_reads(train, texts, labels, home)
-    probs["router"], probs["label_scores"], probs["head"] = reads["probs"], reads["label_scores"], reads["head"]
+    probs["router"], probs["router_even"] = reads["probs"], reads["even"]
+    probs["label_scores"], probs["head"] = reads["label_scores"], reads["head"]
     probs["knn"] = knn_vote(reads["hidden"], reads["bank"], reads["bank_labels"], len(labels))
     for other in ("knn", "minilm_logreg"):
         probs[f"router+{other}"] = (probs["router"] + probs[other]) / 2
@@ -108,6 +115,20 @@ def one_seed(train_all: Pairs, test: Pairs, labels: list[str], seed: int, per_cl
     return {"seed": seed, "train_examples": len(train), "results": scores, "router": reads["about"]}
 
 
+def finished_seeds(result_name: str, args: argparse.Namespace) -> dict[int, dict[str, Any]]:
+    """The seeds a saved run of this commit with these arguments (its seeds aside) finished, by seed."""
+    path = RESULTS / f"{result_name}.json"
+    if not path.is_file():
+        return {}
+    envelope = json.loads(path.read_text())
+    asked = {k: v for k, v in json.loads(json.dumps(vars(args), default=str)).items() if k not in ("seeds", "resume")}
+    saved = {k: v for k, v in (envelope.get("arguments") or {}).items() if k not in ("seeds", "resume")}
+    if envelope.get("commit") != commit() or saved != asked:
+        print(f"not resuming: {path} was measured on {envelope.get('commit')} with {saved}", file=sys.stderr)
+        return {}
+    return {run["seed"]: run for run in envelope["result"]["runs"]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--task", choices=["departments", "intents", "domains"], default="departments")
@@ -116,6 +137,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--test", type=int, help="a seeded sample of this many test queries (default: all)")
     parser.add_argument("--home", type=Path, default=Path(".switchboard"), help="the embedded model's cache")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the seeds already saved by a run of the same commit and arguments")
     args = parser.parse_args()
 
     train_all, test = load(args.task, args.data)
@@ -123,10 +146,11 @@ def main() -> None:
     if args.test:
         test = random.Random(1).sample(test, args.test)
     result_name = f"few-shot-{args.task}-{args.per_class}-per-class{'-smoke' if args.test else ''}"
+    done = finished_seeds(result_name, args) if args.resume else {}
     runs: list[dict[str, Any]] = []
     mean: dict[str, dict[str, float]] = {}
     for seed in args.seeds:  # saved after each seed, so a long run's finished seeds are kept
-        runs.append(one_seed(train_all, test, labels, seed, args.per_class, args.home))
+        runs.append(done.get(seed) or one_seed(train_all, test, labels, seed, args.per_class, args.home))
         names = list(runs[0]["results"])
         mean = {name: {metric: round(statistics.mean(r["results"][name][metric] for r in runs), 4)
                        for metric in ("accuracy", "macro_f1")} for name in names}

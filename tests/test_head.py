@@ -7,9 +7,11 @@ import torch
 
 from classifier.model.base_model import load_base_model
 from classifier.model.lora_merge import AdapterError
+from classifier.routing.calibration import Calibration
 from classifier.routing.head import HEAD_FILE, fit_head, read_head, write_head
 from classifier.routing.prompt import PromptFormat
 from classifier.routing.router import LoraRouter
+from trainer.calibrate import choose_head_weight
 
 LABELS = ["Billing", "Orders", "Shipping", "Refunds"]
 
@@ -52,7 +54,7 @@ def test_the_head_round_trips_through_the_adapter_folder_and_a_damaged_file_is_n
         read_head(tmp_path)
 
 
-def test_the_router_averages_its_label_scores_with_the_head(tiny_model_dir, tmp_path):
+def test_the_router_mixes_its_label_scores_with_the_head_at_the_calibrations_share(tiny_model_dir, tmp_path):
     model, tokenizer = load_base_model(str(tiny_model_dir), cache_dir=tmp_path)
     router = LoraRouter(model=model, tokenizer=tokenizer, labels=LABELS, prompt=PromptFormat(), name="tiny")
     texts = ["where is my parcel", "refund my money please", "my card was charged twice"]
@@ -61,8 +63,28 @@ def test_the_router_averages_its_label_scores_with_the_head(tiny_model_dir, tmp_
     assert head is not None
     router.head = head
     both = router.score(texts)
-    assert torch.allclose(both.probs, (plain.probs + head.probabilities(plain.hidden)) / 2)
+    assert torch.allclose(both.probs, (plain.probs + head.probabilities(plain.hidden)) / 2)  # no fold: even
     assert [c.department for c in router.classify_batch(texts)] == ["Billing", "Orders", "Refunds"]
+    router.calibration = Calibration(head_weight=0.8)
+    assert torch.allclose(router.score(texts).probs, 0.2 * plain.probs + 0.8 * head.probabilities(plain.hidden))
+    router.calibration = Calibration(head_weight=0.0)
+    assert torch.allclose(router.score(texts).probs, plain.probs)
+
+
+def test_the_fold_chooses_the_heads_share_by_which_read_explains_it():
+    truth = [0, 1, 2, 3, 0, 1]
+    right = torch.full((6, 4), 0.1).index_put_((torch.arange(6), torch.tensor(truth)), torch.tensor(0.7))
+    wrong = right.roll(1, dims=1)
+    assert choose_head_weight(label_probs=right, head_probs=wrong, truth=truth) == 0.0
+    assert choose_head_weight(label_probs=wrong, head_probs=right, truth=truth) == 1.0
+    assert choose_head_weight(label_probs=right, head_probs=right, truth=truth) == 0.5  # a tie: an even mix
+    half = torch.cat([right[:3], wrong[3:]])  # each read right on its own half: both keep a say
+    assert 0.0 < choose_head_weight(label_probs=half, head_probs=torch.cat([wrong[:3], right[3:]]), truth=truth) < 1.0
+
+
+def test_the_heads_share_is_kept_beside_the_adapter_and_an_older_one_reads_even():
+    assert Calibration.from_dict(Calibration(temperature=1.3, head_weight=0.7).to_dict()).head_weight == 0.7
+    assert Calibration.from_dict({"temperature": 1.3, "n": 9}).head_weight == 0.5
 
 
 def test_the_head_is_fitted_again_with_the_calibration_fold_added(tiny_model_dir, tmp_path):
@@ -82,3 +104,4 @@ def test_the_head_is_fitted_again_with_the_calibration_fold_added(tiny_model_dir
     assert fitted.calibration.n == 3 and fitted.bank.shape[0] == len(trained)  # the fold never joins the bank
     assert fitted.head is router.head and fitted.head is not None
     assert fitted.head.seen.tolist() == [True, True, False, True]  # Refunds was only in the fold
+    assert fitted.calibration.head_weight == 0.0  # the head fitted before the fold gave Refunds nothing

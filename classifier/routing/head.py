@@ -72,11 +72,12 @@ def fit_head(hidden: torch.Tensor, labels: Sequence[int], n_labels: int) -> Labe
                      torch.from_numpy(bias), seen)
 
 
-def averaged(label_probs: torch.Tensor, head: LabelHead | None, hidden: torch.Tensor) -> torch.Tensor:
-    """The router's probabilities: the label scores' and the head's, averaged (the scores alone without a head)."""
+def mixed(label_probs: torch.Tensor, head: LabelHead | None, hidden: torch.Tensor, head_weight: float) -> torch.Tensor:
+    """The router's probabilities: the head's at `head_weight`, the label scores' at the rest (the scores
+    alone without a head)."""
     if head is None or len(label_probs) == 0:
         return label_probs
-    return (label_probs + head.probabilities(hidden)) / 2
+    return (1 - head_weight) * label_probs + head_weight * head.probabilities(hidden)
 
 
 def write_head(folder: Path, head: LabelHead) -> None:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from classifier.model.base_model import LoadOptions
 from classifier.routing.adapters import check_adapter_dir, read_bank
 from classifier.routing.calibration import UNFAMILIAR_QUANTILE, Calibration, doubts, knn_distances, with_temperature
-from classifier.routing.head import LabelHead, averaged, read_head
+from classifier.routing.head import LabelHead, mixed, read_head
 from classifier.routing.prompt import PromptFormat, label_ids, prefix_ids, prompt_ids
 from classifier.routing.scoring import LabelScores, LabelTrie, score_labels_detailed, shared_prefix
 from core.vocabulary import OUT_OF_SCOPE
@@ -153,13 +153,13 @@ class LoraRouter:
         return self.classify_batch([text])[0]
 
     def score(self, texts: Sequence[str], *, batch_size: int = 32) -> LabelScores:
-        """The scores before temperature (the label scores averaged with the head's, when there is one):
+        """The scores before temperature (the label scores mixed with the head's, when there is one):
         what calibration and the benchmarks work from."""
         with self._lock:
             prompts = [prompt_ids(self._tokenizer, self._prompt, text) for text in texts]
             raw = score_labels_detailed(self._model, self._trie, prompts, pad_token_id=self._tokenizer.pad_token_id,
                                         batch_size=batch_size, prefix=self._prefix)
-        return replace(raw, probs=averaged(raw.probs, self.head, raw.hidden))
+        return replace(raw, probs=mixed(raw.probs, self.head, raw.hidden, self.calibration.head_weight))
 
     def classify_batch(self, texts: Sequence[str], *, batch_size: int = 32) -> list[Classification]:
         started = time.perf_counter()
