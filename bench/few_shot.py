@@ -13,6 +13,8 @@ then a different read of those:
 - `router_even`: the two averaged 50/50 (what shipped before the share was chosen);
 - `label_scores`: the probabilities of the label tokens alone (what shipped before the head);
 - `head`: the linear head on the final hidden state alone (`classifier/routing/head.py`);
+- `head_c0.1`, `head_c10`: the head fitted on the same examples with ten times the regularisation, or a
+  tenth of it;
 - `knn`: retrieval, a similarity-weighted vote of the 10 nearest labelled examples (training and
   fold) in the model's own hidden states; a new label could join this index without a retrain;
 - `router+knn`, `router+minilm_logreg`: the router's probabilities averaged with the k-NN vote, or
@@ -89,8 +91,14 @@ def knn_vote(hidden: np.ndarray, bank: np.ndarray, bank_labels: list[int], n_lab
     return votes / votes.sum(axis=1, keepdims=True)
 
 
+HEAD_C = (0.1, 10.0)  # the served head's C is 1
+
+
 def one_seed(train_all: Pairs, test: Pairs, labels: list[str], seed: int, per_class: int, home: Path
              ) -> dict[str, Any]:
+    import torch
+
+    from classifier.routing.head import fit_head
     from trainer.alternatives import fit_minilm_logreg, fit_tfidf_svm
 
     train = sample_per_class(train_all, per_class, seed)
@@ -104,6 +112,9 @@ def one_seed(train_all: Pairs, test: Pairs, labels: list[str], seed: int, per_cl
     reads = router_reads(train, texts, labels, home)
     probs["router"], probs["router_even"] = reads["probs"], reads["even"]
     probs["label_scores"], probs["head"] = reads["label_scores"], reads["head"]
+    for c in HEAD_C:
+        head = fit_head(torch.from_numpy(reads["bank"]), reads["bank_labels"], len(labels), c=c)
+        probs[f"head_c{c:g}"] = head.probabilities(torch.from_numpy(reads["hidden"])).numpy() if head else probs["head"]
     probs["knn"] = knn_vote(reads["hidden"], reads["bank"], reads["bank_labels"], len(labels))
     for other in ("knn", "minilm_logreg"):
         probs[f"router+{other}"] = (probs["router"] + probs[other]) / 2

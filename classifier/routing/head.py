@@ -47,9 +47,9 @@ class LabelHead:
         return torch.softmax(logits.masked_fill(~self.seen, float("-inf")), dim=-1)
 
 
-def fit_head(hidden: torch.Tensor, labels: Sequence[int], n_labels: int) -> LabelHead | None:
-    """Logistic regression on `hidden` (rows) for `labels` (indices into the router's labels);
-    None with fewer than two labels to tell apart."""
+def fit_head(hidden: torch.Tensor, labels: Sequence[int], n_labels: int, *, c: float = 1.0) -> LabelHead | None:
+    """Logistic regression (inverse regularisation `c`) on `hidden` (rows) for `labels` (indices into the
+    router's labels); None with fewer than two labels to tell apart."""
     import numpy as np
     import torch
     from sklearn.linear_model import LogisticRegression
@@ -59,7 +59,7 @@ def fit_head(hidden: torch.Tensor, labels: Sequence[int], n_labels: int) -> Labe
         return None
     x = hidden.float().numpy()
     mean, scale = x.mean(axis=0), x.std(axis=0) + 1e-6
-    clf = LogisticRegression(max_iter=3000, C=1.0).fit((x - mean) / scale, list(labels))
+    clf = LogisticRegression(max_iter=3000, C=c).fit((x - mean) / scale, list(labels))
     coef, intercept = clf.coef_, clf.intercept_
     if len(classes) == 2:  # sklearn keeps one row for two classes: the second's margin
         coef, intercept = np.vstack([np.zeros_like(coef), coef]), np.concatenate([[0.0], intercept])
