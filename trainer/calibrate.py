@@ -70,9 +70,8 @@ def calibrate(router: LoraRouter, fold: Sequence[Example], trained_on: Sequence[
 
     Once the fold has been used, the head is fitted again with the fold's messages added: the
     LoRA never sees the fold, but the head can, and at ten examples a label the tenth matters
-    (on CLINC150's domains at 10 a domain the head fitted without the fold was 1.5 to 2.5 points
-    less accurate, bench/few_shot.py). The temperature and the out-of-scope reference fitted with the
-    first head stand."""
+    (docs/quality.md, "The few-shot race"). The share, the temperature and the out-of-scope
+    reference chosen with the first head stand."""
     import torch
 
     router.head = None
@@ -110,7 +109,7 @@ def choose_head_weight(label_probs: torch.Tensor, head_probs: torch.Tensor, trut
     will be served). Ties go to the share nearest an even mix.
 
     Neither read wins everywhere: at 10 examples a label the head was ahead of the label scores on all three
-    few-shot tasks, and the label scores carry the full data sets (`bench/few_shot.py`)."""
+    few-shot tasks, and the label scores are the read measured good on full data (docs/quality.md)."""
     def cost(weight: float) -> tuple[float, float]:
         mix = (1 - weight) * label_probs + weight * head_probs
         return round(fitted_temperature(mix, truth)[1], 9), abs(weight - 0.5)

@@ -1,17 +1,14 @@
-"""A linear head on the model's final hidden state, fitted after the LoRA; its answer is averaged with the
+"""A linear head on the model's final hidden state, fitted after the LoRA; its answer is mixed with the
 label scores.
 
 The LoRA teaches the model to write the label; the same forward pass also leaves, at the prompt's
 last token, a hidden state in which the training messages sit clustered by label. Logistic
-regression on those states (standardised, C=1) reads them better than the label tokens do when
-examples are few, and varies less from sample to sample: at 10 examples a label, three samples
-each, all test queries, the head alone reached 81.0% on BANKING77's departments and 75.2% on
-CLINC150's domains, against 79.1% and 72.2% for the label scores, and the two averaged 81.0% and
-74.4% (`bench/few_shot.py`, bench/results/few-shot-*.json). The average is served: it keeps the
-label scores' say where data is plentiful (they reach 96.1% on the full departments set; the head
-has not been measured there). It costs no latency (the hidden state
-is already computed for the out-of-scope signal) and 576 numbers a label in the adapter's folder.
-Fitting needs scikit-learn (the trainer's); serving only torch.
+regression on those states (standardised) reads them better than the label tokens do when examples
+are few, and varies less from sample to sample; the label scores are the read measured good on full data. So the two
+are mixed, at the head's share the calibration fold chose for this adapter
+(`trainer/calibrate.py:choose_head_weight`); docs/quality.md, "The few-shot race", has the figures.
+It costs no latency (the hidden state is already computed for the out-of-scope signal) and one row
+of weights a label in the adapter's folder. Fitting needs scikit-learn (the trainer's); serving only torch.
 """
 
 from __future__ import annotations
