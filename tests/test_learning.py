@@ -228,7 +228,8 @@ def test_training_keeps_the_adapter_where_the_folds_loss_was_lowest_and_stops_af
     model, tokenizer = tiny
     contradicting = [(text, {"Billing": "Orders", "Orders": "Shipping", "Shipping": "Billing"}[label])
                      for text, label in EXAMPLES]
-    config = replace(FAST, learning_rate=3e-2, loss_vocabulary="labels", fold_evaluations=12, patience=2)
+    config = replace(FAST, learning_rate=3e-2, loss_vocabulary="labels", fold_evaluations=12, patience=2,
+                     min_watched=len(contradicting))
     result = train_lora(model=model, tokenizer=tokenizer, examples=EXAMPLES, watch=contradicting,
                         prompt=PromptFormat(), config=config, progress=False)
     losses = [point["fold_loss"] for point in result.curve]
@@ -260,3 +261,17 @@ def test_the_labels_no_person_gave_never_reach_the_fold_or_the_holdout(sessions)
         _, fold = split_fold(snapshot.train)
         assert fold and all(e.source.by_a_person for e in fold)
         assert session.exec(select(Label).where(Label.source == LabelSource.IMPLICIT)).all()
+
+
+def test_a_fold_too_small_to_tell_epochs_apart_is_not_watched(tiny):
+    """The same contradicting fold, one example short of `min_watched`: training runs its full course."""
+    model, tokenizer = tiny
+    contradicting = [(text, {"Billing": "Orders", "Orders": "Shipping", "Shipping": "Billing"}[label])
+                     for text, label in EXAMPLES]
+    config = replace(FAST, learning_rate=3e-2, loss_vocabulary="labels", fold_evaluations=12, patience=2,
+                     min_watched=len(contradicting) + 1)
+    result = train_lora(model=model, tokenizer=tokenizer, examples=EXAMPLES, watch=contradicting,
+                        prompt=PromptFormat(), config=config, progress=False)
+    planned = config.for_examples(len(EXAMPLES))
+    assert result.curve == [] and result.best_step is None
+    assert result.steps == -(-len(EXAMPLES) // planned.batch_size) * int(planned.epochs)

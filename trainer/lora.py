@@ -1,8 +1,9 @@
 """One LoRA fine-tune with TRL's SFTTrainer, with the loss on the label only.
 
 Each example's loss can weigh less than 1 (labels no person gave: trainer/candidate.py). With a
-`watch` set (the calibration fold), its loss is measured `fold_evaluations` times in the run; the
-adapter where it was lowest is kept and training stops once it stops falling (`BestOnFold`).
+`watch` set (the calibration fold) of at least `min_watched` examples, its loss is measured
+`fold_evaluations` times in the run; the adapter where it was lowest is kept and training stops once
+it stops falling (`BestOnFold`).
 
 It refuses the silent failures: no trainable parameters, no supervised tokens, a loss that is
 not a number. Each raises `TrainingFailed` with the reason, and no adapter is written.
@@ -93,7 +94,9 @@ def train_lora(
     progress: bool = True,
 ) -> TrainResult:
     """`weights`: each example's share of the loss (1 each by default). `watch`: labelled examples never
-    trained on (the calibration fold) whose loss picks the epoch kept, when `config.best_on_fold`."""
+    trained on (the calibration fold) whose loss picks the epoch kept, when `config.best_on_fold` and there
+    are at least `config.min_watched` of them: at ten examples a label on a few departments the fold holds a
+    handful, and watched it stopped training early on noise (docs/quality.md, "The few-shot race")."""
     from datasets import Dataset
     from transformers import set_seed
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
@@ -107,7 +110,8 @@ def train_lora(
         raise TrainingFailed(f"loss_vocabulary must be 'full' or 'labels', not {config.loss_vocabulary!r}")
     config = config.for_examples(len(examples))
     rows = tokenise_examples(tokenizer, prompt, examples, weights)
-    watched = tokenise_examples(tokenizer, prompt, watch) if watch and config.best_on_fold else []
+    watching = bool(watch) and config.best_on_fold and len(watch or []) >= config.min_watched
+    watched = tokenise_examples(tokenizer, prompt, watch) if watching else []
     label_tokens = sorted({t for _, label in [*examples, *(watch or [])]
                            for t in label_ids(tokenizer, prompt, label)})
     supervised = sum(sum(r["completion_mask"]) for r in rows)  # at least one a row: each label ends in EOS
