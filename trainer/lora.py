@@ -110,9 +110,10 @@ def train_lora(
         raise TrainingFailed(f"loss_vocabulary must be 'full' or 'labels', not {config.loss_vocabulary!r}")
     config = config.for_examples(len(examples))
     rows = tokenise_examples(tokenizer, prompt, examples, weights)
-    watching = bool(watch) and config.best_on_fold and len(watch or []) >= config.min_watched
-    watched = tokenise_examples(tokenizer, prompt, watch) if watching else []
-    label_tokens = sorted({t for _, label in [*examples, *(watch or [])]
+    watch = watch or []
+    watched = tokenise_examples(tokenizer, prompt, watch) if config.best_on_fold and len(watch) >= max(
+        1, config.min_watched) else []
+    label_tokens = sorted({t for _, label in [*examples, *watch]
                            for t in label_ids(tokenizer, prompt, label)})
     supervised = sum(sum(r["completion_mask"]) for r in rows)  # at least one a row: each label ends in EOS
     set_seed(config.seed)  # the LoRA's initial weights too, not only the trainer's shuffling: a seed gives one run
