@@ -60,18 +60,23 @@ def quality_recipes() -> str:
 
 
 FEW_SHOT_ROWS = (("TF-IDF SVM", "tfidf_svm"), ("MiniLM-L6 + logistic regression", "minilm_logreg"),
-                 ("router, label scores alone (before this change)", "label_scores"),
-                 ("router, the head alone", "head"), ("**router as served: the two averaged**", "router"),
+                 ("router, label scores alone", "label_scores"), ("router, the head alone", "head"),
+                 ("router, the head at 10x its regularisation (C=0.1)", "head_c0.1"),
+                 ("router, the head at a tenth of it (C=10)", "head_c10"),
+                 ("router, the two averaged 50/50 (served before)", "router_even"),
+                 ("**router as served: mixed at the fold's share**", "router"),
                  ("router + k-NN vote of the labelled examples", "router+knn"),
                  ("router + MiniLM-L6 + LR, averaged", "router+minilm_logreg"))
+FEW_SHOT_TASKS = ("departments", "domains", "intents")
 DATA_SETS = {"departments": ("BANKING77", "departments"), "intents": ("BANKING77", "intents"),
              "domains": ("CLINC150", "domains")}
 
 
 def few_shot() -> str:
-    """Each seed's accuracy, then the mean accuracy / macro-F1 (few-shot-{departments,domains}-10-per-class.json).
-    Bold: the most accurate mean of each column among single models (an ensemble, `router+...`, is not one)."""
-    tasks = [load_result(f"few-shot-{task}-10-per-class") for task in ("departments", "domains")]
+    """Each seed's accuracy, then the mean accuracy / macro-F1 (few-shot-<task>-10-per-class.json), then the
+    head's share each seed's fold chose and the router's scoring time. Bold: the most accurate mean of each
+    column among single models (an ensemble, `router+...`, is not one)."""
+    tasks = [load_result(f"few-shot-{task}-10-per-class") for task in FEW_SHOT_TASKS]
     header = [""] + [f"{DATA_SETS[t['task']][0]}, {t['labels']} {DATA_SETS[t['task']][1]}, "
                      f"{t['test_queries']:,} queries" for t in tasks]
     best = [max(t["mean"][key]["accuracy"] for _, key in FEW_SHOT_ROWS if "+" not in key) for t in tasks]
@@ -82,8 +87,16 @@ def few_shot() -> str:
         return f"{seeds}: " + bold(f"{percent(mean['accuracy'])}% / {fixed(mean['macro_f1'], 3)}",
                                    "+" not in key and mean["accuracy"] == best)
 
+    def about(task: dict[str, Any], key: str, digits: int) -> str:
+        return " / ".join(fixed(run["router"][key], digits) for run in task["runs"])
+
     return markdown(header, [[label, *(cell(t, key, b) for t, b in zip(tasks, best, strict=True))]
-                             for label, key in FEW_SHOT_ROWS])
+                             for label, key in FEW_SHOT_ROWS]
+                    + [["the head's share chosen on the fold (fold size)",
+                        *(" / ".join(f"{fixed(r['router']['head_weight'], 1)} ({r['router']['fold']})"
+                                     for r in t["runs"]) for t in tasks)],
+                       ["router's scoring, ms a query in batches of 32", *(about(t, "score_ms_per_query", 0)
+                                                                           for t in tasks)]])
 
 
 OOS_CONTENDERS = ("lora_router", "minilm_logreg", "minilm_finetuned", "tfidf_svm")
