@@ -9,7 +9,7 @@ are scored once, keeping each one's label probabilities and final hidden state; 
 then a different read of those:
 
 - `router`: what ships: the label scores and the head's answer mixed at the share the calibration fold
-  chose (`trainer/calibrate.py:choose_head_weight`), then the temperature;
+  chose (`trainer/calibrate.py:choose_head_weight`; even on a fold under 30), then the temperature;
 - `router_even`: the two averaged 50/50 (what shipped before the share was chosen);
 - `label_scores`: the probabilities of the label tokens alone (what shipped before the head);
 - `head`: the linear head on the final hidden state alone (`classifier/routing/head.py`);

@@ -100,7 +100,8 @@ def test_the_head_is_fitted_again_with_the_calibration_fold_added(tiny_model_dir
     trained = [Example(i, f"{w} question {i}", ["Billing", "Orders"][i % 2], Split.TRAIN, LabelSource.IMPORT, now)
                for i, w in enumerate(["alpha", "beta", "gamma", "delta"] * 2)]
     fold = [Example(10 + i, f"refund please {i}", "Refunds", Split.TRAIN, LabelSource.IMPORT, now) for i in range(3)]
-    fitted = calibrate(router, fold, trained)
+    assert calibrate(router, fold, trained).calibration.head_weight == 0.5  # three examples decide nothing
+    fitted = calibrate(router, fold, trained, min_fold=3)
     assert fitted.calibration.n == 3 and fitted.bank.shape[0] == len(trained)  # the fold never joins the bank
     assert fitted.head is router.head and fitted.head is not None
     assert fitted.head.seen.tolist() == [True, True, False, True]  # Refunds was only in the fold

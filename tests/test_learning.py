@@ -229,7 +229,7 @@ def test_training_keeps_the_adapter_where_the_folds_loss_was_lowest_and_stops_af
     contradicting = [(text, {"Billing": "Orders", "Orders": "Shipping", "Shipping": "Billing"}[label])
                      for text, label in EXAMPLES]
     config = replace(FAST, learning_rate=3e-2, loss_vocabulary="labels", fold_evaluations=12, patience=2,
-                     min_watched=len(contradicting))
+                     min_fold=len(contradicting))
     result = train_lora(model=model, tokenizer=tokenizer, examples=EXAMPLES, watch=contradicting,
                         prompt=PromptFormat(), config=config, progress=False)
     losses = [point["fold_loss"] for point in result.curve]
@@ -264,12 +264,12 @@ def test_the_labels_no_person_gave_never_reach_the_fold_or_the_holdout(sessions)
 
 
 def test_a_fold_too_small_to_tell_epochs_apart_is_not_watched(tiny):
-    """The same contradicting fold, one example short of `min_watched`: training runs its full course."""
+    """The same contradicting fold, one example short of `min_fold`: training runs its full course."""
     model, tokenizer = tiny
     contradicting = [(text, {"Billing": "Orders", "Orders": "Shipping", "Shipping": "Billing"}[label])
                      for text, label in EXAMPLES]
     config = replace(FAST, learning_rate=3e-2, loss_vocabulary="labels", fold_evaluations=12, patience=2,
-                     min_watched=len(contradicting) + 1)
+                     min_fold=len(contradicting) + 1)
     result = train_lora(model=model, tokenizer=tokenizer, examples=EXAMPLES, watch=contradicting,
                         prompt=PromptFormat(), config=config, progress=False)
     planned = config.for_examples(len(EXAMPLES))

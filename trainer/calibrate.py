@@ -64,9 +64,10 @@ class Fitted:
 
 
 def calibrate(router: LoraRouter, fold: Sequence[Example], trained_on: Sequence[Example], *,
-              with_head: bool = True) -> Fitted:
+              with_head: bool = True, min_fold: int = 30) -> Fitted:
     """Fit the head on the trained-on messages' hidden states and set it on `router`, then, on the fold,
-    choose the head's share of the router's probabilities and fit the calibration over the mix.
+    choose the head's share of the router's probabilities (an even share on a fold under `min_fold`) and
+    fit the calibration over the mix.
 
     Once the fold has been used, the head is fitted again with the fold's messages added: the
     LoRA never sees the fold, but the head can, and at ten examples a label the tenth matters
@@ -86,7 +87,9 @@ def calibrate(router: LoraRouter, fold: Sequence[Example], trained_on: Sequence[
         return Fitted(Calibration(), bank, head)
     raw = router.score([e.text for e in fold])  # the label scores alone: the router has no head yet
     truth = [labels.index(e.label) for e in fold]
-    weight = choose_head_weight(raw.probs, head.probabilities(raw.hidden), truth) if head is not None else 0.5
+    weight = 0.5
+    if head is not None and len(fold) >= min_fold:
+        weight = choose_head_weight(raw.probs, head.probabilities(raw.hidden), truth)
     probs = mixed(raw.probs, head, raw.hidden, weight)
     in_scope = [i for i, e in enumerate(fold) if e.label != OUT_OF_SCOPE]
     distances = knn_distances(raw.hidden[in_scope], bank) if in_scope else []

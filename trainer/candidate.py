@@ -90,7 +90,7 @@ def train_router(*, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, 
                         watch=[(e.text, e.label) for e in fold], init_adapter=init_adapter, progress=progress)
     router = LoraRouter(model=result.model.get_base_model(), tokenizer=tokenizer, labels=labels, prompt=prompt,
                         name=name or "candidate")
-    fitted = calibrate(router, fold, train_on, with_head=config.head)
+    fitted = calibrate(router, fold, train_on, with_head=config.head, min_fold=config.min_fold)
     router.calibration, router.bank = fitted.calibration, fitted.bank
     return router, result, fitted
 

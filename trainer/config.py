@@ -55,9 +55,9 @@ class TrainConfig:
     best_on_fold: bool = field(
         default=True, metadata={"help": "watch the loss on the calibration fold while training, keep the adapter "
                                         "where it was lowest and stop once it stops falling"})
-    min_watched: int = field(
-        default=30, metadata={"help": "the smallest fold watched: a smaller fold's loss is too noisy to pick an "
-                                      "epoch by, and training runs its full course"})
+    min_fold: int = field(
+        default=30, metadata={"help": "the smallest calibration fold trusted to choose the epoch kept and the "
+                                      "head's share; below it training runs its full course and the share is even"})
     fold_evaluations: int = field(default=10, metadata={"help": "times the fold's loss is measured in a run"})
     patience: int = field(default=3, metadata={"help": "measurements without a new lowest loss before stopping"})
     max_text_tokens: int = field(default=96, metadata={"help": "query tokens kept; longer queries are cut"})

@@ -1,7 +1,7 @@
 """One LoRA fine-tune with TRL's SFTTrainer, with the loss on the label only.
 
 Each example's loss can weigh less than 1 (labels no person gave: trainer/candidate.py). With a
-`watch` set (the calibration fold) of at least `min_watched` examples, its loss is measured
+`watch` set (the calibration fold) of at least `min_fold` examples, its loss is measured
 `fold_evaluations` times in the run; the adapter where it was lowest is kept and training stops once
 it stops falling (`BestOnFold`).
 
@@ -95,7 +95,7 @@ def train_lora(
 ) -> TrainResult:
     """`weights`: each example's share of the loss (1 each by default). `watch`: labelled examples never
     trained on (the calibration fold) whose loss picks the epoch kept, when `config.best_on_fold` and there
-    are at least `config.min_watched` of them: at ten examples a label on a few departments the fold holds a
+    are at least `config.min_fold` of them: at ten examples a label on a few departments the fold holds a
     handful, and watched it stopped training early on noise (docs/quality.md, "The few-shot race")."""
     from datasets import Dataset
     from transformers import set_seed
@@ -112,7 +112,7 @@ def train_lora(
     rows = tokenise_examples(tokenizer, prompt, examples, weights)
     watch = watch or []
     watched = tokenise_examples(tokenizer, prompt, watch) if config.best_on_fold and len(watch) >= max(
-        1, config.min_watched) else []
+        1, config.min_fold) else []
     label_tokens = sorted({t for _, label in [*examples, *watch]
                            for t in label_ids(tokenizer, prompt, label)})
     supervised = sum(sum(r["completion_mask"]) for r in rows)  # at least one a row: each label ends in EOS
