@@ -50,7 +50,7 @@ class TrainConfig:
                           "as the scorer renormalises"},
     )
     head: bool = field(
-        default=True, metadata={"help": "average the label scores with a linear head on the final hidden state "
+        default=True, metadata={"help": "mix the label scores with a linear head on the final hidden state "
                                         "(classifier/routing/head.py); off: the label scores alone"})
     best_on_fold: bool = field(
         default=True, metadata={"help": "watch the loss on the calibration fold while training, keep the adapter "

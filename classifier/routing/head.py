@@ -4,8 +4,8 @@ label scores.
 The LoRA teaches the model to write the label; the same forward pass also leaves, at the prompt's
 last token, a hidden state in which the training messages sit clustered by label. Logistic
 regression on those states (standardised) reads them better than the label tokens do when examples
-are few, and varies less from sample to sample; the label scores are the read measured good on full data. So the two
-are mixed, at the head's share the calibration fold chose for this adapter
+are few, and varies less from sample to sample; the label scores are the read measured good on full
+data. So the two are mixed, at the head's share the calibration fold chose for this adapter
 (`trainer/calibrate.py:choose_head_weight`); docs/quality.md, "The few-shot race", has the figures.
 It costs no latency (the hidden state is already computed for the out-of-scope signal) and one row
 of weights a label in the adapter's folder. Fitting needs scikit-learn (the trainer's); serving only torch.
