@@ -78,7 +78,7 @@ def few_shot() -> str:
     column among single models (an ensemble, `router+...`, is not one)."""
     tasks = [load_result(f"few-shot-{task}-10-per-class") for task in FEW_SHOT_TASKS]
     header = [""] + [f"{DATA_SETS[t['task']][0]}, {t['labels']} {DATA_SETS[t['task']][1]}, "
-                     f"{t['test_queries']:,} queries" for t in tasks]
+                     f"{t['test_queries']:,} queries, seeds {', '.join(str(s) for s in t['seeds'])}" for t in tasks]
     best = [max(t["mean"][key]["accuracy"] for _, key in FEW_SHOT_ROWS if "+" not in key) for t in tasks]
 
     def cell(task: dict[str, Any], key: str, best: float) -> str:
