@@ -18,6 +18,7 @@ from classifier.routing.head import LabelHead, fit_head, mixed
 from store.examples import Example
 from store.split import text_hash
 from store.tables import OUT_OF_SCOPE
+from trainer.config import TrainConfig
 
 if TYPE_CHECKING:
     import torch
@@ -64,7 +65,7 @@ class Fitted:
 
 
 def calibrate(router: LoraRouter, fold: Sequence[Example], trained_on: Sequence[Example], *,
-              with_head: bool = True, min_fold: int = 30) -> Fitted:
+              with_head: bool = True, min_fold: int = TrainConfig.min_fold) -> Fitted:
     """Fit the head on the trained-on messages' hidden states and set it on `router`, then, on the fold,
     choose the head's share of the router's probabilities (an even share on a fold under `min_fold`) and
     fit the calibration over the mix.
