@@ -60,7 +60,8 @@ def router_reads(train: Pairs, texts: list[str], labels: list[str], home: Path) 
     train_s = time.perf_counter() - started
     head, lora.head = lora.head, None
     labelled = train_on + fold
-    bank = lora.score([e.text for e in labelled]).hidden.numpy()
+    labelled_scores = lora.score([e.text for e in labelled])
+    bank = labelled_scores.hidden.numpy()
     started = time.perf_counter()
     raw = lora.score(texts)
     score_ms = (time.perf_counter() - started) * 1000 / len(texts)
@@ -69,10 +70,17 @@ def router_reads(train: Pairs, texts: list[str], labels: list[str], home: Path) 
             "even": mixed(raw.probs, head, raw.hidden, 0.5).numpy(),
             "label_scores": raw.probs.numpy(),
             "head": head.probabilities(raw.hidden).numpy() if head is not None else raw.probs.numpy(),
-            "hidden": raw.hidden.numpy(), "bank": bank, "bank_labels": [labels.index(e.label) for e in labelled],
+            "hidden": raw.hidden.numpy(), "bank": bank, "weight": weight, "label_probs": raw.probs.numpy(),
+            "pooled": _array(raw.pooled), "bank_pooled": _array(labelled_scores.pooled),
+            "bank_labels": [labels.index(e.label) for e in labelled],
             "about": {"train_s": round(train_s, 1), "score_ms_per_query": round(score_ms, 2),
                       "trained_on": len(train_on), "fold": len(fold), "head_weight": weight,
                       "temperature": temperature}}
+
+
+def _array(tensor: Any) -> np.ndarray:
+    assert tensor is not None, "score_labels_detailed always pools"
+    return np.asarray(tensor.numpy())
 
 
 def knn_vote(hidden: np.ndarray, bank: np.ndarray, bank_labels: list[int], n_labels: int, k: int = 10,
@@ -115,6 +123,12 @@ def one_seed(train_all: Pairs, test: Pairs, labels: list[str], seed: int, per_cl
     for c in HEAD_C:
         head = fit_head(torch.from_numpy(reads["bank"]), reads["bank_labels"], len(labels), c=c)
         probs[f"head_c{c:g}"] = head.probabilities(torch.from_numpy(reads["hidden"])).numpy() if head else probs["head"]
+    for name, x, bank in (("mean", reads["pooled"], reads["bank_pooled"]),
+                          ("concat", np.hstack([reads["hidden"], reads["pooled"]]),
+                           np.hstack([reads["bank"], reads["bank_pooled"]]))):
+        head = fit_head(torch.from_numpy(bank), reads["bank_labels"], len(labels))
+        probs[f"head_{name}"] = head.probabilities(torch.from_numpy(x)).numpy() if head else probs["head"]
+        probs[f"router_{name}"] = (1 - reads["weight"]) * reads["label_probs"] + reads["weight"] * probs[f"head_{name}"]
     probs["knn"] = knn_vote(reads["hidden"], reads["bank"], reads["bank_labels"], len(labels))
     for other in ("knn", "minilm_logreg"):
         probs[f"router+{other}"] = (probs["router"] + probs[other]) / 2

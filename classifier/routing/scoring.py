@@ -61,12 +61,14 @@ class LabelScores:
     `probs`: (n, labels), rows summing to one. `hidden`: (n, width), the final hidden state of each
     prompt, the model's own view of the message (its distance to the training messages' states
     says how unusual a message is). `energy`: (n,), minus the log-sum-exp of the raw logits of the
-    labels' first tokens (Liu et al. 2020): high when no label fits.
+    labels' first tokens (Liu et al. 2020): high when no label fits. `pooled`: (n, width), the final
+    hidden states averaged over the prompt's tokens after the shared prefix (the message and the suffix).
     """
 
     probs: torch.Tensor
     hidden: torch.Tensor
     energy: torch.Tensor
+    pooled: torch.Tensor | None = None
 
 
 def score_labels(
@@ -109,6 +111,7 @@ def score_labels_detailed(
     head = model.get_output_embeddings().weight
     log_branch: dict[tuple[int, tuple[int, ...]], dict[int, float]] = {}
     hidden = torch.zeros(len(prompts), head.shape[1])
+    pooled = torch.zeros(len(prompts), head.shape[1])
     energy = torch.zeros(len(prompts))
     first_tokens = sorted({path[0] for path in trie.paths.values()})
     with torch.inference_mode():
@@ -118,6 +121,8 @@ def score_labels_detailed(
                                                    head.device, use_cache=bool(deeper))
             last = out.last_hidden_state[torch.arange(len(chunk), device=head.device), lengths - 1]
             hidden[chunk] = last.float().cpu()
+            own = (torch.arange(out.last_hidden_state.shape[1], device=head.device) < lengths.unsqueeze(1)).unsqueeze(2)
+            pooled[chunk] = ((out.last_hidden_state * own).sum(1) / lengths.unsqueeze(1)).float().cpu()
             energy[chunk] = -torch.logsumexp((last @ head[first_tokens].T).float(), dim=-1).cpu()
             if () in trie.branches:  # else every label starts with the same token
                 _record(log_branch, trie, head, [(i, ()) for i in chunk], last)
@@ -125,7 +130,7 @@ def score_labels_detailed(
                 _score_deeper(decoder, trie, head, deeper, chunk, out.past_key_values, attention, log_branch,
                               pad_token_id)
     probs = _combine(trie, len(prompts), log_branch) if trie.branches else torch.ones(len(prompts), 1)
-    return LabelScores(probs, hidden, energy)
+    return LabelScores(probs, hidden, energy, pooled)
 
 
 def _run_prompts(decoder, prompts, prefix, pad_token_id, device, *, use_cache):  # type: ignore[no-untyped-def]
