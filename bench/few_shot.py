@@ -2,6 +2,7 @@
 
     python -m bench.few_shot --task departments --seeds 0 1 2      # BANKING77, 10 a class, all 3,080 test queries
     python -m bench.few_shot --task domains --seeds 0 1            # CLINC150's 10 domains, 4,500 in-scope test queries
+    python -m bench.few_shot --task departments --per-class 0 --seeds 0   # the whole training set (10,003)
 
 One router is trained per seed exactly as the trainer trains it (`trainer/candidate.py`: the
 calibration fold held out, the head and the temperature fitted after the LoRA); the test queries
@@ -15,6 +16,9 @@ then a different read of those:
 - `head`: the linear head on the final hidden state alone (`classifier/routing/head.py`);
 - `head_c0.1`, `head_c10`: the head fitted on the same examples with ten times the regularisation, or a
   tenth of it;
+- `head_mean`, `head_concat`: the head on the prompt's final states averaged over the message (not the last
+  token's), or on both side by side; `router_mean`, `router_concat`: each mixed with the label scores at the
+  served share;
 - `knn`: retrieval, a similarity-weighted vote of the 10 nearest labelled examples (training and
   fold) in the model's own hidden states; a new label could join this index without a retrain;
 - `router+knn`, `router+minilm_logreg`: the router's probabilities averaged with the k-NN vote, or
@@ -109,7 +113,7 @@ def one_seed(train_all: Pairs, test: Pairs, labels: list[str], seed: int, per_cl
     from classifier.routing.head import fit_head
     from trainer.alternatives import fit_minilm_logreg, fit_tfidf_svm
 
-    train = sample_per_class(train_all, per_class, seed)
+    train = sample_per_class(train_all, per_class or None, seed)
     texts, truth = [t for t, _ in test], [y for _, y in test]
     probs: dict[str, np.ndarray] = {}
     for fit in (fit_tfidf_svm, fit_minilm_logreg):
@@ -158,7 +162,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--task", choices=["departments", "intents", "domains"], default="departments")
     parser.add_argument("--data", type=Path, help="the data set's folder (default: ../shared/data/...)")
-    parser.add_argument("--per-class", type=int, default=10)
+    parser.add_argument("--per-class", type=int, default=10, help="examples a label; 0: the whole training set")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--test", type=int, help="a seeded sample of this many test queries (default: all)")
     parser.add_argument("--home", type=Path, default=Path(".switchboard"), help="the embedded model's cache")
@@ -170,7 +174,8 @@ def main() -> None:
     labels = sorted({y for _, y in train_all})
     if args.test:
         test = random.Random(1).sample(test, args.test)
-    result_name = f"few-shot-{args.task}-{args.per_class}-per-class{'-smoke' if args.test else ''}"
+    size = f"{args.per_class}-per-class" if args.per_class else "full"
+    result_name = f"few-shot-{args.task}-{size}{'-smoke' if args.test else ''}"
     done = finished_seeds(result_name, args) if args.resume else {}
     runs: list[dict[str, Any]] = []
     mean: dict[str, dict[str, float]] = {}
@@ -179,7 +184,7 @@ def main() -> None:
         names = list(runs[0]["results"])
         mean = {name: {metric: round(statistics.mean(r["results"][name][metric] for r in runs), 4)
                        for metric in ("accuracy", "macro_f1")} for name in names}
-        report = {"task": args.task, "size": f"{args.per_class}-per-class", "test_queries": len(test),
+        report = {"task": args.task, "size": size, "test_queries": len(test),
                   "labels": len(labels), "seeds": [r["seed"] for r in runs], "mean": mean, "runs": runs}
         save(result_name, report, args, show=False)
     print(json.dumps(mean, indent=1))
