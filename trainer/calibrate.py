@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from classifier.routing.calibration import Calibration, fit_calibration, fitted_temperature, knn_distances
-from classifier.routing.head import LabelHead, fit_head, mixed
+from classifier.routing.head import LabelHead, blend, fit_head, mixed
 from store.examples import Example
 from store.split import text_hash
 from store.tables import OUT_OF_SCOPE
@@ -115,8 +115,7 @@ def choose_head_weight(label_probs: torch.Tensor, head_probs: torch.Tensor, trut
     Neither read wins everywhere: at 10 examples a label the head was ahead of the label scores on all three
     few-shot tasks, and the label scores are the read measured good on full data (docs/quality.md)."""
     def cost(weight: float) -> tuple[float, float]:
-        mix = (1 - weight) * label_probs + weight * head_probs
-        return round(fitted_temperature(mix, truth)[1], 9), abs(weight - 0.5)
+        return round(fitted_temperature(blend(label_probs, head_probs, weight), truth)[1], 9), abs(weight - 0.5)
 
     return min(HEAD_WEIGHTS, key=cost)
 

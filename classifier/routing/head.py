@@ -74,7 +74,12 @@ def mixed(label_probs: torch.Tensor, head: LabelHead | None, hidden: torch.Tenso
     alone without a head)."""
     if head is None or len(label_probs) == 0:
         return label_probs
-    return (1 - head_weight) * label_probs + head_weight * head.probabilities(hidden)
+    return blend(label_probs, head.probabilities(hidden), head_weight)
+
+
+def blend(label_probs: torch.Tensor, head_probs: torch.Tensor, head_weight: float) -> torch.Tensor:
+    """The head's probabilities at `head_weight`, the label scores' at the rest."""
+    return (1 - head_weight) * label_probs + head_weight * head_probs
 
 
 def write_head(folder: Path, head: LabelHead) -> None:
