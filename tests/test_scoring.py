@@ -51,3 +51,25 @@ def test_the_embedded_model_matches_the_plain_path(embedded_cache):
     assert_same(model, tokenizer, texts[::40], labels)  # 77 queries: bench/speed.py checks its own 100 too
     texts, labels = banking77("intents")
     assert_same(model, tokenizer, texts[::308], labels)  # 10 queries x 77 labels, each label a plain pass
+
+
+def test_the_pooled_state_is_each_prompts_own_tokens_averaged_whatever_its_batch_padding(tiny_model_dir, tmp_path):
+    import torch
+
+    from classifier.routing.scoring import score_labels_detailed
+
+    model, tokenizer = load_base_model(str(tiny_model_dir), cache_dir=tmp_path)
+    texts, labels = banking77("departments")
+    texts = sorted(texts[:40], key=len)[::8]  # lengths far apart: the short ones are padded in the batch
+    prompt = PromptFormat()
+    trie = LabelTrie({label: label_ids(tokenizer, prompt, label) for label in labels})
+    prompts = [prompt_ids(tokenizer, prompt, text) for text in texts]
+    start = len(prefix_ids(tokenizer, prompt))
+    with torch.inference_mode():
+        alone = [model.get_decoder()(input_ids=torch.tensor([p])).last_hidden_state[0] for p in prompts]
+    for prefix, skip in ((None, 0), (shared_prefix(model, prefix_ids(tokenizer, prompt)), start)):
+        scores = score_labels_detailed(model, trie, prompts, pad_token_id=tokenizer.pad_token_id, prefix=prefix)
+        assert scores.pooled is not None
+        expected = torch.stack([states[skip:].mean(0) for states in alone])
+        assert (scores.pooled - expected).abs().max().item() < 1e-4
+        assert (scores.pooled[0] - scores.pooled[-1]).abs().max().item() > 1e-3

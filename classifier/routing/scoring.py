@@ -62,7 +62,8 @@ class LabelScores:
     prompt, the model's own view of the message (its distance to the training messages' states
     says how unusual a message is). `energy`: (n,), minus the log-sum-exp of the raw logits of the
     labels' first tokens (Liu et al. 2020): high when no label fits. `pooled`: (n, width), the final
-    hidden states averaged over the prompt's tokens after the shared prefix (the message and the suffix).
+    hidden states averaged over the prompt's tokens (after the shared prefix, when one is reused):
+    another read of the message, measured against `hidden` by `bench/few_shot.py` (the head reads `hidden`).
     """
 
     probs: torch.Tensor
