@@ -65,20 +65,27 @@ FEW_SHOT_ROWS = (("TF-IDF SVM", "tfidf_svm"), ("MiniLM-L6 + logistic regression"
                  ("router, the head at a tenth of it (C=10)", "head_c10"),
                  ("router, the two averaged 50/50 (served before)", "router_even"),
                  ("**router as served: mixed at the fold's share**", "router"),
+                 ("router's states, k-NN vote of the labelled examples alone", "knn"),
                  ("router + k-NN vote of the labelled examples", "router+knn"),
                  ("router + MiniLM-L6 + LR, averaged", "router+minilm_logreg"))
-FEW_SHOT_TASKS = ("departments", "domains", "intents")
+FEW_SHOT_RUNS = ("departments-10-per-class", "domains-10-per-class", "intents-10-per-class", "departments-full")
 DATA_SETS = {"departments": ("BANKING77", "departments"), "intents": ("BANKING77", "intents"),
              "domains": ("CLINC150", "domains")}
 
 
 def few_shot() -> str:
-    """Each seed's accuracy, then the mean accuracy / macro-F1 (few-shot-<task>-10-per-class.json), then the
+    """Each seed's accuracy, then the mean accuracy / macro-F1 (few-shot-<task>-<size>.json), then the
     head's share each seed's fold chose and the router's scoring time. Bold: the most accurate mean of each
     column among single models (an ensemble, `router+...`, is not one)."""
-    tasks = [load_result(f"few-shot-{task}-10-per-class") for task in FEW_SHOT_TASKS]
-    header = [""] + [f"{DATA_SETS[t['task']][0]}, {t['labels']} {DATA_SETS[t['task']][1]}, "
-                     f"{t['test_queries']:,} queries, seeds {', '.join(str(s) for s in t['seeds'])}" for t in tasks]
+    tasks = [load_result(f"few-shot-{run}") for run in FEW_SHOT_RUNS]
+
+    def size(t: dict[str, Any]) -> str:
+        full = t["size"] == "full"
+        return f"all {t['runs'][0]['train_examples']:,}" if full else f"{t['size'].split('-')[0]} a label"
+
+    header = [""] + [f"{DATA_SETS[t['task']][0]}, {t['labels']} {DATA_SETS[t['task']][1]}, {size(t)}, "
+                     f"{t['test_queries']:,} queries, {'seeds' if len(t['seeds']) > 1 else 'seed'} "
+                     f"{', '.join(map(str, t['seeds']))}" for t in tasks]
     best = [max(t["mean"][key]["accuracy"] for _, key in FEW_SHOT_ROWS if "+" not in key) for t in tasks]
 
     def cell(task: dict[str, Any], key: str, best: float) -> str:
