@@ -14,8 +14,8 @@ then a different read of those:
 - `router_even`: the two averaged 50/50 (what shipped before the share was chosen);
 - `label_scores`: the probabilities of the label tokens alone (what shipped before the head);
 - `head`: the linear head on the final hidden state alone (`classifier/routing/head.py`);
-- `head_c0.1`, `head_c10`: the head fitted on the same examples with ten times the regularisation, or a
-  tenth of it;
+- `head_c0.1`, `head_c10`: the head fitted with ten times the regularisation, or a tenth of it, on every
+  labelled example (so do the reads below; the served head takes at most 5,000 trained-on ones and the fold);
 - `head_mean`, `head_concat`: the head on the prompt's final states averaged over the message (not the last
   token's), or on both side by side; `router_mean`, `router_concat`: each mixed with the label scores at the
   served share;
