@@ -68,7 +68,8 @@ FEW_SHOT_ROWS = (("TF-IDF SVM", "tfidf_svm"), ("MiniLM-L6 + logistic regression"
                  ("router's states, k-NN vote of the labelled examples alone", "knn"),
                  ("router + k-NN vote of the labelled examples", "router+knn"),
                  ("router + MiniLM-L6 + LR, averaged", "router+minilm_logreg"))
-FEW_SHOT_RUNS = ("departments-10-per-class", "domains-10-per-class", "intents-10-per-class", "departments-full")
+FEW_SHOT_RUNS = ("departments-10-per-class", "domains-10-per-class", "intents-10-per-class", "departments-50-per-class",
+                 "departments-full")
 DATA_SETS = {"departments": ("BANKING77", "departments"), "intents": ("BANKING77", "intents"),
              "domains": ("CLINC150", "domains")}
 
