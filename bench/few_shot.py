@@ -64,17 +64,17 @@ def router_reads(train: Pairs, texts: list[str], labels: list[str], home: Path) 
     train_s = time.perf_counter() - started
     head, lora.head = lora.head, None
     labelled = train_on + fold
-    labelled_scores = lora.score([e.text for e in labelled])
+    labelled_scores = lora.score([e.text for e in labelled], pool=True)
     bank = labelled_scores.hidden.numpy()
     started = time.perf_counter()
-    raw = lora.score(texts)
+    raw = lora.score(texts, pool=True)
     score_ms = (time.perf_counter() - started) * 1000 / len(texts)
     temperature, weight = fitted.calibration.temperature, fitted.calibration.head_weight
     return {"probs": with_temperature(mixed(raw.probs, head, raw.hidden, weight), temperature).numpy(),
             "even": mixed(raw.probs, head, raw.hidden, 0.5).numpy(),
             "label_scores": raw.probs.numpy(),
             "head": head.probabilities(raw.hidden).numpy() if head is not None else raw.probs.numpy(),
-            "hidden": raw.hidden.numpy(), "bank": bank, "weight": weight, "label_probs": raw.probs.numpy(),
+            "hidden": raw.hidden.numpy(), "bank": bank,
             "pooled": _array(raw.pooled), "bank_pooled": _array(labelled_scores.pooled),
             "bank_labels": [labels.index(e.label) for e in labelled],
             "about": {"train_s": round(train_s, 1), "score_ms_per_query": round(score_ms, 2),
@@ -83,7 +83,7 @@ def router_reads(train: Pairs, texts: list[str], labels: list[str], home: Path) 
 
 
 def _array(tensor: Any) -> np.ndarray:
-    assert tensor is not None, "score_labels_detailed always pools"
+    assert tensor is not None, "scored with pool=True"
     return np.asarray(tensor.numpy())
 
 
@@ -110,7 +110,7 @@ def one_seed(train_all: Pairs, test: Pairs, labels: list[str], seed: int, per_cl
              ) -> dict[str, Any]:
     import torch
 
-    from classifier.routing.head import fit_head
+    from classifier.routing.head import blend, fit_head
     from trainer.alternatives import fit_minilm_logreg, fit_tfidf_svm
 
     train = sample_per_class(train_all, per_class or None, seed)
@@ -132,7 +132,8 @@ def one_seed(train_all: Pairs, test: Pairs, labels: list[str], seed: int, per_cl
                            np.hstack([reads["bank"], reads["bank_pooled"]]))):
         head = fit_head(torch.from_numpy(bank), reads["bank_labels"], len(labels))
         probs[f"head_{name}"] = head.probabilities(torch.from_numpy(x)).numpy() if head else probs["head"]
-        probs[f"router_{name}"] = (1 - reads["weight"]) * reads["label_probs"] + reads["weight"] * probs[f"head_{name}"]
+        label_scores, head_probs = torch.from_numpy(reads["label_scores"]), torch.from_numpy(probs[f"head_{name}"])
+        probs[f"router_{name}"] = blend(label_scores, head_probs, reads["about"]["head_weight"]).numpy()
     probs["knn"] = knn_vote(reads["hidden"], reads["bank"], reads["bank_labels"], len(labels))
     for other in ("knn", "minilm_logreg"):
         probs[f"router+{other}"] = (probs["router"] + probs[other]) / 2

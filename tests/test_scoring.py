@@ -68,7 +68,9 @@ def test_the_pooled_state_is_each_prompts_own_tokens_averaged_whatever_its_batch
     with torch.inference_mode():
         alone = [model.get_decoder()(input_ids=torch.tensor([p])).last_hidden_state[0] for p in prompts]
     for prefix, skip in ((None, 0), (shared_prefix(model, prefix_ids(tokenizer, prompt)), start)):
-        scores = score_labels_detailed(model, trie, prompts, pad_token_id=tokenizer.pad_token_id, prefix=prefix)
+        assert score_labels_detailed(model, trie, prompts, pad_token_id=tokenizer.pad_token_id).pooled is None
+        scores = score_labels_detailed(model, trie, prompts, pad_token_id=tokenizer.pad_token_id, prefix=prefix,
+                                       pool=True)
         assert scores.pooled is not None
         expected = torch.stack([states[skip:].mean(0) for states in alone])
         assert (scores.pooled - expected).abs().max().item() < 1e-4

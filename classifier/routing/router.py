@@ -152,13 +152,13 @@ class LoraRouter:
     def classify(self, text: str) -> Classification:
         return self.classify_batch([text])[0]
 
-    def score(self, texts: Sequence[str], *, batch_size: int = 32) -> LabelScores:
+    def score(self, texts: Sequence[str], *, batch_size: int = 32, pool: bool = False) -> LabelScores:
         """The scores before temperature (the label scores mixed with the head's, when there is one):
         what calibration and the benchmarks work from."""
         with self._lock:
             prompts = [prompt_ids(self._tokenizer, self._prompt, text) for text in texts]
             raw = score_labels_detailed(self._model, self._trie, prompts, pad_token_id=self._tokenizer.pad_token_id,
-                                        batch_size=batch_size, prefix=self._prefix)
+                                        batch_size=batch_size, prefix=self._prefix, pool=pool)
         return replace(raw, probs=mixed(raw.probs, self.head, raw.hidden, self.calibration.head_weight))
 
     def classify_batch(self, texts: Sequence[str], *, batch_size: int = 32) -> list[Classification]:

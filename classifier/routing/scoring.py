@@ -61,9 +61,10 @@ class LabelScores:
     `probs`: (n, labels), rows summing to one. `hidden`: (n, width), the final hidden state of each
     prompt, the model's own view of the message (its distance to the training messages' states
     says how unusual a message is). `energy`: (n,), minus the log-sum-exp of the raw logits of the
-    labels' first tokens (Liu et al. 2020): high when no label fits. `pooled`: (n, width), the final
-    hidden states averaged over the prompt's tokens (after the shared prefix, when one is reused):
-    another read of the message, measured against `hidden` by `bench/few_shot.py` (the head reads `hidden`).
+    labels' first tokens (Liu et al. 2020): high when no label fits. `pooled`: (n, width) when asked
+    for, else None: the final hidden states averaged over the prompt's tokens (after the shared prefix,
+    when one is reused), another read of the message that `bench/few_shot.py` measures against `hidden`;
+    nothing served reads it, so serving never computes it.
     """
 
     probs: torch.Tensor
@@ -94,8 +95,9 @@ def score_labels_detailed(
     pad_token_id: int,
     batch_size: int = 32,
     prefix: SharedPrefix | None = None,
+    pool: bool = False,
 ) -> LabelScores:
-    """The labels' probabilities with each prompt's hidden state and energy.
+    """The labels' probabilities with each prompt's hidden state and energy (with `pool`, its pooled state too).
 
     Each prompt is read once. Prompts are batched by length, so little is padding; when a
     branch lies deeper than the first label token, the prompts' key/value cache is reused and
@@ -112,7 +114,7 @@ def score_labels_detailed(
     head = model.get_output_embeddings().weight
     log_branch: dict[tuple[int, tuple[int, ...]], dict[int, float]] = {}
     hidden = torch.zeros(len(prompts), head.shape[1])
-    pooled = torch.zeros(len(prompts), head.shape[1])
+    pooled = torch.zeros(len(prompts), head.shape[1]) if pool else None
     energy = torch.zeros(len(prompts))
     first_tokens = sorted({path[0] for path in trie.paths.values()})
     with torch.inference_mode():
@@ -122,8 +124,9 @@ def score_labels_detailed(
                                                    head.device, use_cache=bool(deeper))
             last = out.last_hidden_state[torch.arange(len(chunk), device=head.device), lengths - 1]
             hidden[chunk] = last.float().cpu()
-            own = (torch.arange(out.last_hidden_state.shape[1], device=head.device) < lengths.unsqueeze(1)).unsqueeze(2)
-            pooled[chunk] = ((out.last_hidden_state * own).sum(1) / lengths.unsqueeze(1)).float().cpu()
+            if pooled is not None:
+                own = (torch.arange(out.last_hidden_state.shape[1], device=head.device) < lengths.unsqueeze(1))
+                pooled[chunk] = ((out.last_hidden_state * own.unsqueeze(2)).sum(1) / lengths.unsqueeze(1)).float().cpu()
             energy[chunk] = -torch.logsumexp((last @ head[first_tokens].T).float(), dim=-1).cpu()
             if () in trie.branches:  # else every label starts with the same token
                 _record(log_branch, trie, head, [(i, ()) for i in chunk], last)
