@@ -10,7 +10,9 @@ are scored once, keeping each one's label probabilities and final hidden state; 
 then a different read of those:
 
 - `router`: what ships: the label scores and the head's answer mixed at the share the calibration fold
-  chose (`trainer/calibrate.py:choose_head_weight`; even on a fold under 30), then the temperature;
+  chose (`trainer/calibrate.py:choose_head_weight`; even on a fold under 30), that mixed with the vote of
+  the nearest trained-on messages at the share the fold chose for it (none under 30), then the temperature;
+- `router_without_vote`: the same without the vote (what shipped before it);
 - `router_even`: the two averaged 50/50 (what shipped before the share was chosen);
 - `label_scores`: the probabilities of the label tokens alone (what shipped before the head);
 - `head`: the linear head on the final hidden state alone (`classifier/routing/head.py`);
@@ -19,8 +21,8 @@ then a different read of those:
 - `head_mean`, `head_concat`: the head on the prompt's final states averaged over the message (not the last
   token's), or on both side by side; `router_mean`, `router_concat`: each mixed with the label scores at the
   served share;
-- `knn`: retrieval, a similarity-weighted vote of the 10 nearest labelled examples (training and
-  fold) in the model's own hidden states; a new label could join this index without a retrain;
+- `knn`: retrieval, the vote of the 10 nearest labelled examples (training and fold) in the model's own
+  hidden states (`classifier/routing/neighbours.py`); a new label could join this index without a retrain;
 - `router+knn`, `router+minilm_logreg`: the router's probabilities averaged with the k-NN vote, or
   with the MiniLM alternative's (stacking the contender in).
 
@@ -57,7 +59,8 @@ def router_reads(train: Pairs, texts: list[str], labels: list[str], home: Path) 
     """Train as the trainer does (trainer/candidate.py); the test queries' probabilities (the router's,
     its label scores' alone, its head's alone) and hidden states, and the labelled examples' states."""
     from classifier.routing.calibration import with_temperature
-    from classifier.routing.head import mixed
+    from classifier.routing.head import blend, mixed
+    from classifier.routing.neighbours import neighbour_vote
 
     started = time.perf_counter()
     lora, _, fitted, train_on, fold = train_router_on_pairs(train, labels, cache_dir=home / "cache", progress=False)
@@ -70,7 +73,11 @@ def router_reads(train: Pairs, texts: list[str], labels: list[str], home: Path) 
     raw = lora.score(texts, pool=True)
     score_ms = (time.perf_counter() - started) * 1000 / len(texts)
     temperature, weight = fitted.calibration.temperature, fitted.calibration.head_weight
-    return {"probs": with_temperature(mixed(raw.probs, head, raw.hidden, weight), temperature).numpy(),
+    vote_weight, served = fitted.calibration.vote_weight, mixed(raw.probs, head, raw.hidden, weight)
+    if vote_weight and fitted.bank_labels is not None:
+        served = blend(served, neighbour_vote(raw.hidden, fitted.bank, fitted.bank_labels, len(labels)), vote_weight)
+    return {"probs": with_temperature(served, temperature).numpy(),
+            "without_vote": mixed(raw.probs, head, raw.hidden, weight).numpy(),
             "even": mixed(raw.probs, head, raw.hidden, 0.5).numpy(),
             "label_scores": raw.probs.numpy(),
             "head": head.probabilities(raw.hidden).numpy() if head is not None else raw.probs.numpy(),
@@ -79,28 +86,13 @@ def router_reads(train: Pairs, texts: list[str], labels: list[str], home: Path) 
             "bank_labels": [labels.index(e.label) for e in labelled],
             "about": {"train_s": round(train_s, 1), "score_ms_per_query": round(score_ms, 2),
                       "trained_on": len(train_on), "fold": len(fold), "head_weight": weight,
+                      "vote_weight": vote_weight,
                       "temperature": temperature}}
 
 
 def _array(tensor: Any) -> np.ndarray:
     assert tensor is not None, "scored with pool=True"
     return np.asarray(tensor.numpy())
-
-
-def knn_vote(hidden: np.ndarray, bank: np.ndarray, bank_labels: list[int], n_labels: int, k: int = 10,
-             sharpness: float = 20.0) -> np.ndarray:
-    """Each of the k nearest labelled examples votes for its label with weight exp(sharpness * cosine)."""
-    a = hidden / np.linalg.norm(hidden, axis=1, keepdims=True)
-    b = bank / np.linalg.norm(bank, axis=1, keepdims=True)
-    similarity = a @ b.T
-    k = min(k, b.shape[0])
-    nearest = np.argpartition(-similarity, k - 1, axis=1)[:, :k]
-    votes = np.zeros((len(a), n_labels))
-    owners = np.asarray(bank_labels)
-    for row, columns in enumerate(nearest):
-        weights = np.exp(sharpness * (similarity[row, columns] - similarity[row, columns].max()))
-        np.add.at(votes[row], owners[columns], weights)
-    return votes / votes.sum(axis=1, keepdims=True)
 
 
 HEAD_C = (0.1, 10.0)  # the served head's C is 1
@@ -111,6 +103,7 @@ def one_seed(train_all: Pairs, test: Pairs, labels: list[str], seed: int, per_cl
     import torch
 
     from classifier.routing.head import blend, fit_head
+    from classifier.routing.neighbours import neighbour_vote
     from trainer.alternatives import fit_minilm_logreg, fit_tfidf_svm
 
     train = sample_per_class(train_all, per_class or None, seed)
@@ -123,6 +116,7 @@ def one_seed(train_all: Pairs, test: Pairs, labels: list[str], seed: int, per_cl
         probs[fitted.name][:, [labels.index(label) for label in fitted.labels]] = columns
     reads = router_reads(train, texts, labels, home)
     probs["router"], probs["router_even"] = reads["probs"], reads["even"]
+    probs["router_without_vote"] = reads["without_vote"]
     probs["label_scores"], probs["head"] = reads["label_scores"], reads["head"]
     for c in HEAD_C:
         head = fit_head(torch.from_numpy(reads["bank"]), reads["bank_labels"], len(labels), c=c)
@@ -134,7 +128,8 @@ def one_seed(train_all: Pairs, test: Pairs, labels: list[str], seed: int, per_cl
         probs[f"head_{name}"] = head.probabilities(torch.from_numpy(x)).numpy() if head else probs["head"]
         label_scores, head_probs = torch.from_numpy(reads["label_scores"]), torch.from_numpy(probs[f"head_{name}"])
         probs[f"router_{name}"] = blend(label_scores, head_probs, reads["about"]["head_weight"]).numpy()
-    probs["knn"] = knn_vote(reads["hidden"], reads["bank"], reads["bank_labels"], len(labels))
+    probs["knn"] = neighbour_vote(torch.from_numpy(reads["hidden"]), torch.from_numpy(reads["bank"]),
+                                  torch.tensor(reads["bank_labels"]), len(labels)).numpy()
     for other in ("knn", "minilm_logreg"):
         probs[f"router+{other}"] = (probs["router"] + probs[other]) / 2
     scores = {}

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from classifier.routing.calibration import Calibration, fit_calibration, fitted_temperature, knn_distances
 from classifier.routing.head import LabelHead, blend, fit_head, mixed
+from classifier.routing.neighbours import neighbour_vote
 from store.examples import Example
 from store.split import text_hash
 from store.tables import OUT_OF_SCOPE
@@ -60,15 +61,16 @@ class Fitted:
     """What is fitted after the LoRA and stored beside it."""
 
     calibration: Calibration
-    bank: torch.Tensor  # the in-scope sample's hidden states, for the out-of-scope signal
+    bank: torch.Tensor  # the in-scope sample's hidden states, for the out-of-scope signal and the neighbour vote
     head: LabelHead | None
+    bank_labels: torch.Tensor | None = None  # the bank's label indices
 
 
 def calibrate(router: LoraRouter, fold: Sequence[Example], trained_on: Sequence[Example], *,
-              with_head: bool = True, min_fold: int = TrainConfig.min_fold) -> Fitted:
+              with_head: bool = True, with_vote: bool = True, min_fold: int = TrainConfig.min_fold) -> Fitted:
     """Fit the head on the trained-on messages' hidden states and set it on `router`, then, on the fold,
-    choose the head's share of the router's probabilities (an even share on a fold under `min_fold`) and
-    fit the calibration over the mix.
+    choose the head's share of the router's probabilities (an even share on a fold under `min_fold`), then
+    the neighbour vote's share of that mix (none on a fold under `min_fold`), and fit the calibration over it.
 
     Once the fold has been used, the head is fitted again with the fold's messages added: the
     LoRA never sees the fold, but the head can, and at ten examples a label the tenth matters
@@ -82,26 +84,32 @@ def calibrate(router: LoraRouter, fold: Sequence[Example], trained_on: Sequence[
     labels = router.labels
     with_head = with_head and bool(sample)
     head = fit_head(hidden, [labels.index(e.label) for e in sample], len(labels)) if with_head else None
-    bank = hidden[[i for i, e in enumerate(sample) if e.label != OUT_OF_SCOPE]]
+    in_bank = [i for i, e in enumerate(sample) if e.label != OUT_OF_SCOPE]
+    bank = hidden[in_bank]
+    bank_labels = torch.tensor([labels.index(sample[i].label) for i in in_bank], dtype=torch.long)
     if not fold:
         router.head = head
-        return Fitted(Calibration(), bank, head)
+        return Fitted(Calibration(), bank, head, bank_labels)
     raw = router.score([e.text for e in fold])  # the label scores alone: the router has no head yet
     truth = [labels.index(e.label) for e in fold]
-    weight = 0.5
+    weight, vote_weight = 0.5, 0.0
     if head is not None and len(fold) >= min_fold:
         weight = choose_head_weight(raw.probs, head.probabilities(raw.hidden), truth)
     probs = mixed(raw.probs, head, raw.hidden, weight)
+    if with_vote and len(bank) and len(fold) >= min_fold:
+        vote = neighbour_vote(raw.hidden, bank, bank_labels, len(labels))
+        vote_weight = choose_share(probs, vote, truth, ties_towards=0.0)
+        probs = blend(probs, vote, vote_weight)
     in_scope = [i for i, e in enumerate(fold) if e.label != OUT_OF_SCOPE]
     distances = knn_distances(raw.hidden[in_scope], bank) if in_scope else []
     departments = [j for j, label in enumerate(labels) if label != OUT_OF_SCOPE]
     calibration = fit_calibration(probs, truth, in_scope=in_scope, distances=distances, departments=departments,
-                                  head_weight=weight)
+                                  head_weight=weight, vote_weight=vote_weight)
     router.head = head
     if with_head:
         router.head = fit_head(torch.cat([hidden, raw.hidden]), [labels.index(e.label) for e in sample] + truth,
                                len(labels))
-    return Fitted(calibration, bank, router.head)
+    return Fitted(calibration, bank, router.head, bank_labels)
 
 
 HEAD_WEIGHTS = [i / 10 for i in range(11)]
@@ -114,8 +122,14 @@ def choose_head_weight(label_probs: torch.Tensor, head_probs: torch.Tensor, trut
 
     Neither read wins everywhere: at 10 examples a label the head was ahead of the label scores on all three
     few-shot tasks, and the label scores are the read measured good on full data (docs/quality.md)."""
+    return choose_share(label_probs, head_probs, truth, ties_towards=0.5)
+
+
+def choose_share(first: torch.Tensor, second: torch.Tensor, truth: Sequence[int], *, ties_towards: float) -> float:
+    """`second`'s share (0, 0.1, .. 1) of a mix with `first` that gives the fold's true labels the lowest negative
+    log-likelihood, each mix at its own fitted temperature; ties go to the share nearest `ties_towards`."""
     def cost(weight: float) -> tuple[float, float]:
-        return round(fitted_temperature(blend(label_probs, head_probs, weight), truth)[1], 9), abs(weight - 0.5)
+        return round(fitted_temperature(blend(first, second, weight), truth)[1], 9), abs(weight - ties_towards)
 
     return min(HEAD_WEIGHTS, key=cost)
 

@@ -71,7 +71,7 @@ def train_candidate(job: TrainingJob) -> Trained:
         name=job.name, inferred_weight=job.inferred_weight)
     result.model.save_pretrained(str(job.scratch))
     snapshot.write(job.scratch / "snapshot.json", trained_on=train_on)
-    write_bank(job.scratch, fitted.bank)
+    write_bank(job.scratch, fitted.bank, fitted.bank_labels)
     if fitted.head is not None:
         write_head(job.scratch, fitted.head)
     return Trained(candidate, result, fitted.calibration, len(train_on))
@@ -90,8 +90,8 @@ def train_router(*, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, 
                         watch=[(e.text, e.label) for e in fold], init_adapter=init_adapter, progress=progress)
     router = LoraRouter(model=result.model.get_base_model(), tokenizer=tokenizer, labels=labels, prompt=prompt,
                         name=name or "candidate")
-    fitted = calibrate(router, fold, train_on, with_head=config.head, min_fold=config.min_fold)
-    router.calibration, router.bank = fitted.calibration, fitted.bank
+    fitted = calibrate(router, fold, train_on, with_head=config.head, with_vote=config.vote, min_fold=config.min_fold)
+    router.calibration, router.bank, router.bank_labels = fitted.calibration, fitted.bank, fitted.bank_labels
     return router, result, fitted
 
 

@@ -52,6 +52,9 @@ class TrainConfig:
     head: bool = field(
         default=True, metadata={"help": "mix the label scores with a linear head on the final hidden state "
                                         "(classifier/routing/head.py); off: the label scores alone"})
+    vote: bool = field(
+        default=True, metadata={"help": "mix in the vote of the nearest trained-on messages' labels, at the share the "
+                                        "calibration fold chooses (classifier/routing/neighbours.py)"})
     best_on_fold: bool = field(
         default=True, metadata={"help": "watch the loss on the calibration fold while training, keep the adapter "
                                         "where it was lowest and stop once it stops falling"})

@@ -16,7 +16,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from classifier.routing.adapters import check_adapter_dir, read_bank
+from classifier.routing.adapters import check_adapter_dir, read_bank, read_bank_labels
 from classifier.routing.head import read_head
 from classifier.routing.metrics import classification_metrics
 from classifier.routing.router import LoraRouter, Router
@@ -69,7 +69,7 @@ def evaluate_current(config: TrainerConfig, current: ModelVersion, candidate_mod
         candidate_model.set_adapter("active")
         router = LoraRouter(model=candidate_model.get_base_model(), tokenizer=tokenizer, labels=meta.labels,
                             prompt=meta.prompt, name=f"model {current.id}", calibration=meta.calibration,
-                            bank=read_bank(folder), head=read_head(folder))
+                            bank=read_bank(folder), head=read_head(folder), bank_labels=read_bank_labels(folder))
         return Evaluated(router, snapshot)
     finally:
         candidate_model.set_adapter("default")

@@ -132,11 +132,15 @@ def _check_safetensors(file: Path) -> None:
         raise AdapterError(f"{file} is corrupt: {exc}") from None
 
 
-def write_bank(folder: Path, hidden: torch.Tensor) -> None:
-    """Stored in half precision: 576 numbers a message, 1.2 kB."""
+def write_bank(folder: Path, hidden: torch.Tensor, labels: torch.Tensor | None = None) -> None:
+    """Stored in half precision: 576 numbers a message, 1.2 kB; with each message's label index when given
+    (`classifier/routing/neighbours.py`)."""
     from safetensors.torch import save_file
 
-    save_file({"hidden": hidden.half().contiguous()}, str(folder / BANK_FILE))
+    tensors = {"hidden": hidden.half().contiguous()}
+    if labels is not None:
+        tensors["labels"] = labels.long().contiguous()
+    save_file(tensors, str(folder / BANK_FILE))
 
 
 def read_bank(folder: Path) -> torch.Tensor | None:
@@ -148,5 +152,18 @@ def read_bank(folder: Path) -> torch.Tensor | None:
         return None
     try:
         return load_file(str(file))["hidden"].float()
+    except Exception as exc:  # safetensors raises its own error types for a damaged file
+        raise AdapterError(f"{file} is corrupt: {exc}") from None
+
+
+def read_bank_labels(folder: Path) -> torch.Tensor | None:
+    """The bank's label indices, or None for a bank written before they were kept (no neighbour vote then)."""
+    from safetensors.torch import load_file
+
+    file = folder / BANK_FILE
+    if not file.is_file():
+        return None
+    try:
+        return load_file(str(file)).get("labels")
     except Exception as exc:  # safetensors raises its own error types for a damaged file
         raise AdapterError(f"{file} is corrupt: {exc}") from None

@@ -39,6 +39,7 @@ class Calibration:
 
     temperature: float = 1.0
     head_weight: float = 0.5  # the head's share of the router's probabilities (`classifier/routing/head.py:mixed`)
+    vote_weight: float = 0.0  # the neighbour vote's share of them, after the head's mix (`routing/neighbours.py`)
     n: int = 0  # calibration-fold examples it was fitted on
     ece_before: float | None = None
     ece_after: float | None = None
@@ -48,7 +49,8 @@ class Calibration:
     reference_scores: list[float] = field(default_factory=list)  # the two combined (see `strangeness`)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"temperature": self.temperature, "head_weight": self.head_weight, "n": self.n,
+        return {"temperature": self.temperature, "head_weight": self.head_weight, "vote_weight": self.vote_weight,
+                "n": self.n,
                 "ece_before": self.ece_before, "ece_after": self.ece_after,
                 "reference_distances": self.reference_distances, "reference_doubts": self.reference_doubts,
                 "reference_scores": self.reference_scores}
@@ -58,14 +60,15 @@ class Calibration:
         if not data:
             return cls()
         return cls(temperature=float(data.get("temperature", 1.0)), head_weight=float(data.get("head_weight", 0.5)),
-                   n=int(data.get("n", 0)),
+                   vote_weight=float(data.get("vote_weight", 0.0)), n=int(data.get("n", 0)),
                    ece_before=data.get("ece_before"), ece_after=data.get("ece_after"),
                    reference_distances=[float(d) for d in data.get("reference_distances", [])],
                    reference_doubts=[float(d) for d in data.get("reference_doubts", [])],
                    reference_scores=[float(d) for d in data.get("reference_scores", [])])
 
     def summary(self) -> dict[str, Any]:
-        return {"temperature": round(self.temperature, 4), "head_weight": self.head_weight, "n": self.n,
+        return {"temperature": round(self.temperature, 4), "head_weight": self.head_weight,
+                "vote_weight": self.vote_weight, "n": self.n,
                 "ece_before": _round(self.ece_before), "ece_after": _round(self.ece_after)}
 
     def strangeness(self, distances: Sequence[float], doubts: Sequence[float]) -> list[float]:
@@ -158,14 +161,17 @@ def doubts(probs: torch.Tensor, departments: Sequence[int]) -> list[float]:
 
 
 def fit_calibration(probs: torch.Tensor, truth: Sequence[int], *, in_scope: Sequence[int],
-                    distances: Sequence[float], departments: Sequence[int], head_weight: float = 0.5) -> Calibration:
-    """From the calibration fold: its label probabilities (the head's share in them: `head_weight`) and true
-    label indices, which rows are in scope, their k-NN distances, and which labels are departments."""
+                    distances: Sequence[float], departments: Sequence[int], head_weight: float = 0.5,
+                    vote_weight: float = 0.0) -> Calibration:
+    """From the calibration fold: its label probabilities (the head's share in them: `head_weight`, the
+    neighbour vote's: `vote_weight`) and true label indices, which rows are in scope, their k-NN distances,
+    and which labels are departments."""
     if len(truth) == 0:
         return Calibration()
     temperature = fit_temperature(probs, truth)
     calibrated = with_temperature(probs, temperature)
-    fitted = Calibration(temperature=temperature, head_weight=head_weight, n=len(truth), ece_before=ece(probs, truth),
+    fitted = Calibration(temperature=temperature, head_weight=head_weight, vote_weight=vote_weight, n=len(truth),
+                         ece_before=ece(probs, truth),
                          ece_after=ece(calibrated, truth),
                          reference_distances=sorted(round(float(d), 6) for d in distances),
                          reference_doubts=sorted(round(u, 6) for u in doubts(calibrated[list(in_scope)], departments)))

@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from classifier.model.base_model import LoadOptions
-from classifier.routing.adapters import check_adapter_dir, read_bank
+from classifier.routing.adapters import check_adapter_dir, read_bank, read_bank_labels
 from classifier.routing.calibration import UNFAMILIAR_QUANTILE, Calibration, doubts, knn_distances, with_temperature
-from classifier.routing.head import LabelHead, mixed, read_head
+from classifier.routing.head import LabelHead, blend, mixed, read_head
+from classifier.routing.neighbours import neighbour_vote
 from classifier.routing.prompt import PromptFormat, label_ids, prefix_ids, prompt_ids
 from classifier.routing.scoring import LabelScores, LabelTrie, score_labels_detailed, shared_prefix
 from core.vocabulary import OUT_OF_SCOPE
@@ -89,17 +90,19 @@ class LoraRouter:
         calibration: Calibration | None = None,
         bank: torch.Tensor | None = None,
         head: LabelHead | None = None,
+        bank_labels: torch.Tensor | None = None,
     ) -> None:
         """`cache_prefix`: compute the prompts' common start once. Only for weights that stay fixed
         for this router's life (a served model); the trainer switches adapters under its routers.
-        `calibration`, `bank` (the training messages' hidden states) and `head` (`classifier/routing/head.py`) come
-        from the adapter's folder."""
+        `calibration`, `bank` (the training messages' hidden states), `head` (`classifier/routing/head.py`) and
+        `bank_labels` (`classifier/routing/neighbours.py`) come from the adapter's folder."""
         if not [label for label in labels if label != OUT_OF_SCOPE]:
             raise ValueError("a router needs a department besides the out-of-scope class")
         self._tokenizer = tokenizer
         self.calibration = calibration or Calibration()
         self.bank = bank
         self.head = head
+        self.bank_labels = bank_labels
         self._lock = threading.Lock()
         self._model = model
         self._prompt = prompt
@@ -117,13 +120,14 @@ class LoraRouter:
         from classifier.model.lora_merge import read_lora, release_checkpoint
 
         meta = check_adapter_dir(adapter_dir)
-        bank, head = read_bank(adapter_dir), read_head(adapter_dir)
+        bank, head, bank_labels = read_bank(adapter_dir), read_head(adapter_dir), read_bank_labels(adapter_dir)
         deltas = read_lora(adapter_dir)
         deltas.apply(base, sign=+1)
         release_checkpoint(base, deltas)
         base.eval()
         return cls(model=base, tokenizer=tokenizer, labels=meta.labels, prompt=meta.prompt, name=name,
-                   model_id=model_id, cache_prefix=True, calibration=meta.calibration, bank=bank, head=head)
+                   model_id=model_id, cache_prefix=True, calibration=meta.calibration, bank=bank, head=head,
+                   bank_labels=bank_labels)
 
     @property
     def labels(self) -> list[str]:
@@ -159,7 +163,11 @@ class LoraRouter:
             prompts = [prompt_ids(self._tokenizer, self._prompt, text) for text in texts]
             raw = score_labels_detailed(self._model, self._trie, prompts, pad_token_id=self._tokenizer.pad_token_id,
                                         batch_size=batch_size, prefix=self._prefix, pool=pool)
-        return replace(raw, probs=mixed(raw.probs, self.head, raw.hidden, self.calibration.head_weight))
+        probs = mixed(raw.probs, self.head, raw.hidden, self.calibration.head_weight)
+        if self.calibration.vote_weight and self.bank is not None and self.bank_labels is not None:
+            vote = neighbour_vote(raw.hidden, self.bank, self.bank_labels, len(self._trie.labels))
+            probs = blend(probs, vote, self.calibration.vote_weight)
+        return replace(raw, probs=probs)
 
     def classify_batch(self, texts: Sequence[str], *, batch_size: int = 32) -> list[Classification]:
         started = time.perf_counter()

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from classifier.model.lora_merge import AdapterError, LoraDeltas, check_fits, read_lora, release_checkpoint, swap
 from classifier.model.shadow_deltas import LowRankDifference
-from classifier.routing.adapters import AdapterMeta, check_adapter_dir, read_bank
+from classifier.routing.adapters import AdapterMeta, check_adapter_dir, read_bank, read_bank_labels
 from classifier.routing.head import read_head
 from classifier.routing.router import Classification, LoraRouter
 from core.errors import SwitchboardError
@@ -173,20 +173,20 @@ class ActiveModelRouter:
     def _load(self, model_id: int, folder: str) -> SwapFailure | None:
         try:
             meta = check_adapter_dir(Path(folder))
-            bank, head = read_bank(Path(folder)), read_head(Path(folder))
+            extras = read_bank(Path(folder)), read_head(Path(folder)), read_bank_labels(Path(folder))
             deltas = read_lora(Path(folder))
             check_fits(self._base, deltas, source=folder)
         except AdapterError as exc:
             return str(exc)
         try:
-            self._submit(self._locked_swap, model_id, deltas, meta, (bank, head)).result()
+            self._submit(self._locked_swap, model_id, deltas, meta, extras).result()
         except Exception as exc:
             log.exception("the swap to model %s failed and was undone", model_id)
             return f"the swap failed and was undone ({type(exc).__name__}: {exc})"
         log.info("now serving model %s", model_id)
         return None
 
-    def _locked_swap(self, model_id: int, deltas: LoraDeltas, meta: AdapterMeta, extras: tuple[Any, Any]) -> None:
+    def _locked_swap(self, model_id: int, deltas: LoraDeltas, meta: AdapterMeta, extras: tuple[Any, Any, Any]) -> None:
         with self._lock:
             # Served merged into the base weights (one matmul per layer, not three) and taken out
             # again before the next swap, so the base never has to be loaded again.
@@ -195,7 +195,7 @@ class ActiveModelRouter:
                 router = LoraRouter(model=self._base, tokenizer=self._tokenizer, labels=meta.labels,
                                     prompt=meta.prompt, name=f"model {model_id}", model_id=model_id,
                                     cache_prefix=True, calibration=meta.calibration, bank=extras[0],
-                                    head=extras[1])
+                                    head=extras[1], bank_labels=extras[2])
             except BaseException:
                 swap(self._base, old=deltas, new=self._deltas)
                 raise
@@ -238,7 +238,8 @@ class ActiveModelRouter:
                     router = LoraRouter(model=self._base, tokenizer=self._tokenizer, labels=meta.labels,
                                         prompt=meta.prompt, name=f"candidate {model_id}", model_id=model_id,
                                         cache_prefix=True, calibration=meta.calibration,
-                                        bank=read_bank(Path(folder)), head=read_head(Path(folder)))
+                                        bank=read_bank(Path(folder)), head=read_head(Path(folder)),
+                                        bank_labels=read_bank_labels(Path(folder)))
                 self._shadow = (key, difference, router)
             _, difference, router = self._shadow
             with difference.applied():
