@@ -65,7 +65,7 @@ def router_reads(train: Pairs, texts: list[str], labels: list[str], home: Path) 
     started = time.perf_counter()
     lora, _, fitted, train_on, fold = train_router_on_pairs(train, labels, cache_dir=home / "cache", progress=False)
     train_s = time.perf_counter() - started
-    head, lora.head = lora.head, None
+    head, lora.head, lora.bank_labels = lora.head, None, None  # the label scores alone: neither head nor vote
     labelled = train_on + fold
     labelled_scores = lora.score([e.text for e in labelled], pool=True)
     bank = labelled_scores.hidden.numpy()
