@@ -74,8 +74,8 @@ def test_a_fold_large_enough_chooses_the_votes_share_and_a_small_one_leaves_it_o
     trained = [Example(i, f"{w} question {i}", LABELS[i % 4], Split.TRAIN, LabelSource.IMPORT, now)
                for i, w in enumerate(["alpha", "beta", "gamma", "delta"] * 3)]
     fold = [Example(20 + i, e.text, e.label, Split.TRAIN, LabelSource.IMPORT, now) for i, e in enumerate(trained)]
-    small = calibrate(router, fold[:4], trained, min_fold=5)
+    small = calibrate(router, fold[:4], trained, min_fold=3, vote_min_fold=5)  # large enough for the head's share
     assert small.calibration.vote_weight == 0.0 and small.bank_labels is not None
     assert small.bank_labels.tolist() == [LABELS.index(e.label) for e in trained]
-    fitted = calibrate(router, fold, trained, with_head=False, min_fold=5)  # the fold repeats the bank
+    fitted = calibrate(router, fold, trained, with_head=False, min_fold=3, vote_min_fold=5)  # the fold repeats the bank
     assert fitted.calibration.vote_weight > 0.5  # the vote knows the fold; an untrained model's label scores don't

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 FOLD_SHARE = 0.1
 MIN_TRAIN_FOR_FOLD = 50  # below this every example trains; the adapter then keeps temperature 1
-MAX_BANK = 5000  # trained-on messages the head is fitted on and the out-of-scope signal measures: 6 MB at most
+MAX_BANK = 10_000  # trained-on messages the head is fitted on, the vote polls and out-of-scope measures: 12 MB
 
 
 def split_fold(train: Sequence[Example]) -> tuple[list[Example], list[Example]]:
@@ -67,10 +67,11 @@ class Fitted:
 
 
 def calibrate(router: LoraRouter, fold: Sequence[Example], trained_on: Sequence[Example], *,
-              with_head: bool = True, with_vote: bool = True, min_fold: int = TrainConfig.min_fold) -> Fitted:
+              with_head: bool = True, with_vote: bool = True, min_fold: int = TrainConfig.min_fold,
+              vote_min_fold: int = TrainConfig.vote_min_fold) -> Fitted:
     """Fit the head on the trained-on messages' hidden states and set it on `router`, then, on the fold,
     choose the head's share of the router's probabilities (an even share on a fold under `min_fold`), then
-    the neighbour vote's share of that mix (none on a fold under `min_fold`), and fit the calibration over it.
+    the neighbour vote's share of that mix (none on a fold under `vote_min_fold`), and fit the calibration over it.
 
     Once the fold has been used, the head is fitted again with the fold's messages added: the
     LoRA never sees the fold, but the head can, and at ten examples a label the tenth matters
@@ -96,7 +97,7 @@ def calibrate(router: LoraRouter, fold: Sequence[Example], trained_on: Sequence[
     if head is not None and len(fold) >= min_fold:
         weight = choose_head_weight(raw.probs, head.probabilities(raw.hidden), truth)
     probs = mixed(raw.probs, head, raw.hidden, weight)
-    if with_vote and len(bank) and len(fold) >= min_fold:
+    if with_vote and len(bank) and len(fold) >= vote_min_fold:
         vote = neighbour_vote(raw.hidden, bank, bank_labels, len(labels))
         vote_weight = choose_share(probs, vote, truth, ties_towards=0.0)
         probs = blend(probs, vote, vote_weight)

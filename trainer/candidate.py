@@ -90,7 +90,8 @@ def train_router(*, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, 
                         watch=[(e.text, e.label) for e in fold], init_adapter=init_adapter, progress=progress)
     router = LoraRouter(model=result.model.get_base_model(), tokenizer=tokenizer, labels=labels, prompt=prompt,
                         name=name or "candidate")
-    fitted = calibrate(router, fold, train_on, with_head=config.head, with_vote=config.vote, min_fold=config.min_fold)
+    fitted = calibrate(router, fold, train_on, with_head=config.head, with_vote=config.vote, min_fold=config.min_fold,
+                       vote_min_fold=config.vote_min_fold)
     router.calibration, router.bank, router.bank_labels = fitted.calibration, fitted.bank, fitted.bank_labels
     return router, result, fitted
 

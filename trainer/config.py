@@ -61,6 +61,9 @@ class TrainConfig:
     min_fold: int = field(
         default=30, metadata={"help": "the smallest calibration fold trusted to choose the epoch kept and the "
                                       "head's share; below it training runs its full course and the share is even"})
+    vote_min_fold: int = field(
+        default=300, metadata={"help": "the smallest calibration fold trusted to choose the neighbour vote's share; "
+                                       "below it the vote is left out (folds of about 40 chose it and lost)"})
     fold_evaluations: int = field(default=10, metadata={"help": "times the fold's loss is measured in a run"})
     patience: int = field(default=3, metadata={"help": "measurements without a new lowest loss before stopping"})
     max_text_tokens: int = field(default=96, metadata={"help": "query tokens kept; longer queries are cut"})
