@@ -3,6 +3,7 @@
     python -m bench.few_shot --task departments --seeds 0 1 2      # BANKING77, 10 a class, all 3,080 test queries
     python -m bench.few_shot --task domains --seeds 0 1            # CLINC150's 10 domains, 4,500 in-scope test queries
     python -m bench.few_shot --task departments --per-class 0 --seeds 0   # the whole training set (10,003)
+    python -m bench.few_shot --task intents --batch-size 4           # a lever on the recipe: -batch-4 in the name
 
 One router is trained per seed exactly as the trainer trains it (`trainer/candidate.py`: the
 calibration fold held out, the head and the temperature fitted after the LoRA); the test queries
@@ -11,13 +12,13 @@ then a different read of those:
 
 - `router`: what ships: the label scores and the head's answer mixed at the share the calibration fold
   chose (`trainer/calibrate.py:choose_head_weight`; even on a fold under 30), that mixed with the vote of
-  the nearest trained-on messages at the share the fold chose for it (none under 30), then the temperature;
+  the nearest trained-on messages at the share the fold chose for it (none under 300), then the temperature;
 - `router_without_vote`: the same without the vote (what shipped before it);
 - `router_even`: the two averaged 50/50 (what shipped before the share was chosen);
 - `label_scores`: the probabilities of the label tokens alone (what shipped before the head);
 - `head`: the linear head on the final hidden state alone (`classifier/routing/head.py`);
 - `head_c0.1`, `head_c10`: the head fitted with ten times the regularisation, or a tenth of it, on every
-  labelled example (so do the reads below; the served head takes at most 5,000 trained-on ones and the fold);
+  labelled example (so do the reads below; the served head takes at most 10,000 trained-on ones and the fold);
 - `head_mean`, `head_concat`: the head on the prompt's final states averaged over the message (not the last
   token's), or on both side by side; `router_mean`, `router_concat`: each mixed with the label scores at the
   served share;
@@ -46,6 +47,7 @@ import numpy as np
 from bench.datasets import SHARED, Pairs, banking77, clinc150, sample_per_class
 from bench.harness import RESULTS, commit, save, train_router_on_pairs
 from classifier.routing.metrics import classification_metrics
+from trainer.config import TrainConfig
 
 
 def load(task: str, data: Path | None) -> tuple[Pairs, Pairs]:
@@ -55,7 +57,8 @@ def load(task: str, data: Path | None) -> tuple[Pairs, Pairs]:
     return banking77(data or SHARED / "banking77", task)
 
 
-def router_reads(train: Pairs, texts: list[str], labels: list[str], home: Path) -> dict[str, Any]:
+def router_reads(train: Pairs, texts: list[str], labels: list[str], home: Path, config: TrainConfig
+                 ) -> dict[str, Any]:
     """Train as the trainer does (trainer/candidate.py); the test queries' probabilities (the router's,
     its label scores' alone, its head's alone) and hidden states, and the labelled examples' states."""
     from classifier.routing.calibration import with_temperature
@@ -63,7 +66,8 @@ def router_reads(train: Pairs, texts: list[str], labels: list[str], home: Path) 
     from classifier.routing.neighbours import neighbour_vote
 
     started = time.perf_counter()
-    lora, _, fitted, train_on, fold = train_router_on_pairs(train, labels, cache_dir=home / "cache", progress=False)
+    lora, _, fitted, train_on, fold = train_router_on_pairs(train, labels, cache_dir=home / "cache", config=config,
+                                                            progress=False)
     train_s = time.perf_counter() - started
     head, lora.head, lora.bank_labels = lora.head, None, None  # the label scores alone: neither head nor vote
     labelled = train_on + fold
@@ -98,8 +102,8 @@ def _array(tensor: Any) -> np.ndarray:
 HEAD_C = (0.1, 10.0)  # the served head's C is 1
 
 
-def one_seed(train_all: Pairs, test: Pairs, labels: list[str], seed: int, per_class: int, home: Path
-             ) -> dict[str, Any]:
+def one_seed(train_all: Pairs, test: Pairs, labels: list[str], seed: int, per_class: int, home: Path,
+             config: TrainConfig) -> dict[str, Any]:
     import torch
 
     from classifier.routing.head import blend, fit_head
@@ -114,7 +118,7 @@ def one_seed(train_all: Pairs, test: Pairs, labels: list[str], seed: int, per_cl
         columns = np.asarray(fitted.probabilities(texts))
         probs[fitted.name] = np.zeros((len(texts), len(labels)))
         probs[fitted.name][:, [labels.index(label) for label in fitted.labels]] = columns
-    reads = router_reads(train, texts, labels, home)
+    reads = router_reads(train, texts, labels, home, config)
     probs["router"], probs["router_even"] = reads["probs"], reads["even"]
     probs["router_without_vote"] = reads["without_vote"]
     probs["label_scores"], probs["head"] = reads["label_scores"], reads["head"]
@@ -162,6 +166,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--test", type=int, help="a seeded sample of this many test queries (default: all)")
     parser.add_argument("--home", type=Path, default=Path(".switchboard"), help="the embedded model's cache")
+    parser.add_argument("--batch-size", type=int, default=TrainConfig.batch_size,
+                        help="the recipe's examples a step (default: its own rule, a 40th of the data, 2 to 16)")
+    parser.add_argument("--min-steps", type=int, default=TrainConfig.min_steps, help="the recipe's fewest steps")
     parser.add_argument("--resume", action="store_true",
                         help="keep the seeds already saved by a run of the same commit and arguments")
     args = parser.parse_args()
@@ -171,12 +178,17 @@ def main() -> None:
     if args.test:
         test = random.Random(1).sample(test, args.test)
     size = f"{args.per_class}-per-class" if args.per_class else "full"
-    result_name = f"few-shot-{args.task}-{size}{'-smoke' if args.test else ''}"
+    config = TrainConfig(batch_size=args.batch_size, min_steps=args.min_steps)
+    lever = "".join(f"-{name}-{value}" for name, value, default in (
+        ("batch", args.batch_size, TrainConfig.batch_size), ("steps", args.min_steps, TrainConfig.min_steps))
+        if value != default)
+    result_name = f"few-shot-{args.task}-{size}{lever}{'-smoke' if args.test else ''}"
     done = finished_seeds(result_name, args) if args.resume else {}
     runs: list[dict[str, Any]] = []
     mean: dict[str, dict[str, float]] = {}
     for seed in args.seeds:  # saved after each seed, so a long run's finished seeds are kept
-        runs.append(done.get(seed) or one_seed(train_all, test, labels, seed, args.per_class, args.home))
+        runs.append(done.get(seed) or one_seed(train_all, test, labels, seed, args.per_class, args.home,
+                                                  config))
         names = list(runs[0]["results"])
         mean = {name: {metric: round(statistics.mean(r["results"][name][metric] for r in runs), 4)
                        for metric in ("accuracy", "macro_f1")} for name in names}

@@ -64,7 +64,8 @@ FEW_SHOT_ROWS = (("TF-IDF SVM", "tfidf_svm"), ("MiniLM-L6 + logistic regression"
                  ("router, the head at 10x its regularisation (C=0.1)", "head_c0.1"),
                  ("router, the head at a tenth of it (C=10)", "head_c10"),
                  ("router, the two averaged 50/50 (served before)", "router_even"),
-                 ("**router as served: mixed at the fold's share**", "router"),
+                 ("router without the vote (as served before it)", "router_without_vote"),
+                 ("**router as served: mixed at the fold's shares**", "router"),
                  ("router's states, k-NN vote of the labelled examples alone", "knn"),
                  ("router + k-NN vote of the labelled examples", "router+knn"),
                  ("router + MiniLM-L6 + LR, averaged", "router+minilm_logreg"))
@@ -76,9 +77,12 @@ DATA_SETS = {"departments": ("BANKING77", "departments"), "intents": ("BANKING77
 
 def few_shot() -> str:
     """Each seed's accuracy, then the mean accuracy / macro-F1 (few-shot-<task>-<size>.json), then the
-    head's share each seed's fold chose and the router's scoring time. Bold: the most accurate mean of each
-    column among single models (an ensemble, `router+...`, is not one)."""
+    shares each seed's fold chose (a run from before the vote had none: 0) and the router's scoring time.
+    Bold: the most accurate mean of each column among single models (an ensemble, `router+...`, is not one)."""
     tasks = [load_result(f"few-shot-{run}") for run in FEW_SHOT_RUNS]
+    for task in tasks:  # a run from before the vote served without it
+        for scores in (task["mean"], *(run["results"] for run in task["runs"])):
+            scores.setdefault("router_without_vote", scores["router"])
 
     def size(t: dict[str, Any]) -> str:
         full = t["size"] == "full"
@@ -100,8 +104,9 @@ def few_shot() -> str:
 
     return markdown(header, [[label, *(cell(t, key, b) for t, b in zip(tasks, best, strict=True))]
                              for label, key in FEW_SHOT_ROWS]
-                    + [["the head's share chosen on the fold (fold size)",
-                        *(" / ".join(f"{fixed(r['router']['head_weight'], 1)} ({r['router']['fold']})"
+                    + [["the shares the fold chose, head, vote (fold size; the vote needs 300)",
+                        *(" / ".join(f"{fixed(r['router']['head_weight'], 1)}, "
+                                     f"{fixed(r['router'].get('vote_weight', 0.0), 1)} ({r['router']['fold']})"
                                      for r in t["runs"]) for t in tasks)],
                        ["router's scoring, ms a query in batches of 32", *(about(t, "score_ms_per_query", 0)
                                                                            for t in tasks)]])
