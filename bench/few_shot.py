@@ -78,8 +78,11 @@ def router_reads(train: Pairs, texts: list[str], labels: list[str], home: Path, 
     score_ms = (time.perf_counter() - started) * 1000 / len(texts)
     temperature, weight = fitted.calibration.temperature, fitted.calibration.head_weight
     vote_weight, served = fitted.calibration.vote_weight, mixed(raw.probs, head, raw.hidden, weight)
-    if vote_weight and fitted.bank_labels is not None:
-        served = blend(served, neighbour_vote(raw.hidden, fitted.bank, fitted.bank_labels, len(labels)), vote_weight)
+    started = time.perf_counter()
+    vote = neighbour_vote(raw.hidden, fitted.bank, fitted.bank_labels, len(labels))  # timed whether served or not
+    vote_ms = (time.perf_counter() - started) * 1000 / len(texts)
+    if vote_weight:
+        served = blend(served, vote, vote_weight)
     return {"probs": with_temperature(served, temperature).numpy(),
             "without_vote": mixed(raw.probs, head, raw.hidden, weight).numpy(),
             "even": mixed(raw.probs, head, raw.hidden, 0.5).numpy(),
@@ -90,7 +93,7 @@ def router_reads(train: Pairs, texts: list[str], labels: list[str], home: Path, 
             "bank_labels": [labels.index(e.label) for e in labelled],
             "about": {"train_s": round(train_s, 1), "score_ms_per_query": round(score_ms, 2),
                       "trained_on": len(train_on), "fold": len(fold), "head_weight": weight,
-                      "vote_weight": vote_weight,
+                      "vote_weight": vote_weight, "vote_ms_per_query": round(vote_ms, 3), "bank": len(fitted.bank),
                       "temperature": temperature}}
 
 

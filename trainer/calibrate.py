@@ -63,7 +63,7 @@ class Fitted:
     calibration: Calibration
     bank: torch.Tensor  # the in-scope sample's hidden states, for the out-of-scope signal and the neighbour vote
     head: LabelHead | None
-    bank_labels: torch.Tensor | None = None  # the bank's label indices
+    bank_labels: torch.Tensor  # the bank's label indices
 
 
 def calibrate(router: LoraRouter, fold: Sequence[Example], trained_on: Sequence[Example], *,
