@@ -138,7 +138,7 @@ def one_seed(train_all: Pairs, test: Pairs, labels: list[str], seed: int, per_cl
     probs["knn"] = neighbour_vote(torch.from_numpy(reads["hidden"]), torch.from_numpy(reads["bank"]),
                                   torch.tensor(reads["bank_labels"]), len(labels)).numpy()
     for other in ("knn", "minilm_logreg"):
-        probs[f"router+{other}"] = (probs["router"] + probs[other]) / 2
+        probs[f"router+{other}"] = blend(torch.from_numpy(probs["router"]), torch.from_numpy(probs[other]), 0.5).numpy()
     scores = {}
     for name, p in probs.items():
         m = classification_metrics(truth, [labels[i] for i in p.argmax(1)], labels=labels)

@@ -77,9 +77,10 @@ def mixed(label_probs: torch.Tensor, head: LabelHead | None, hidden: torch.Tenso
     return blend(label_probs, head.probabilities(hidden), head_weight)
 
 
-def blend(label_probs: torch.Tensor, head_probs: torch.Tensor, head_weight: float) -> torch.Tensor:
-    """The head's probabilities at `head_weight`, the label scores' at the rest."""
-    return (1 - head_weight) * label_probs + head_weight * head_probs
+def blend(first: torch.Tensor, second: torch.Tensor, share: float) -> torch.Tensor:
+    """`second`'s probabilities at `share`, `first`'s at the rest: the one way the router mixes two reads
+    (the label scores and the head, then that and the neighbour vote)."""
+    return (1 - share) * first + share * second
 
 
 def write_head(folder: Path, head: LabelHead) -> None:
