@@ -64,7 +64,7 @@ FEW_SHOT_ROWS = (("TF-IDF SVM", "tfidf_svm"), ("MiniLM-L6 + logistic regression"
                  ("router, the head at 10x its regularisation (C=0.1)", "head_c0.1"),
                  ("router, the head at a tenth of it (C=10)", "head_c10"),
                  ("router, the two averaged 50/50 (served before)", "router_even"),
-                 ("router without the vote (as served before it)", "router_without_vote"),
+                 ("router without the vote: label scores and head at the fold's share", "router_without_vote"),
                  ("**router as served: mixed at the fold's shares**", "router"),
                  ("router's states, k-NN vote of the labelled examples alone", "knn"),
                  ("router + k-NN vote of the labelled examples", "router+knn"),
