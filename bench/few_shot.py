@@ -77,14 +77,15 @@ def router_reads(train: Pairs, texts: list[str], labels: list[str], home: Path, 
     raw = lora.score(texts, pool=True)
     score_ms = (time.perf_counter() - started) * 1000 / len(texts)
     temperature, weight = fitted.calibration.temperature, fitted.calibration.head_weight
-    vote_weight, served = fitted.calibration.vote_weight, mixed(raw.probs, head, raw.hidden, weight)
+    vote_weight, without_vote = fitted.calibration.vote_weight, mixed(raw.probs, head, raw.hidden, weight)
+    served = without_vote
     started = time.perf_counter()
     vote = neighbour_vote(raw.hidden, fitted.bank, fitted.bank_labels, len(labels))  # timed whether served or not
     vote_ms = (time.perf_counter() - started) * 1000 / len(texts)
     if vote_weight:
         served = blend(served, vote, vote_weight)
     return {"probs": with_temperature(served, temperature).numpy(),
-            "without_vote": mixed(raw.probs, head, raw.hidden, weight).numpy(),
+            "without_vote": without_vote.numpy(),
             "even": mixed(raw.probs, head, raw.hidden, 0.5).numpy(),
             "label_scores": raw.probs.numpy(),
             "head": head.probabilities(raw.hidden).numpy() if head is not None else raw.probs.numpy(),
