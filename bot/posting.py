@@ -44,12 +44,17 @@ def marked(key: str, text: str, blocks: Blocks | None) -> Blocks:
 
 def post_once(client: WebClient, sessions: SessionFactory, holder: Holder, *, key: str, channel: str, text: str,
               blocks: Blocks | None = None, thread_ts: str | None = None, reply_to: SlackMessage | None = None,
-              verify: bool = True, ephemeral_user: str | None = None, **options: Any) -> str | None:
+              verify: bool = True, ephemeral_user: str | None = None, about: SlackMessage | None = None,
+              **options: Any) -> str | None:
     """Posts unless the ledger says it was posted; returns the message's ts (None when an unverifiable
     earlier attempt is taken as done: `verify=False`, for courtesy notes a repeat of which is worse
     than a miss). `ephemeral_user`: a note only that person sees (never verifiable, so never repeated).
+    `about`: the customer's message a copy is about (the routing reply, `reply_to`, is about its message),
+    so that reactions and buttons on the post find that message.
     Raises store.posts.NotHeld when the holder lost its event: it must stop."""
-    state = begin_post(sessions, key=key, channel=channel, thread_ts=thread_ts, holder=holder)
+    subject = about or reply_to
+    state = begin_post(sessions, key=key, channel=channel, thread_ts=thread_ts, holder=holder,
+                       message_id=subject.id if subject is not None else None)
     if state.ts is not None:
         if reply_to is not None and reply_to.reply_ts is None:  # a message recorded anew (an edit routed again)
             _record(sessions, key, state.ts, reply_to)

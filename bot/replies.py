@@ -1,7 +1,15 @@
-"""The bot's reply to a customer's message, built from what the store holds: the verdict it was routed
-by and the label in force. The first reply and every later edit (a reroute, a confirmation, an
-audit answer, a withdrawal) are the same function of the store, so a retried step shows the state
-as it is now, never a stale one."""
+"""What the bot shows about a customer's message, to each audience, built from what the store holds: the
+verdict it was routed by and the label in force.
+
+Two audiences. The customer's thread gets a short acknowledgement naming the team that has the question
+(`SWITCHBOARD_CUSTOMER_REPLY`, or the department's own), never a confidence, a model, scores, the emoji
+legend or buttons. The agents' view (the verdict, its confidence and model, the relabel legend, the
+audit and ask buttons) goes where agents work: the department's and the triage channel's copies. Under
+`SWITCHBOARD_REPLY_STYLE=internal` (help desks whose customers are colleagues) the agents' view is the
+thread reply instead, as it always was, except for a Slack Connect author of another organisation.
+
+The first post and every later edit (a reroute, a confirmation, an audit answer, a withdrawal) are the
+same function of the store, so a retried step shows the state as it is now, never a stale one."""
 
 from __future__ import annotations
 
@@ -9,6 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bot import blocks
+from bot.rules import BotRules
+from core.reply_template import OFF, TRIAGE_TEAM, fill
 from store.slack import StandingLabel
 from store.tables import OUT_OF_SCOPE, Department, LabelSource, Prediction, SlackMessage
 
@@ -27,8 +37,39 @@ def model_shown(prediction: Prediction) -> str:
     return f"baseline {prediction.baseline_model}" if prediction.baseline_model else str(prediction.model_version_id)
 
 
-def reply(message: SlackMessage, prediction: Prediction | None, standing: StandingLabel | None,
-          departments: Sequence[Department], *, out_of_scope_emoji: str) -> Reply:
+def agents_in_thread(rules: BotRules, message: SlackMessage) -> bool:
+    """Whether the customer's thread shows the agents' view (`internal` style, a colleague's message)."""
+    return rules.reply_style == "internal" and not message.external
+
+
+def thread_reply(rules: BotRules, message: SlackMessage, prediction: Prediction | None,
+                 standing: StandingLabel | None, departments: Sequence[Department]) -> Reply | None:
+    """The bot's reply in the customer's thread; None when it posts nothing there (`off`)."""
+    if agents_in_thread(rules, message):
+        return agents_view(message, prediction, standing, departments, out_of_scope_emoji=rules.out_of_scope_emoji)
+    return customers_view(rules, team_in_force(message, standing), departments)
+
+
+def team_in_force(message: SlackMessage, standing: StandingLabel | None) -> str | None:
+    """The department that has the question now: a person's label, else the route; None: triage or none."""
+    if standing is not None and standing.author and standing.source in SHOWN_SOURCES:
+        return None if standing.department == OUT_OF_SCOPE else standing.department
+    return message.routed_to
+
+
+def customers_view(rules: BotRules, team: str | None, departments: Sequence[Department], *,
+                   template: str | None = None) -> Reply | None:
+    """The acknowledgement naming `team` (None: the triage team), in the department's own words if it has
+    them; `template` overrides the setting (a file without words, a hand-off). None when it is `off`."""
+    department = next((d for d in departments if d.name == team), None) if team else None
+    own = department.customer_reply if department is not None and department.customer_reply else None
+    chosen = template or own or rules.customer_reply
+    text = None if chosen == OFF else fill(chosen, team or TRIAGE_TEAM)
+    return None if text is None else Reply([blocks.section(text)], text.replace("*", ""))
+
+
+def agents_view(message: SlackMessage, prediction: Prediction | None, standing: StandingLabel | None,
+                departments: Sequence[Department], *, out_of_scope_emoji: str) -> Reply:
     shown = standing if standing is not None and standing.author and standing.source in SHOWN_SOURCES else None
     if shown is not None:
         assert shown.author is not None

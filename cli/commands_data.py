@@ -28,6 +28,9 @@ def register(sub: Any) -> None:
     p.add_argument("--emoji", help="reaction name agents use to relabel (no colons)")
     p.add_argument("--channel", help="Slack channel id where routed queries go")
     p.add_argument("--description", help="what the department handles (shown to the baseline)")
+    p.add_argument("--customer-reply", metavar="TEMPLATE",
+                   help="what the customer's thread says when this department has the question ({team} names it; "
+                        "`off` posts nothing); default SWITCHBOARD_CUSTOMER_REPLY")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(handler=departments)
 
@@ -83,7 +86,7 @@ def departments(args: argparse.Namespace) -> int:
             raise _usage("departments add needs a NAME")
         with transaction(ctx.sessions) as session:
             dept = upsert_department(session, name=args.name, emoji=args.emoji, channel=args.channel,
-                                     description=args.description,
+                                     description=args.description, customer_reply=args.customer_reply,
                                      reserved_emoji=(CONFIRM, ctx.settings.out_of_scope_emoji))
             payload = _department_dict(dept, 0, 0)
         emit(args.json, payload, f"department {dept.name}: emoji {dept.emoji or '-'}, channel {dept.channel or '-'}")
@@ -104,7 +107,7 @@ def departments(args: argparse.Namespace) -> int:
 
 def _department_dict(dept: Any, train: int, holdout: int) -> dict[str, Any]:
     return {"name": dept.name, "emoji": dept.emoji, "channel": dept.channel, "description": dept.description,
-            "train": train, "holdout": holdout}
+            "customer_reply": dept.customer_reply, "train": train, "holdout": holdout}
 
 
 def export(args: argparse.Namespace) -> int:

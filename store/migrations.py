@@ -175,10 +175,33 @@ def _m013_shadow(conn: Connection) -> None:
     _add_columns(conn, "training_runs", {"approval_posted_at": _timestamp(conn)})
 
 
+def _m014_two_audiences(conn: Connection) -> None:
+    """The customer's reply and the agents' copies: a department's own customer reply, whether a message's
+    author is of another organisation, and which message each post is about (found by its ts), so that
+    a reaction or a button on a department's copy acts on the customer's message. Posts from before
+    name their message in their key (`reply:C:ts`, `forward:C:ts`, `handoff:C:ts`, `reroute:…:id`)."""
+    _add_columns(conn, "departments", {"customer_reply": "VARCHAR"})
+    _add_columns(conn, "slack_messages", {"external": "BOOLEAN NOT NULL DEFAULT FALSE"})
+    _add_columns(conn, "slack_posts", {"message_id": "INTEGER"})
+    conn.execute(text("CREATE INDEX IF NOT EXISTS ix_slack_posts_ts ON slack_posts (ts)"))
+    conn.execute(text("CREATE INDEX IF NOT EXISTS ix_slack_posts_message_id ON slack_posts (message_id)"))
+    for kind in ("reply", "forward", "handoff"):
+        conn.execute(text(
+            "UPDATE slack_posts SET message_id = (SELECT m.id FROM slack_messages m WHERE slack_posts.key = "
+            f"'{kind}:' || m.channel || ':' || m.ts) WHERE message_id IS NULL AND key LIKE '{kind}:%'"))
+    reroutes = conn.execute(text("SELECT key FROM slack_posts WHERE message_id IS NULL AND key LIKE 'reroute:%'"))
+    for key, in list(reroutes):
+        parts = key.split(":", 3)
+        found = parts[2] if parts[1] == "audit" else parts[-1]
+        if found.isdigit():
+            conn.execute(text("UPDATE slack_posts SET message_id = :id WHERE key = :key AND EXISTS "
+                              "(SELECT 1 FROM slack_messages WHERE id = :id)"), {"id": int(found), "key": key})
+
+
 MIGRATIONS: list[Callable[[Connection], None]] = [
     _m001_initial, _m002_baseline_predictions, _m003_slack, _m004_trustworthy_holdout, _m005_out_of_scope,
     _m006_early_removals, _m007_outbox, _m008_training_requests, _m009_alerts, _m010_durable_delivery,
-    _m011_learning_from_everything, _m012_customer_data, _m013_shadow]
+    _m011_learning_from_everything, _m012_customer_data, _m013_shadow, _m014_two_audiences]
 
 
 def migrate(engine: Engine, steps: Sequence[Callable[[Connection], None]] = MIGRATIONS) -> list[int]:

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import delete, update
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import col
+from sqlmodel import Session, col, select
 
 from store.db import SessionFactory, transaction
 from store.deliveries import hold
@@ -41,8 +41,9 @@ class NotHeld(Exception):
 
 
 def begin_post(sessions: SessionFactory, *, key: str, channel: str, thread_ts: str | None,
-               holder: Holder) -> PostState:
-    """The post's state; when it is new, its intent is recorded. Raises NotHeld if the holder lost its event."""
+               holder: Holder, message_id: int | None = None) -> PostState:
+    """The post's state; when it is new, its intent is recorded (with the customer's message it is about,
+    if any). Raises NotHeld if the holder lost its event."""
     try:
         with transaction(sessions) as session:
             if holder.event_id is not None and not hold(session, event_id=holder.event_id, owner=holder.owner,
@@ -51,7 +52,7 @@ def begin_post(sessions: SessionFactory, *, key: str, channel: str, thread_ts: s
             post = session.get(SlackPost, key)
             if post is not None:
                 return PostState(post.ts, post.intent_at)
-            session.add(SlackPost(key=key, channel=channel, thread_ts=thread_ts))
+            session.add(SlackPost(key=key, channel=channel, thread_ts=thread_ts, message_id=message_id))
             return PostState(None, None)
     except IntegrityError:  # another event's handler recorded the same intent a moment ago
         with sessions() as session:
@@ -63,7 +64,8 @@ def begin_post(sessions: SessionFactory, *, key: str, channel: str, thread_ts: s
 def record_post(sessions: SessionFactory, *, key: str, ts: str, reply_to: SlackMessage | None = None) -> None:
     """The post's ts; for the routing reply (`reply_to`), the message's reply_ts in the same transaction."""
     with transaction(sessions) as session:
-        session.exec(update(SlackPost).where(col(SlackPost.key) == key).values(ts=ts))  # type: ignore[call-overload]
+        values = {"ts": ts} | ({"message_id": reply_to.id} if reply_to is not None else {})
+        session.exec(update(SlackPost).where(col(SlackPost.key) == key).values(**values))  # type: ignore[call-overload]
         if reply_to is not None:
             session.exec(update(SlackMessage)  # type: ignore[call-overload]
                          .where(col(SlackMessage.id) == reply_to.id).values(reply_ts=ts))
@@ -80,6 +82,23 @@ def posted(sessions: SessionFactory, key: str) -> PostState | None:
     with sessions() as session:
         post = session.get(SlackPost, key)
         return PostState(post.ts, post.intent_at) if post is not None else None
+
+
+COPY_KINDS = ("forward:", "reroute:", "handoff:")  # the posts in department and triage channels
+
+
+def copies_of(session: Session, message_id: int) -> list[SlackPost]:
+    """The bot's posted copies of a customer's message in department and triage channels, oldest first."""
+    posts = session.exec(select(SlackPost).where(col(SlackPost.message_id) == message_id,
+                                                 col(SlackPost.ts).is_not(None)).order_by(col(SlackPost.intent_at)))
+    return [p for p in posts if p.key.startswith(COPY_KINDS)]
+
+
+def message_of_post(session: Session, *, channel: str, ts: str) -> SlackMessage | None:
+    """The customer's message that the bot's post at (channel, ts) is about: its reply or one of its copies."""
+    post = session.exec(select(SlackPost).where(col(SlackPost.ts) == ts, SlackPost.channel == channel,
+                                                col(SlackPost.message_id).is_not(None))).first()
+    return session.get(SlackMessage, post.message_id) if post is not None else None
 
 
 def check_held(sessions: SessionFactory, holder: Holder) -> None:

@@ -70,7 +70,8 @@ class Verdict:
 
 def record_routed_message(sessions: SessionFactory, *, text: str, channel: str, ts: str, user: str | None,
                           event_id: str | None, verdict: Verdict | None, routed_to: str | None,
-                          audit: bool, ask: bool = False, cache_answer: bool = False) -> SlackMessage:
+                          audit: bool, ask: bool = False, cache_answer: bool = False,
+                          external: bool = False) -> SlackMessage:
     """Stores the message, its query and the verdict; `cache_answer` keeps a baseline's answer for
     the gate and distillation, so they never pay for it again."""
     with transaction(sessions) as session:
@@ -79,7 +80,7 @@ def record_routed_message(sessions: SessionFactory, *, text: str, channel: str, 
         prediction = _prediction(session, query.id, verdict) if verdict is not None else None
         message = SlackMessage(channel=channel, ts=ts, user=user, event_id=event_id, query_id=query.id,
                                prediction_id=prediction.id if prediction else None, routed_to=routed_to,
-                               audit_requested=audit, ask_requested=ask)
+                               audit_requested=audit, ask_requested=ask, external=external)
         session.add(message)
         if verdict is not None and cache_answer and verdict.prompt_version and verdict.baseline_model:
             _cache_baseline_answer(session, query.id, verdict, verdict.prompt_version, verdict.baseline_model)

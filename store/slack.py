@@ -12,6 +12,7 @@ from sqlalchemy import func, or_
 from sqlmodel import Session, col, select
 
 from store.examples import label_query
+from store.posts import message_of_post
 from store.retention import rehash_if_expired
 from store.split import text_hash
 from store.tables import (
@@ -41,10 +42,11 @@ def query_for_text(session: Session, *, text: str, channel: str, ts: str, user: 
 
 
 def find_message(session: Session, *, channel: str, ts: str) -> SlackMessage | None:
-    """The customer message at (channel, ts), found by its own ts or by the ts of the bot's reply."""
+    """The customer message at (channel, ts), found by its own ts, by the ts of the bot's reply, or by
+    the ts of the bot's copy of it in a department's (or the triage) channel."""
     return session.exec(select(SlackMessage).where(
         SlackMessage.channel == channel, or_(col(SlackMessage.ts) == ts, col(SlackMessage.reply_ts) == ts))
-    ).first()
+    ).first() or message_of_post(session, channel=channel, ts=ts)
 
 
 def holdout_counts(session: Session) -> Counter[str]:

@@ -83,6 +83,7 @@ class Department(SQLModel, table=True):
     channel: str | None = None
     description: str | None = None
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    customer_reply: str | None = None  # this department's own reply to the customer (a template), or `off`
 
 
 class Query(SQLModel, table=True):
@@ -243,6 +244,7 @@ class SlackMessage(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     audit_requested: bool = Field(default=False)
     ask_requested: bool = Field(default=False)  # the bot asked agents for the department (it was least sure)
+    external: bool = Field(default=False)  # its author is of another organisation (Slack Connect)
 
 
 class EarlyRemoval(SQLModel, table=True):
@@ -294,7 +296,8 @@ class SlackPost(SQLModel, table=True):
     channel: str
     thread_ts: str | None = None
     intent_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
-    ts: str | None = None
+    ts: str | None = Field(default=None, index=True)
+    message_id: int | None = Field(default=None, index=True)  # the customer's message it is about (a reply or a copy)
 
 
 class Lock(SQLModel, table=True):
