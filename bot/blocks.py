@@ -17,7 +17,7 @@ MAX_OPTIONS, OPTION_CHARS = 100, 75  # Slack's limits for a static_select and an
 HELP_CHARS = 1500  # the emoji list's share of a context text (Slack's limit for one is 2,000 characters)
 
 
-def _section(text: str) -> dict[str, Any]:
+def section(text: str) -> dict[str, Any]:
     return {"type": "section", "text": {"type": "mrkdwn", "text": text}}
 
 
@@ -41,7 +41,7 @@ def reroute_help(departments: Sequence[Department]) -> str:
 
 
 def routed(department: str, confidence: float, departments: Sequence[Department], model: str | None) -> Blocks:
-    return [_section(f"Routed to *{department}* ({confidence:.0%} confident)."),
+    return [section(f"Routed to *{department}* ({confidence:.0%} confident)."),
             _context(f"{reroute_help(departments)} Model {model}.")]
 
 
@@ -50,7 +50,7 @@ def triage(scores: dict[str, float], departments: Sequence[Department], model: s
     top = sorted(scores.items(), key=lambda kv: kv[1], reverse=True)[:2]
     why = why or (f"not sure where this goes ({', '.join(f'{name} {p:.0%}' for name, p in top)})" if top
                   else "no model is trained yet")
-    return [_section(f":warning: *Needs triage*: {why}."),
+    return [section(f":warning: *Needs triage*: {why}."),
             _context(reroute_help(departments) + (f" Model {model}." if model else ""))]
 
 
@@ -58,18 +58,18 @@ def out_of_scope(probability: float | None, departments: Sequence[Department], m
                  emoji: str) -> Blocks:
     """The reply to a message the router says belongs to no department: it goes to triage, said plainly."""
     how_sure = f" ({probability:.0%})" if probability is not None else ""
-    return [_section(f":{emoji}: *Needs triage*: {OUT_OF_SCOPE_WORDING}{how_sure}."),
+    return [section(f":{emoji}: *Needs triage*: {OUT_OF_SCOPE_WORDING}{how_sure}."),
             _context(f"{reroute_help(departments)} :{emoji}: agrees that it belongs to none."
                      + (f" Model {model}." if model else ""))]
 
 
 def relabelled(department: str, agent: str, *, confirmed: bool, departments: Sequence[Department]) -> Blocks:
     if department == OUT_OF_SCOPE:
-        return [_section(f":no_entry_sign: Marked as out of scope (no department) by <@{agent}>."),
+        return [section(f":no_entry_sign: Marked as out of scope (no department) by <@{agent}>."),
                 _context(reroute_help(departments))]
     head = (f":white_check_mark: *{department}* confirmed by <@{agent}>." if confirmed
             else f":arrows_counterclockwise: Rerouted to *{department}* by <@{agent}>.")
-    return [_section(head), _context(reroute_help(departments))]
+    return [section(head), _context(reroute_help(departments))]
 
 
 def audit_request(message_id: int, departments: Sequence[Department], *, right: str | None,
@@ -99,7 +99,7 @@ def audit_request(message_id: int, departments: Sequence[Department], *, right: 
         return []
     question = ("Not sure about this one: which department is right? Agents' answers teach the model."
                 if asking else "Quality check: is this right? Agents answer here; audited answers measure the model.")
-    return [_section(question),
+    return [section(question),
             {"type": "actions", "block_id": f"{ASK_BLOCK if asking else AUDIT_BLOCK}{message_id}",
              "elements": elements}]
 
@@ -114,19 +114,21 @@ def audited_message_id(block_id: str | None) -> int | None:
 
 
 def audited(department: str, agent: str, departments: Sequence[Department], *, verb: str = "Audited") -> Blocks:
-    return [_section(f"{verb} by <@{agent}>: *{department}*"), _context(reroute_help(departments))]
+    return [section(f"{verb} by <@{agent}>: *{department}*"), _context(reroute_help(departments))]
 
 
 def forwarded(department: str, *, user: str | None, channel: str, text: str, permalink: str | None,
               by_agent: str | None = None, confidence: float | None = None,
               why: str | None = None) -> tuple[str, Blocks]:
-    """The post in a department's (or the triage) channel, linking back to the customer's message."""
+    """The post in a department's (or the triage) channel, linking back to the customer's message; `why`
+    is said after the head (computed from `by_agent` and `confidence` when None; "" says nothing)."""
     who = f"<@{user}>" if user else "a customer"
-    why = why or (f"rerouted by <@{by_agent}>" if by_agent else
-                  f"{confidence:.0%} confident" if confidence is not None else "needs triage")
-    head = f"New query for *{department}* from {who} in <#{channel}> ({why})"
+    if why is None:
+        why = (f"rerouted by <@{by_agent}>" if by_agent else
+               f"{confidence:.0%} confident" if confidence is not None else "needs triage")
+    head = f"New query for *{department}* from {who} in <#{channel}>" + (f" ({why})" if why else "")
     link = f"\n<{permalink}|Open the conversation>" if permalink else ""
-    return head, [_section(f"{head}\n{quoted(text)}{link}")]
+    return head, [section(f"{head}\n{quoted(text)}{link}")]
 
 
 _BIDI = dict.fromkeys([0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A)])

@@ -19,9 +19,10 @@ from sqlalchemy.exc import IntegrityError
 from bot import blocks
 from bot.asks import should_ask
 from bot.audits import should_audit
+from bot.copies import copy_view
 from bot.deps import BotDeps
 from bot.posting import post_once
-from bot.replies import reply
+from bot.replies import Reply, customers_view, thread_reply
 from classifier.baseline_client import INVALID
 from classifier.routing.outcomes import sent_to_triage
 from classifier.routing.router import Classification
@@ -64,6 +65,13 @@ def has_words(text: str) -> bool:
                for ch in rest)
 
 
+def is_external(event: dict[str, Any]) -> bool:
+    """Whether the author is of another organisation than the workspace that received the event (a
+    Slack Connect channel shared with customers)."""
+    team, home = event.get("user_team") or event.get("source_team"), event.get("receiving_team")
+    return bool(team and home and team != home)
+
+
 def reply_key(channel: str, ts: str) -> str:
     return f"reply:{channel}:{ts}"
 
@@ -80,16 +88,18 @@ def route_message(deps: BotDeps, client: WebClient, event: dict[str, Any], holde
     message = context.earlier or _classify_and_record(deps, context, event, holder.event_id)
     with deps.sessions() as session:
         prediction, departments = shown_verdict(session, message)
-    shown = reply(message, prediction, None, departments, out_of_scope_emoji=deps.rules.out_of_scope_emoji)
-    post_once(client, deps.sessions, holder, key=reply_key(channel, ts), channel=channel, thread_ts=ts,
-              text=shown.text, blocks=shown.blocks, reply_to=message)
+    shown = thread_reply(deps.rules, message, prediction, None, departments)
+    if shown is not None:
+        post_once(client, deps.sessions, holder, key=reply_key(channel, ts), channel=channel, thread_ts=ts,
+                  text=shown.text, blocks=shown.blocks, reply_to=message)
     target = context.department(message.routed_to)
     forward_to = target.channel if target else deps.rules.triage_channel if message.routed_to is None else None
     if forward_to:
         confidence = prediction.confidence if prediction is not None and message.routed_to else None
         forward(client, deps, holder, key=f"forward:{channel}:{ts}", to_channel=forward_to,
                 department=message.routed_to or "triage", user=user, channel=channel, ts=ts, text=text,
-                confidence=confidence)
+                confidence=confidence, about=message,
+                view=copy_view(deps, message, prediction, None, departments))
     log.info("routed %s/%s to %s", channel, ts, message.routed_to or "triage")
     deps.shadow.add(deps.sessions, message, deps.rules.stored_text.text(text)[:MAX_MODEL_CHARS])
 
@@ -113,7 +123,7 @@ def _classify_and_record(deps: BotDeps, context: RoutingContext, event: dict[str
         message = record_routed_message(
             deps.sessions, text=text, channel=channel, ts=ts, user=event.get("user"), event_id=event_id,
             verdict=verdict_of(result) if result else None, routed_to=routed_to, audit=audit, ask=ask,
-            cache_answer=result is not None and result.department != INVALID)
+            cache_answer=result is not None and result.department != INVALID, external=is_external(event))
     except IntegrityError:  # another delivery of the same message recorded it a moment ago: use that one
         with deps.sessions() as session:
             earlier = routing_context(session, channel=channel, ts=ts).earlier
@@ -129,8 +139,13 @@ def _triage_without_text(deps: BotDeps, client: WebClient, holder: Holder, event
     channel, ts = event["channel"], event["ts"]
     with deps.sessions() as session:
         departments = routing_context(session, channel=channel, ts=ts).departments
-    post_once(client, deps.sessions, holder, key=reply_key(channel, ts), channel=channel, thread_ts=ts,
-              text="Needs triage", blocks=blocks.triage({}, departments, None, why=NO_TEXT))
+    if deps.rules.reply_style == "internal" and not is_external(event):
+        shown: Reply | None = Reply(blocks.triage({}, departments, None, why=NO_TEXT), "Needs triage")
+    else:
+        shown = customers_view(deps.rules, None, departments)
+    if shown is not None:
+        post_once(client, deps.sessions, holder, key=reply_key(channel, ts), channel=channel, thread_ts=ts,
+                  text=shown.text, blocks=shown.blocks)
     if deps.rules.triage_channel:
         forward(client, deps, holder, key=f"forward:{channel}:{ts}", to_channel=deps.rules.triage_channel,
                 department="triage", user=event.get("user"), channel=channel, ts=ts,
@@ -163,9 +178,12 @@ def _ask(deps: BotDeps, context: RoutingContext, result: Classification) -> bool
 
 def forward(client: WebClient, deps: BotDeps, holder: Holder, *, key: str, to_channel: str, department: str,
             user: str | None, channel: str, ts: str, text: str, confidence: float | None = None,
-            by_agent: str | None = None, why: str | None = None) -> None:
+            by_agent: str | None = None, why: str | None = None, about: SlackMessage | None = None,
+            view: blocks.Blocks = ()) -> None:
     """Posts the query in a department's (or the triage) channel with a link back, once. Without a
-    permalink (Slack would not give one) the post still names the channel the message is in."""
+    permalink (Slack would not give one) the post still names the channel the message is in.
+    `about`: the stored message it copies (reactions and buttons on the copy then act on it); `view`: the
+    agents' view under the quote (bot/copies.py), which then says what the head would."""
     done = posted(deps.sessions, key)
     if done is not None and done.ts is not None:
         return
@@ -176,8 +194,9 @@ def forward(client: WebClient, deps: BotDeps, holder: Holder, *, key: str, to_ch
         log.warning("no permalink for %s/%s (%s): forwarding without it", channel, ts, exc.response.get("error"))
         permalink = None
     head, body = blocks.forwarded(department, user=user, channel=channel, text=text, permalink=permalink,
-                                  by_agent=by_agent, confidence=confidence, why=why)
-    post_once(client, deps.sessions, holder, key=key, channel=to_channel, text=head, blocks=body, unfurl_links=False)
+                                  by_agent=by_agent, confidence=confidence, why="" if view else why)
+    post_once(client, deps.sessions, holder, key=key, channel=to_channel, text=head, blocks=body + list(view),
+              unfurl_links=False, about=about)
 
 
 def verdict_of(result: Classification) -> Verdict:
