@@ -93,10 +93,11 @@ echo "install: $((installed - start)) s"
 
 # Each floor is exercised: the store (sqlmodel, SQLAlchemy), the bot (slack-bolt, prometheus-client), the
 # trainer service and its schedule (apscheduler, datasets), the head (scikit-learn), the home tab's chart
-# (matplotlib), the baseline (openai), the GGUF export (gguf); psycopg in the second pass, on PostgreSQL.
+# (matplotlib), the baseline (openai), the GGUF export (gguf), look-alike department names
+# (confusable-homoglyphs); psycopg in the second pass, on PostgreSQL.
 tests=(tests/test_split.py tests/test_import.py tests/test_holdout.py tests/test_outbox.py tests/test_bot.py
        tests/test_trainer_service.py tests/test_faults.py tests/test_metrics_drift.py tests/test_cost.py
-       tests/test_baseline.py tests/test_head.py tests/test_gguf_export.py
+       tests/test_baseline.py tests/test_head.py tests/test_gguf_export.py tests/test_department_names.py
        "tests/test_loop.py::test_the_label_count_trigger_runs_only_past_the_threshold_and_never_beside_a_run")
 pg_tests=(tests/test_outbox.py tests/test_upgrades.py tests/test_trainer_service.py)
 set +e

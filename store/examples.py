@@ -11,7 +11,7 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from core.errors import SwitchboardError
-from store.names import BadName, check_department_name, check_emoji
+from store.names import BadName, check_department_name, check_emoji, check_unlike
 from store.split import AUDIT_HOLDOUT_FRACTION, HOLDOUT_FRACTION, assign_split, text_hash
 from store.tables import OUT_OF_SCOPE, OUT_OF_SCOPE_ABOUT, Department, Label, LabelSource, Prediction, Query, Split
 
@@ -77,17 +77,21 @@ def upsert_department(
 ) -> Department:
     """Adds a department, or updates the emoji, channel and description given for an existing one.
     Every path that creates a department (import, `departments add`, the bot) comes through here, so
-    a name or emoji that would break Slack's messages is refused here, whatever the path."""
+    a name or emoji that would break Slack's messages, or a new name that looks like a department's
+    already there, is refused here, whatever the path."""
     try:
         name = check_department_name(name)
         emoji = check_emoji(emoji, reserved=reserved_emoji) if emoji is not None else None
+        existing = get_department(session, name=name)
+        if existing is None:
+            check_unlike(name, taken=session.exec(select(Department.name)))
     except BadName as exc:
         raise StoreError(str(exc)) from None
     if emoji:
         owner = session.exec(select(Department).where(Department.emoji == emoji)).first()
         if owner and owner.name != name:
             raise StoreError(f"emoji :{emoji}: already belongs to {owner.name}")
-    department = get_department(session, name=name) or Department(name=name)
+    department = existing or Department(name=name)
     for attr, value in (("emoji", emoji), ("channel", channel), ("description", description)):
         if value is not None:
             setattr(department, attr, value)

@@ -2,16 +2,18 @@
 
 A department's name is shown in every reply's help line and in terminals, so a name Slack would
 read as a mention (`<!everyone>`), a link or a control sequence is refused, as is the reserved
-out-of-scope class's name; an emoji is a reaction name as Slack sends it.
+out-of-scope class's name; an emoji is a reaction name as Slack sends it. A new name that looks like one
+already taken (same look-alike fold: case, width, Cyrillic or Greek letters that look Latin) is refused.
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 
 from core.errors import SwitchboardError
+from core.lookalike import fold
 from store.tables import OUT_OF_SCOPE
 
 MAX_LABEL_CHARS = 100
@@ -22,7 +24,18 @@ class BadName(SwitchboardError, ValueError):
 
 
 def is_reserved(name: str) -> bool:
-    return name.strip().casefold() == OUT_OF_SCOPE.casefold()
+    return fold(name) == fold(OUT_OF_SCOPE)
+
+
+def check_unlike(name: str, *, taken: Iterable[str]) -> None:
+    """A BadName naming the department in `taken` that a new `name` could be mistaken for, if there is one."""
+    folded = fold(name)
+    for other in taken:
+        if other != name and fold(other) == folded:
+            odd = next((c for c in name if c not in other and not c.isascii()), None)
+            why = f" (it has {unicodedata.name(odd, hex(ord(odd)))})" if odd else ""
+            raise BadName(f"department name {name!r} looks like the existing department {other!r}{why}; "
+                          "use that name, or one that reads differently")
 
 
 _EMOJI_NAME = re.compile(r"[a-z0-9_+'-]{1,100}")
