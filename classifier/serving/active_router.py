@@ -9,7 +9,8 @@ A swap is all or nothing. The new adapter is checked against the base (files, mo
 factor shapes, finite values) before any weight is touched, and any exception half-way is undone.
 A model that failed is not tried again while the registry still points at it: the current model
 keeps serving, and `/healthz` and `/metrics` say "degraded: serving model N, registry says M:
-reason" until the pointer moves (a rollback, or another promotion).
+reason" until the pointer moves (a rollback, or another promotion). The reason names no file path
+(`/healthz` may be public); the log has the full text.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from classifier.model.shadow_deltas import LowRankDifference
 from classifier.routing.adapters import AdapterMeta, check_adapter_dir, read_bank, read_bank_labels
 from classifier.routing.head import read_head
 from classifier.routing.router import Classification, LoraRouter
+from classifier.serving.public_text import without_paths
 from core.errors import SwitchboardError
 
 if TYPE_CHECKING:
@@ -94,7 +96,7 @@ class RegistryWatcher:
         else:
             failure = self._load(model_id, folder)
         if failure is not None:
-            self._failed[model_id] = failure
+            self._failed[model_id] = without_paths(failure, folders=(folder,))  # the log below keeps the paths
             log.error("cannot serve model %s: %s; keeping model %s until the registry moves", model_id, failure,
                       current)
             return False
@@ -106,10 +108,11 @@ class RegistryWatcher:
         current, wanted = self._serving(), self.registry_model
         if wanted is None or wanted == current:
             return None
+        serving = "no model" if current is None else f"model {current}"
         if wanted in self._failed:
-            return f"serving model {current}, registry says {wanted}: {self._failed[wanted]}"
+            return f"serving {serving}, registry says {wanted}: {self._failed[wanted]}"
         if self._behind_since is not None and time.monotonic() - self._behind_since > LOAD_GRACE_S:
-            return f"serving model {current}, registry says {wanted}: not loaded after {LOAD_GRACE_S:.0f} s"
+            return f"serving {serving}, registry says {wanted}: not loaded after {LOAD_GRACE_S:.0f} s"
         return None
 
     def start(self) -> None:
