@@ -61,6 +61,21 @@ def build_app(deps: BotDeps, *, client: WebClient, signing_secret: str | None,
     app.event("reaction_added")(work)
     app.event("reaction_removed")(work)
 
+    def on_group_changed(event: dict[str, Any]) -> None:
+        """Someone joined or left a user group: the roster reads it again now (nothing durable: the roster
+        reads every group again within minutes anyway)."""
+        if deps.roster is not None:
+            deps.roster.group_changed(event)
+
+    def on_channel_members_changed(event: dict[str, Any]) -> None:
+        """Someone joined or left a channel: a department's makes or unmakes an agent, with the setting on."""
+        if deps.roster is not None:
+            deps.roster.channel_changed(event)
+
+    app.event("subteam_members_changed")(on_group_changed)
+    app.event("member_joined_channel")(on_channel_members_changed)
+    app.event("member_left_channel")(on_channel_members_changed)
+
     def on_audit(ack: Callable[..., None], body: dict[str, Any], action: dict[str, Any]) -> None:
         ack()
         reactions.audit_answered(deps, delivery.client, body, action, delivery.holder(None))

@@ -28,6 +28,7 @@ from bot.drift import check_drift
 from bot.posting import marked
 from bot.replies import reply
 from bot.routing import forward, reply_key
+from bot.who_can_relabel import tell_who_can_relabel
 from store.db import transaction
 from store.examples import get_department, list_departments, out_of_scope_class
 from store.posts import Holder, check_held
@@ -87,6 +88,9 @@ def _target(deps: BotDeps, session: Session, event: dict[str, Any]) -> Target | 
 
 def reaction_added(deps: BotDeps, client: WebClient, event: dict[str, Any], holder: Holder) -> None:
     agent = event["user"]
+    if not deps.is_agent(agent):
+        tell_who_can_relabel(deps, client, event, holder, reserved_emoji=(CONFIRM, deps.rules.out_of_scope_emoji))
+        return
     with transaction(deps.sessions) as session:
         target = _target(deps, session, event)
         if target is None:

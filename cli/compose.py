@@ -191,6 +191,7 @@ def bot_deps(ctx: Context, router: ActiveModelRouter | EngineRouter, metrics: Bo
     """What every handler needs; the cold-start baseline routes while no model is active, when configured."""
     from bot.baseline_router import BaselineRouter, ColdStartRouter
     from bot.deps import BotDeps
+    from bot.roster import Roster
     from bot.rules import BotRules
     from bot.shadow import ShadowQueue
     settings, client = ctx.settings, baseline_client(ctx)
@@ -198,7 +199,8 @@ def bot_deps(ctx: Context, router: ActiveModelRouter | EngineRouter, metrics: Bo
                 if client is not None else None)
     return BotDeps(rules=BotRules.of(settings), sessions=ctx.sessions, router=ColdStartRouter(router, baseline),
                    metrics=metrics,
-                   shadow=ShadowQueue(getattr(router, "classify_shadow", None)))  # None: no second adapter
+                   shadow=ShadowQueue(getattr(router, "classify_shadow", None)),  # None: no second adapter
+                   roster=Roster.of(settings, client=slack_web_client(ctx), sessions=ctx.sessions))
 
 
 def wait_for_sigterm() -> None:

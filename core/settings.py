@@ -3,6 +3,7 @@ below the CLI is handed the narrow object it reads, built with `.of(settings)`."
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -75,12 +76,22 @@ class Settings(BaseSettings):
     agents: Annotated[frozenset[str], NoDecode] = Field(
         frozenset(), validation_alias=_env("SWITCHBOARD_AGENTS")
     )
+    agents_from_department_channels: bool = Field(
+        False, validation_alias=_env("SWITCHBOARD_AGENTS_FROM_DEPARTMENT_CHANNELS"))
 
     @field_validator("admins", "agents", mode="before")
     @classmethod
     def _split_ids(cls, value: object) -> object:
         if isinstance(value, str):
             return frozenset(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("admins", "agents", mode="after")
+    @classmethod
+    def _members_or_groups(cls, value: frozenset[str]) -> frozenset[str]:
+        """Member ids (`U…`, `W…`) and user group ids (`S…`), as Slack writes them; a name or a handle is refused."""
+        if wrong := sorted(part for part in value if not re.fullmatch(r"[UWS][A-Z0-9]+", part)):
+            raise ValueError(f"not a member id (U…, W…) or user group id (S…): {', '.join(wrong)}")
         return value
 
     @field_validator("redact_patterns", mode="after")

@@ -6,7 +6,8 @@
         assert slack.wait_for("chat.postMessage")[0].body["text"] == "hi"
 
 Every Web API call is recorded as a `Call` and answered in Slack's shapes (`auth.test`, `chat.*`, `views.*`,
-`conversations.history` and `conversations.replies` over the messages it holds, the three steps of
+`conversations.history` and `conversations.replies` over the messages it holds, `usergroups.users.list`
+and `conversations.members` (paged) over the members a test sets (`set_usergroup`, `set_members`), the three steps of
 `files_upload_v2`, `apps.connections.open`; `{"ok": true}` for any other method); failures can be
 scripted with `rate_limit`, `fail` and `slow`, each for every call to a method or only those a
 predicate on the call's body picks (`when=lambda body: body["channel"] == "C1"`).
@@ -91,6 +92,8 @@ class FakeSlack:
         self._failures: dict[str, list[tuple[str, Callable[[dict[str, Any]], bool]]]] = {}
         self._delays: dict[str, list[tuple[float, Callable[[dict[str, Any]], bool]]]] = {}
         self._files: dict[str, dict[str, Any]] = {}  # file id -> name and size announced
+        self._usergroups: dict[str, list[str]] = {}  # user group id -> its members (`set_usergroup`)
+        self._members: dict[str, list[str]] = {}  # channel id -> its members (`set_members`)
         self._counter = itertools.count(1)
         self._last_ts = 0.0
         self._cond = threading.Condition()
@@ -174,6 +177,16 @@ class FakeSlack:
         """A message someone else posted (a customer's), so that history and thread reads find it."""
         with self._cond:
             self.messages[(channel, message["ts"])] = dict(message)
+
+    def set_usergroup(self, group: str, users: list[str]) -> None:
+        """The members `usergroups.users.list` gives for `group` from now on (an unknown group: `no_such_subteam`)."""
+        with self._cond:
+            self._usergroups[group] = list(users)
+
+    def set_members(self, channel: str, members: list[str]) -> None:
+        """The members `conversations.members` pages through for `channel` (an unknown one: `channel_not_found`)."""
+        with self._cond:
+            self._members[channel] = list(members)
 
     def _scripted(self, table: dict[str, list[tuple[Any, Callable[[dict[str, Any]], bool]]]], method: str,
                   body: dict[str, Any]) -> Any:
@@ -276,6 +289,27 @@ class FakeSlack:
         limit = int(body.get("limit") or 100)
         return {"messages": top[:limit], "has_more": len(top) > limit, "pin_count": 0,
                 "response_metadata": {"next_cursor": ""}}
+
+    def _usergroups_users_list(self, body: dict, token: str) -> dict:
+        require(body, "usergroup")
+        with self._cond:
+            users = self._usergroups.get(body["usergroup"])
+        return {"ok": False, "error": "no_such_subteam"} if users is None else {"users": list(users)}
+
+    def _conversations_members(self, body: dict, token: str) -> dict:
+        """A page of `limit` members (Slack's default 100) from `cursor`, an opaque offset as Slack's are opaque."""
+        require(body, "channel")
+        with self._cond:
+            members = self._members.get(body["channel"])
+        if members is None:
+            return {"ok": False, "error": "channel_not_found"}
+        try:
+            start = int(base64.b64decode(body["cursor"]).decode().removeprefix("offset:")) if body.get("cursor") else 0
+        except ValueError:
+            return {"ok": False, "error": "invalid_cursor"}
+        end = start + int(body.get("limit") or 100)
+        cursor = base64.b64encode(f"offset:{end}".encode()).decode() if end < len(members) else ""
+        return {"members": members[start:end], "response_metadata": {"next_cursor": cursor}}
 
     def _chat_postEphemeral(self, body: dict, token: str) -> dict:
         require(body, "channel", "user")

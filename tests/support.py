@@ -23,8 +23,10 @@ from sqlalchemy import Engine, inspect, text
 from sqlmodel import select
 
 from bot.deps import BotDeps
+from bot.roster import Roster
 from bot.rules import BotRules
 from bot.shadow import ShadowQueue
+from bot.slack_client import make_client
 from classifier.routing.router import Classification
 from cli.compose import Context
 from cli.compose import trainer_deps as compose_trainer_deps
@@ -138,17 +140,22 @@ class ScriptedRouter:
 
 
 def scripted_bot(home, sessions, slack, *, audit_rng: random.Random | None = None, policy=None, client=None,
-                 router=None, shadow=None, shadow_batch: int = 1, **env: str) -> BotServer:
-    """The bot on the scripted router: DEPARTMENTS, two agents, an admin, a triage channel; `env` adds settings."""
-    settings = Settings(SWITCHBOARD_HOME=home, SWITCHBOARD_AGENTS=f"{AGENT},{OTHER_AGENT}",
-                        SWITCHBOARD_ADMINS=ADMIN, SWITCHBOARD_TRIAGE_CHANNEL="CTRIAGE", **env)
+                 router=None, shadow=None, shadow_batch: int = 1, clock: Callable[[], float] = time.monotonic,
+                 **env: str) -> BotServer:
+    """The bot on the scripted router: DEPARTMENTS, two agents, an admin, a triage channel; `env` adds settings
+    (or replaces those, agents and admins included). `clock`: the roster's, which says when Slack is asked again
+    who the agents are."""
+    settings = Settings(**{"SWITCHBOARD_HOME": home, "SWITCHBOARD_AGENTS": f"{AGENT},{OTHER_AGENT}",
+                           "SWITCHBOARD_ADMINS": ADMIN, "SWITCHBOARD_TRIAGE_CHANNEL": "CTRIAGE", **env})
     with transaction(sessions) as session:
         for name, emoji, channel in DEPARTMENTS:
             upsert_department(session, name=name, emoji=emoji, channel=channel)
         register_model(session, adapter_path="scripted", base_model="scripted", labels=[d[0] for d in DEPARTMENTS],
                        hyperparameters={}, metrics={}, parent_id=None)
     deps = BotDeps(rules=BotRules.of(settings), sessions=sessions, router=router or ScriptedRouter(),
-                   audit_rng=audit_rng or random.Random(), shadow=ShadowQueue(shadow, batch=shadow_batch, refresh_s=0))
+                   audit_rng=audit_rng or random.Random(), shadow=ShadowQueue(shadow, batch=shadow_batch, refresh_s=0),
+                   roster=Roster.of(settings, client=make_client("xoxb-test", slack.base_url), sessions=sessions,
+                                    clock=clock))
     return BotServer(deps, slack, policy=policy, client=client)
 
 
