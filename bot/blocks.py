@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from core.mrkdwn import quote
 from store.tables import OUT_OF_SCOPE, Department
 
 Blocks = list[dict[str, Any]]
@@ -131,12 +132,8 @@ def forwarded(department: str, *, user: str | None, channel: str, text: str, per
     return head, [section(f"{head}\n{quoted(text)}{link}")]
 
 
-_BIDI = dict.fromkeys([0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A)])
-
-
 def quoted(text: str) -> str:
     """A customer's words as a quote that Slack shows and never acts on: `&`, `<` and `>` escaped (so
     `<!channel>`, `<!here>`, `<!subteam^…>` and `<@U…>` are shown, not fired), bidirectional control
     characters dropped (they can make a quote read as something else), at most `QUOTE_CHARS`."""
-    safe = text[:QUOTE_CHARS].translate(_BIDI).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    return "\n".join(f">{line}" for line in safe.splitlines() or [""])
+    return quote(text, limit=QUOTE_CHARS)

@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlmodel import Session
 
+from core.mrkdwn import escape, quote
 from core.vocabulary import APPROVE_ACTION, REJECT_ACTION
 from store.db import SessionFactory, transaction
 from store.shadow import awaiting_approval, claim_approval_post, query_texts, run_of
@@ -18,6 +19,8 @@ log = logging.getLogger(__name__)
 
 Ask = Callable[[str, list[dict[str, Any]]], None]  # posts the text and blocks to the admins
 EXAMPLES = 3  # messages shown each way: enough to judge, short enough to read
+EXCERPT_CHARS = 150  # of each message shown
+SECTION_CHARS = 2900  # Slack refuses a section's text past 3,000 characters
 
 
 def ask_for_approvals(sessions: SessionFactory, ask: Ask) -> list[int]:
@@ -43,7 +46,7 @@ def approval_message(session: Session, model: ModelVersion) -> tuple[str, list[d
     rival = f"model {model.parent_id}" if model.parent_id else "the baseline"
     text = (f"Model {model.id} passed the gate and waits for an admin's approval to replace {rival}: "
             f"`/switchboard approve {model.id}` or `/switchboard reject {model.id}`.")
-    lines = [_department_table(report, rival)]
+    lines = [_department_table(report, active=f"model {model.parent_id}" if model.parent_id else "the active model")]
     shadow = report.get("shadow") or {}
     if shadow:
         lines.append(f"*Shadow window*: {shadow['messages']} live messages, {shadow['agreement']:.0%} agreement, "
@@ -52,11 +55,11 @@ def approval_message(session: Session, model: ModelVersion) -> tuple[str, list[d
                             + shadow.get("only_live_right", [])[:EXAMPLES])
         for title, ids in (("Only the candidate got right", shadow.get("only_candidate_right", [])),
                            (f"Only {rival} got right", shadow.get("only_live_right", []))):
-            if ids:
-                lines.append(f"*{title}* ({len(ids)}):\n" + "\n".join(f"> {texts.get(i, '(forgotten)')[:150]}"
-                                                                       for i in ids[:EXAMPLES]))
+            if ids:  # customers' words: escaped, so a `<!channel>` in one is shown, never fired
+                lines.append(f"*{title}* ({len(ids)}):\n" + "\n".join(
+                    quote(texts[i], limit=EXCERPT_CHARS) if i in texts else ">(forgotten)" for i in ids[:EXAMPLES]))
     blocks: list[dict[str, Any]] = [{"type": "section", "text": {"type": "mrkdwn", "text": text}}]
-    blocks += [{"type": "section", "text": {"type": "mrkdwn", "text": line[:2900]}} for line in lines if line]
+    blocks += [{"type": "section", "text": {"type": "mrkdwn", "text": part}} for line in lines for part in _parts(line)]
     blocks.append({"type": "actions", "block_id": f"approval:{model.id}", "elements": [
         {"type": "button", "action_id": APPROVE_ACTION, "style": "primary", "value": str(model.id),
          "text": {"type": "plain_text", "text": "Approve"}},
@@ -65,16 +68,44 @@ def approval_message(session: Session, model: ModelVersion) -> tuple[str, list[d
     return text, blocks
 
 
-def _department_table(report: dict[str, Any], rival: str) -> str:
-    """Each department's F1, the candidate's against its rival's, on the holdout and on the shadow window."""
+def _department_table(report: dict[str, Any], *, active: str) -> str:
+    """Each department's F1, the candidate's against its rival's: on the holdout against the active model
+    (the baseline when there is none), and on the shadow window's audited messages against the active model,
+    with how many were audited. A department either side lacks shows "–" there, never a made-up 0."""
     mine = (report.get("candidate") or {}).get("per_department_f1", {})
-    theirs = (report.get("current") or report.get("baseline") or {}).get("per_department_f1", {})
-    shadow = (report.get("shadow") or {}).get("per_department", {})
+    rival, held_rival = ((report["current"], active) if report.get("current") else
+                         (report["baseline"], "the baseline") if report.get("baseline") else ({}, None))
+    theirs = rival.get("per_department_f1", {})
+    shadow = report.get("shadow")
+    live = (shadow or {}).get("per_department", {})
     rows = []
-    for name in sorted(set(mine) | set(shadow)):
-        held = f"holdout {mine.get(name, 0):.2f} vs {theirs[name]:.2f}" if name in theirs else \
-               f"holdout {mine.get(name, 0):.2f}"
-        live = (f"; shadow {shadow[name]['candidate']:.2f} vs {shadow[name]['active']:.2f} "
-                f"({shadow[name]['n']} audited)" if name in shadow else "")
-        rows.append(f"• *{name}*: {held}{live}")
-    return f"*F1 by department*, candidate vs {rival}:\n" + "\n".join(rows) if rows else ""
+    for name in sorted(set(mine) | set(theirs) | set(live)):
+        row = f"• *{escape(name)}*: holdout {_f1(mine.get(name))}" + (f" vs {_f1(theirs.get(name))}"
+                                                                       if held_rival else "")
+        if shadow:
+            row += (f"; shadow {_f1(live[name].get('candidate'))} vs {_f1(live[name].get('active'))} "
+                    f"({live[name].get('n', 0)} audited)" if name in live else "; shadow: none audited")
+        rows.append(row)
+    if not rows:
+        return ""
+    n = (report.get("candidate") or {}).get("n")
+    head = "*F1 by department*, candidate" + (f" vs {held_rival}" if held_rival else "") + " on the holdout" \
+        + (f" (n={n})" if n else "") + (f"; candidate vs {active} on the shadow window's audited messages"
+                                        if shadow else "") + ":"
+    return head + "\n" + "\n".join(rows)
+
+
+def _parts(text: str, limit: int = SECTION_CHARS) -> list[str]:
+    """`text` cut at line ends into pieces Slack takes as one section each (a longer line is shortened)."""
+    parts: list[str] = []
+    for line in text.splitlines():
+        line = line[:limit]
+        if parts and len(parts[-1]) + 1 + len(line) <= limit:
+            parts[-1] += "\n" + line
+        else:
+            parts.append(line)
+    return parts
+
+
+def _f1(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2f}"
