@@ -73,8 +73,8 @@ def _department_table(report: dict[str, Any], *, active: str) -> str:
     (the baseline when there is none), and on the shadow window's audited messages against the active model,
     with how many were audited. A department either side lacks shows "–" there, never a made-up 0."""
     mine = (report.get("candidate") or {}).get("per_department_f1", {})
-    rival, held_rival = ((report["current"], active) if report.get("current") else
-                         (report["baseline"], "the baseline") if report.get("baseline") else ({}, None))
+    rival: dict[str, Any] = report.get("current") or report.get("baseline") or {}
+    held_rival = active if report.get("current") else "the baseline" if rival else None
     theirs = rival.get("per_department_f1", {})
     shadow = report.get("shadow")
     live = (shadow or {}).get("per_department", {})
