@@ -95,10 +95,15 @@ def copies_of(session: Session, message_id: int) -> list[SlackPost]:
 
 
 def message_of_post(session: Session, *, channel: str, ts: str) -> SlackMessage | None:
-    """The customer's message that the bot's post at (channel, ts) is about: its reply or one of its copies."""
+    """The customer's message that the bot's post at (channel, ts) is about: its reply or one of its copies.
+    A reply's ts the message lost (a crash between the post and its record) is recorded again here."""
     post = session.exec(select(SlackPost).where(col(SlackPost.ts) == ts, SlackPost.channel == channel,
                                                 col(SlackPost.message_id).is_not(None))).first()
-    return session.get(SlackMessage, post.message_id) if post is not None else None
+    message = session.get(SlackMessage, post.message_id) if post is not None else None
+    if post is not None and message is not None and message.reply_ts is None and post.key.startswith("reply:"):
+        message.reply_ts = ts
+        session.add(message)
+    return message
 
 
 def check_held(sessions: SessionFactory, holder: Holder) -> None:
