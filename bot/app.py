@@ -16,7 +16,7 @@ from typing import Any
 from slack_bolt import App, BoltResponse
 from slack_sdk import WebClient
 
-from bot import approvals, blocks, commands, reactions
+from bot import approvals, blocks, commands, department_menu, reactions
 from bot.apology import apologise_for_command
 from bot.delivery import Delivery, wanted
 from bot.deps import BotDeps
@@ -83,6 +83,11 @@ def build_app(deps: BotDeps, *, client: WebClient, signing_secret: str | None,
     app.action(blocks.AUDIT_RIGHT)(on_audit)
     app.action(blocks.AUDIT_DEPARTMENT)(on_audit)
     app.action(blocks.AUDIT_NONE)(on_audit)
+
+    @app.options(blocks.AUDIT_DEPARTMENT)
+    def on_department_typed(ack: Callable[..., None], body: dict[str, Any]) -> None:
+        """More departments than a static menu holds: the audit menu asks for those matching what was typed."""
+        department_menu.suggest(deps, ack, body)
 
     @app.action(APPROVE_ACTION)
     def on_approve(ack: Callable[..., None], body: dict[str, Any], action: dict[str, Any]) -> None:

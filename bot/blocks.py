@@ -73,6 +73,11 @@ def relabelled(department: str, agent: str, *, confirmed: bool, departments: Seq
     return [section(head), _context(reroute_help(departments))]
 
 
+def option(department: str) -> dict[str, Any]:
+    """A department as a menu's option: its name as the value, shown cut to Slack's limit."""
+    return {"text": {"type": "plain_text", "text": department[:OPTION_CHARS]}, "value": department}
+
+
 def audit_request(message_id: int, departments: Sequence[Department], *, right: str | None,
                   chosen: str | None = None, asking: bool = False) -> Blocks:
     """The quality-check question under a reply: ✅ Right (only when the message was routed) and a department menu.
@@ -81,18 +86,22 @@ def audit_request(message_id: int, departments: Sequence[Department], *, right: 
     with the same buttons; its answers train, an audit's may also judge models.
 
     `right` is the department the message was routed to, carried in the button's value; `chosen`
-    is shown as the menu's selection once someone has answered.
+    is shown as the menu's selection once someone has answered. Past `MAX_OPTIONS` departments the menu
+    is an external_select, its options served as the agent types (bot/department_menu.py).
     """
-    options = [{"text": {"type": "plain_text", "text": d.name[:OPTION_CHARS]}, "value": d.name}
-               for d in departments[:MAX_OPTIONS]]
+    options = [option(d.name) for d in departments[:MAX_OPTIONS]]
     elements: list[dict[str, Any]] = []
     if right:
         elements.append({"type": "button", "action_id": AUDIT_RIGHT, "style": "primary", "value": right,
                          "text": {"type": "plain_text", "text": "✅ Right", "emoji": True}})
     if options:
-        menu = {"type": "static_select", "action_id": AUDIT_DEPARTMENT, "options": options,
-                "placeholder": {"type": "plain_text", "text": "Right department…"}}
+        menu: dict[str, Any] = {"type": "static_select", "action_id": AUDIT_DEPARTMENT, "options": options,
+                                "placeholder": {"type": "plain_text", "text": "Right department…"}}
         selected = next((o for o in options if o["value"] == chosen), None)
+        if len(departments) > MAX_OPTIONS:  # more than a static menu holds: Slack asks the bot as the agent types
+            menu = {"type": "external_select", "action_id": AUDIT_DEPARTMENT, "min_query_length": 0,
+                    "placeholder": {"type": "plain_text", "text": "Right department (type to search)…"}}
+            selected = option(chosen) if chosen and any(d.name == chosen for d in departments) else None
         elements.append(menu | ({"initial_option": selected} if selected else {}))
         elements.append({"type": "button", "action_id": AUDIT_NONE, "value": OUT_OF_SCOPE,
                          "text": {"type": "plain_text", "text": f"🚫 {OUT_OF_SCOPE}", "emoji": True}})

@@ -22,7 +22,7 @@ from bot.deps import BotDeps
 from bot.outbox import OutboxWorker
 from bot.server import HttpServer
 from bot.slack_client import make_client
-from fakes.slack_api import FakeSlack, action_body, command_body, event_body, sign
+from fakes.slack_api import FakeSlack, action_body, command_body, event_body, sign, suggestion_body
 
 SECRET = "test-signing-secret"
 
@@ -124,11 +124,25 @@ class BotServer:
 
     def action(self, action_id: str, *, user: str, ts: str, channel: str = "CSUPPORT",
                selected: str | None = None) -> Response:
-        """`user` clicks `action_id` on the bot's message at (channel, ts) as it stands now in the fake Slack."""
+        """`user` clicks `action_id` on the bot's message at (channel, ts) as it stands now in the fake Slack;
+        in an external_select, `user` first types `selected` and picks it among the options the bot offers."""
         posted = dict(self.slack.messages[(channel, ts)])
+        served = None
+        if selected is not None and any(e.get("action_id") == action_id and e.get("type") == "external_select"
+                                        for b in posted.get("blocks", []) for e in b.get("elements", [])):
+            served = self.suggest(action_id, user=user, ts=ts, channel=channel, value=selected)
         body, content_type = action_body(posted, channel, action_id, user, selected=selected,
-                                         response_url=self.slack.response_url)
+                                         response_url=self.slack.response_url, served=served)
         return self.post(body, content_type)
+
+    def suggest(self, action_id: str, *, user: str, ts: str, value: str,
+                channel: str = "CSUPPORT") -> list[dict[str, Any]]:
+        """`user` types `value` into the external_select `action_id` on the bot's message at (channel, ts):
+        the options the bot answers with, as Slack would show them."""
+        posted = dict(self.slack.messages[(channel, ts)])
+        response = self.post(*suggestion_body(posted, channel, action_id, user, value))
+        assert response.status == 200, f"the options request got {response.status}: {response.body}"
+        return list(response.json()["options"])
 
     def get(self, path: str) -> Response:
         started = time.perf_counter()

@@ -591,33 +591,42 @@ def command_body(command: str = "/switchboard", text: str = "", user_id: str = "
     return body, "application/x-www-form-urlencoded"
 
 
-def action_payload(message: dict[str, Any], channel: str, action_id: str, user_id: str, *,
-                   selected: str | None = None, response_url: str | None = None) -> dict[str, Any]:
-    """A `block_actions` payload: `user_id` clicks the element `action_id` of `message` (as posted) in `channel`.
-
-    A button sends its value; a static_select sends its option whose value is `selected`, and the
-    payload's `state` holds every menu's selection, as Slack's client sends them. Raises LookupError
-    when the message has no such element or option: nobody could have clicked it.
-    """
+def _element(message: dict[str, Any], channel: str, action_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The actions block and its element `action_id` in `message`, or LookupError: nobody could use it."""
     block, element = next(((b, e) for b in message.get("blocks", []) if b.get("type") == "actions"
                            for e in b.get("elements", []) if e.get("action_id") == action_id), (None, None))
     if block is None or element is None:
         raise LookupError(f"the message at {channel}/{message.get('ts')} has no element {action_id!r}")
+    return block, element
+
+
+def action_payload(message: dict[str, Any], channel: str, action_id: str, user_id: str, *,
+                   selected: str | None = None, response_url: str | None = None,
+                   served: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """A `block_actions` payload: `user_id` clicks the element `action_id` of `message` (as posted) in `channel`.
+
+    A button sends its value; a static_select sends its option whose value is `selected`, an
+    external_select the option of that value among `served` (what the app's options answer offered),
+    and the payload's `state` holds every menu's selection, as Slack's client sends them. Raises
+    LookupError when the message has no such element or option: nobody could have clicked it.
+    """
+    block, element = _element(message, channel, action_id)
     action: dict[str, Any] = {"type": element["type"], "action_id": action_id, "block_id": block["block_id"],
                               "action_ts": f"{time.time():.6f}"}
     state: dict[str, dict[str, Any]] = {}
     if element["type"] == "button":
         action |= {k: element[k] for k in ("text", "value", "style") if k in element}
     else:
-        option = next((o for o in element.get("options", []) if o["value"] == selected), None)
+        offered = served if element["type"] == "external_select" else element.get("options", [])
+        option = next((o for o in offered or [] if o["value"] == selected), None)
         if option is None:
             raise LookupError(f"{action_id!r} has no option {selected!r}")
         action |= {"selected_option": option, "placeholder": element.get("placeholder")}
     for b in message.get("blocks", []):
         for e in b.get("elements", []) if b.get("type") == "actions" else []:
-            if e.get("type") == "static_select":
+            if e.get("type") in ("static_select", "external_select"):
                 chosen = action["selected_option"] if e is element else e.get("initial_option")
-                state.setdefault(b["block_id"], {})[e["action_id"]] = {"type": "static_select",
+                state.setdefault(b["block_id"], {})[e["action_id"]] = {"type": e["type"],
                                                                        "selected_option": chosen}
     thread = {"thread_ts": message["thread_ts"]} if message.get("thread_ts") else {}
     return {"type": "block_actions", "token": "fake-verification-token", "api_app_id": APP_ID,
@@ -631,7 +640,33 @@ def action_payload(message: dict[str, Any], channel: str, action_id: str, user_i
 
 
 def action_body(message: dict[str, Any], channel: str, action_id: str, user_id: str, *,
-                selected: str | None = None, response_url: str | None = None) -> tuple[str, str]:
+                selected: str | None = None, response_url: str | None = None,
+                served: list[dict[str, Any]] | None = None) -> tuple[str, str]:
     """The interactivity request over HTTP: the payload's JSON in a form field named `payload`."""
-    payload = action_payload(message, channel, action_id, user_id, selected=selected, response_url=response_url)
+    payload = action_payload(message, channel, action_id, user_id, selected=selected, response_url=response_url,
+                             served=served)
+    return urlencode({"payload": json.dumps(payload)}), "application/x-www-form-urlencoded"
+
+
+def suggestion_payload(message: dict[str, Any], channel: str, action_id: str, user_id: str,
+                       value: str) -> dict[str, Any]:
+    """A `block_suggestion` payload: `user_id` has typed `value` into the external_select `action_id` of
+    `message` in `channel`, and Slack asks the app's options endpoint what to offer."""
+    block, element = _element(message, channel, action_id)
+    if element["type"] != "external_select":
+        raise LookupError(f"{action_id!r} is a {element['type']}: Slack asks the app only about an external_select")
+    thread = {"thread_ts": message["thread_ts"]} if message.get("thread_ts") else {}
+    return {"type": "block_suggestion", "token": "fake-verification-token", "api_app_id": APP_ID,
+            "user": {"id": user_id, "username": "someone", "name": "someone", "team_id": TEAM_ID},
+            "container": {"type": "message", "message_ts": message["ts"], "channel_id": channel,
+                          "is_ephemeral": False, **thread},
+            "team": {"id": TEAM_ID, "domain": "fake"}, "enterprise": None, "is_enterprise_install": False,
+            "channel": {"id": channel, "name": "support"}, "message": message,
+            "action_id": action_id, "block_id": block["block_id"], "value": value}
+
+
+def suggestion_body(message: dict[str, Any], channel: str, action_id: str, user_id: str,
+                    value: str) -> tuple[str, str]:
+    """The options request over HTTP, form-encoded as an interactivity request is."""
+    payload = suggestion_payload(message, channel, action_id, user_id, value)
     return urlencode({"payload": json.dumps(payload)}), "application/x-www-form-urlencoded"
