@@ -18,7 +18,7 @@ from slack_sdk import WebClient
 
 from bot import approvals, blocks, commands, department_menu, reactions
 from bot.apology import apologise_for_command
-from bot.delivery import Delivery, wanted
+from bot.delivery import Delivery
 from bot.deps import BotDeps
 from bot.home import HomeTab
 from core.vocabulary import APPROVE_ACTION, REJECT_ACTION
@@ -42,7 +42,7 @@ def build_app(deps: BotDeps, *, client: WebClient, signing_secret: str | None,
         """Runs before Bolt acknowledges: an event the store cannot claim gets a 503, so that Slack
         sends it again, instead of a 200 for work that would then be lost."""
         event = body.get("event") if body.get("type") == "event_callback" else None
-        if event is None or not body.get("event_id") or not wanted(event):
+        if event is None or not body.get("event_id") or not delivery.wanted(event):
             return next()
         try:
             context["claimed"] = delivery.claim(body["event_id"], event)

@@ -3,6 +3,7 @@ lease while it runs, released for a retry when it fails, handed to people when r
 
     claim (before the 200) -> run the handler's steps -> finish
                                    | failure: apologise once, release with a retry time
+                                   | the message's own event still pending: release to wait for it
                                    | lease lost (another process took over): stop, touch nothing
     outbox (bot/outbox.py): take a due event -> run again (it resumes at the first step not done),
                             or, once the attempts are spent, hand it off (bot/handoff.py)
@@ -30,8 +31,10 @@ from slack_sdk import WebClient
 
 from bot import edits, reactions, routing
 from bot.apology import apologise_for_event
+from bot.channels import SupportChannels
 from bot.deps import BotDeps
 from bot.handoff import hand_off
+from bot.order import MessagePending
 from store.deliveries import Outcome, RetryPolicy, claim, event_state, finish, release, renew
 from store.posts import Holder, NotHeld
 
@@ -55,11 +58,14 @@ class DeliveryPolicy:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
 
 
-def wanted(event: dict[str, Any]) -> bool:
-    """Whether an event is work for the bot (and so claimed before Slack's acknowledgement)."""
+def wanted(event: dict[str, Any], *, channels: SupportChannels) -> bool:
+    """Whether an event is work for the bot, and so claimed (its payload, text included, stored) before
+    Slack's acknowledgement: a new top-level message in a support channel, an edit or deletion of one,
+    a reaction on a message. docs/slack-events.md lists every shape and what becomes of it."""
     kind = event.get("type")
     if kind == "message":
-        return routing.is_customer_message(event) or edits.is_customer_edit(event)
+        return ((routing.is_customer_message(event) and channels.routes(str(event.get("channel") or "")))
+                or edits.is_customer_edit(event, routes=channels.routes))
     return kind in ("reaction_added", "reaction_removed") and (event.get("item") or {}).get("type") == "message"
 
 
@@ -73,6 +79,10 @@ class Delivery:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._heartbeat: threading.Thread | None = None
+        self.channels = SupportChannels(deps.rules, deps.sessions)
+
+    def wanted(self, event: dict[str, Any]) -> bool:
+        return wanted(event, channels=self.channels)
 
     def holder(self, event_id: str | None) -> Holder:
         return Holder(owner=self.owner, event_id=event_id, lease=self.policy.lease)
@@ -95,6 +105,9 @@ class Delivery:
                 handler(self.deps, self.client, event, holder)
         except NotHeld:
             log.info("event %s was taken over by another process: leaving it to that one", event_id)
+            return
+        except MessagePending as exc:
+            self._wait(event_id, exc)
             return
         except Exception as exc:
             self._failed(event_id, event, exc, holder, handing_off)
@@ -126,6 +139,21 @@ class Delivery:
         elif outcome == Outcome.ABANDONED:
             log.error("event %s could not even be handed off: an operator must look (its text is in the "
                       "store's slack_events table)", event_id)
+
+    def _wait(self, event_id: str, pending: MessagePending) -> None:
+        """Released to run again after the message's own event, as a failure would be, without an apology:
+        nothing failed. Waiting counts as an attempt, so it ends with the retry policy's hand-off."""
+        log.info("event %s waits: %s", event_id, pending)
+        try:
+            outcome = release(self.deps.sessions, event_id=event_id, owner=self.owner, error=f"waiting: {pending}",
+                              policy=self.policy.retry)
+        except Exception:
+            log.exception("could not release event %s to wait: its lease will run out and it will be retried",
+                          event_id)
+            return
+        if outcome == Outcome.HAND_OFF:
+            log.warning("event %s waited %d times for its message's event: handing it off", event_id,
+                        self.policy.retry.max_attempts)
 
     def _hold(self, event_id: str) -> None:
         with self._lock:

@@ -1,10 +1,15 @@
 """When the bot cannot do an event's work after its last attempt, people get it.
 
-A customer's message goes to the triage channel (or, without one, the alert channel) with its text
-and a link, once; the customer is told in the thread that a person will answer, unless the bot's
-reply already went out. An agent's reaction that could not be recorded is said to that agent,
+A customer's new message goes to the triage channel (or, without one, the alert channel) with its
+text and a link, once; the customer is told in the thread that a person will answer, unless the
+bot's reply already went out. An agent's reaction that could not be recorded is said to that agent,
 privately. The message is stored as sent to triage where the store allows, so that agents'
 reactions on it still find it and teach the model.
+
+A deletion in Slack is carried out once more with what can be done: the message forgotten, the
+bot's posts Slack would not delete named in the log for an admin. An edit that could not be
+applied leaves the message with its earlier route, said in the log: its reply went out already,
+and agents can still relabel it; nothing is posted where the edit event's ts would show nothing.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.deps import BotDeps
+from bot.edits import is_deletion, message_deleted
 from bot.posting import post_once
 from bot.routing import forward, has_words, reply_key
 from store.posts import Holder, posted
@@ -31,7 +37,12 @@ CUSTOMER_NOTICE = ("I couldn't route this message automatically, so I've passed 
 
 def hand_off(deps: BotDeps, client: WebClient, event: dict[str, Any], holder: Holder) -> None:
     kind = event.get("type")
-    if kind == "message":
+    if kind == "message" and is_deletion(event):
+        message_deleted(deps, client, event, last_try=True)
+    elif kind == "message" and event.get("subtype") == "message_changed":
+        log.error("the edit of message %s/%s could not be applied after several tries: it keeps its earlier "
+                  "route", event.get("channel"), (event.get("message") or {}).get("ts"))
+    elif kind == "message":
         _hand_off_message(deps, client, event, holder)
     elif kind in ("reaction_added", "reaction_removed"):
         _tell_agent(deps, client, event, holder)

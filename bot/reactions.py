@@ -25,6 +25,7 @@ from sqlmodel import Session
 from bot import blocks
 from bot.deps import BotDeps
 from bot.drift import check_drift
+from bot.order import wait_for_message
 from bot.posting import marked
 from bot.replies import reply
 from bot.routing import forward, reply_key
@@ -70,7 +71,8 @@ def _target(deps: BotDeps, session: Session, event: dict[str, Any]) -> Target | 
     if not deps.is_agent(event.get("user")) or item.get("type") != "message":
         return None
     message = find_message(session, channel=item.get("channel", ""), ts=item.get("ts", ""))
-    if message is None:
+    if message is None:  # a message whose own event is still pending is waited for (bot/order.py)
+        wait_for_message(session, channel=item.get("channel", ""), ts=item.get("ts", ""))
         return None
     emoji = (event.get("reaction") or "").split("::")[0]
     confirms = emoji == CONFIRM

@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from bot import blocks
 from bot.asks import should_ask
 from bot.audits import should_audit
+from bot.channels import routes
 from bot.copies import copy_view
 from bot.deps import BotDeps
 from bot.posting import post_once
@@ -43,13 +44,16 @@ _SHORTCODE = re.compile(r":[a-z0-9_+'\-]+:(:skin-tone-\d:)?", re.IGNORECASE)
 def is_customer_message(event: dict[str, Any]) -> bool:
     """A new top-level message a person typed or shared a file with: nothing else is routed.
 
-    Other subtypes (edits, deletions, joins, bot posts), thread replies, direct messages and text
-    made only of emoji are ignored here, without reading the store; messages in the channels the
-    bot forwards to are ignored once `route_message` has read the departments. A file shared
-    without words still counts: it goes to triage, since a person must look at it.
+    Other subtypes (edits, deletions, joins, topics, pins, huddles, thread broadcasts, bot and
+    workflow posts), posts by apps (`bot_id`, `app_id`) or Slackbot, thread replies, direct messages
+    and text made only of emoji are ignored here, without reading the store; which channels are
+    routed is bot/channels.py's to say. A file shared without words still counts: it goes to
+    triage, since a person must look at it. docs/slack-events.md lists every shape.
     """
     subtype = event.get("subtype")
-    if subtype not in ROUTED_SUBTYPES or event.get("bot_id") or not event.get("user"):
+    if subtype not in ROUTED_SUBTYPES or event.get("bot_id") or event.get("app_id"):
+        return False
+    if event.get("user") in (None, "", "USLACKBOT"):
         return False
     if event.get("thread_ts") and event.get("thread_ts") != event.get("ts"):
         return False
@@ -80,8 +84,8 @@ def route_message(deps: BotDeps, client: WebClient, event: dict[str, Any], holde
     channel, ts, user, text = event["channel"], event["ts"], event.get("user"), event.get("text") or ""
     with deps.sessions() as session:
         context = routing_context(session, channel=channel, ts=ts)
-    if channel in context.destinations(deps.rules.triage_channel):
-        return  # a department's or the triage channel: the bot posts there, it does not route
+    if not routes(deps.rules, channel, [d.channel for d in context.departments if d.channel]):
+        return  # a department's, the triage or the alert channel, or not a support channel
     if not has_words(text):
         _triage_without_text(deps, client, holder, event)
         return

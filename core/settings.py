@@ -55,6 +55,8 @@ class Settings(BaseSettings):
     confidence_threshold: float = Field(0.5, ge=0, le=1, validation_alias=_env("SWITCHBOARD_CONFIDENCE_THRESHOLD"))
     confidence_margin: float = Field(0.1, ge=0, le=1, validation_alias=_env("SWITCHBOARD_CONFIDENCE_MARGIN"))
     triage_channel: str | None = Field(None, validation_alias=_env("SWITCHBOARD_TRIAGE_CHANNEL"))
+    support_channels: Annotated[frozenset[str], NoDecode] = Field(
+        frozenset(), validation_alias=_env("SWITCHBOARD_SUPPORT_CHANNELS"))
     out_of_scope_emoji: str = Field("no_entry_sign", min_length=1,
                                     validation_alias=_env("SWITCHBOARD_OUT_OF_SCOPE_EMOJI"))
 
@@ -92,6 +94,14 @@ class Settings(BaseSettings):
         """Member ids (`U…`, `W…`) and user group ids (`S…`), as Slack writes them; a name or a handle is refused."""
         if wrong := sorted(part for part in value if not re.fullmatch(r"[UWS][A-Z0-9]+", part)):
             raise ValueError(f"not a member id (U…, W…) or user group id (S…): {', '.join(wrong)}")
+        return value
+
+    @field_validator("support_channels", mode="before")
+    @classmethod
+    def _split_channels(cls, value: object) -> object:
+        """Comma-separated channel ids; none: every channel the bot is in (bot/channels.py)."""
+        if isinstance(value, str):
+            return frozenset(part.strip() for part in value.split(",") if part.strip())
         return value
 
     @field_validator("redact_patterns", mode="after")

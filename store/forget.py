@@ -35,8 +35,10 @@ from store.tables import (
     SlackEvent,
     SlackMessage,
     SlackPost,
+    utcnow,
 )
 
+POST_KINDS = ("reply", "forward", "handoff", "notice", "apology")  # the bot's posts keyed by the message's place
 _PERMALINK = re.compile(r"/archives/([A-Z0-9]+)/p(\d{10})(\d{6})")
 
 
@@ -63,12 +65,19 @@ def posts_about(session: Session, messages: Sequence[SlackMessage]) -> list[Slac
     keys: set[str] = set()
     patterns: list[str] = []
     for m in messages:
-        keys |= {f"{kind}:{m.channel}:{m.ts}" for kind in ("reply", "forward", "handoff", "notice", "apology")}
+        keys |= {f"{kind}:{m.channel}:{m.ts}" for kind in POST_KINDS}
         patterns += [f"reroute:%:{m.id}", f"reroute:audit:{m.id}:%"]
     if not messages:
         return []
     clauses = [col(SlackPost.key).in_(keys), *(col(SlackPost.key).like(p) for p in patterns)]
     return list(session.exec(select(SlackPost).where(or_(*clauses))))
+
+
+def posts_at(session: Session, *, channel: str, ts: str) -> list[SlackPost]:
+    """The bot's posts about the message at (channel, ts) by their keys, stored or not (an apology for a
+    message whose routing never finished)."""
+    keys = [f"{kind}:{channel}:{ts}" for kind in POST_KINDS]
+    return list(session.exec(select(SlackPost).where(col(SlackPost.key).in_(keys))))
 
 
 def queries_to_forget(session: Session, messages: Sequence[SlackMessage], *, user: str | None) -> list[Query]:
@@ -87,33 +96,54 @@ def queries_to_forget(session: Session, messages: Sequence[SlackMessage], *, use
 
 def events_about(session: Session, messages: Sequence[SlackMessage], user: str | None) -> list[SlackEvent]:
     """Slack's events as stored for retries, when they carry this user's or these messages' content."""
-    places = {(m.channel, m.ts) for m in messages}
+    return events_at(session, {(m.channel, m.ts) for m in messages}, user)
+
+
+def events_at(session: Session, places: set[tuple[str, str]], user: str | None = None) -> list[SlackEvent]:
+    """Slack's events as stored, when they carry this user's or the messages' at these places: the
+    message's own, and its edits and deletions (the message as it was, and as it became)."""
     if not places and user is None:
         return []
     found = []
     for event in session.exec(select(SlackEvent).where(col(SlackEvent.payload).is_not(None))):
         payload = event.payload or {}
-        inner = payload.get("message") or {}
-        if ((user is not None and user in (payload.get("user"), inner.get("user")))
-                or (payload.get("channel"), payload.get("ts")) in places
-                or (payload.get("channel"), payload.get("deleted_ts")) in places):
+        channel, now = payload.get("channel"), payload.get("message") or {}
+        before = payload.get("previous_message") or {}
+        if ((user is not None and user in (payload.get("user"), now.get("user"), before.get("user")))
+                or any((channel, ts) in places
+                       for ts in (payload.get("ts"), payload.get("deleted_ts"), now.get("ts"), before.get("ts")))):
             found.append(event)
     return found
 
 
+def forget_events(session: Session, events: Sequence[SlackEvent], *, keep_event: str | None = None) -> int:
+    """Clears the events' payloads (their bookkeeping stays, so a redelivery is still known as handled);
+    one still pending is done: nothing is left to do about a forgotten message. `keep_event`: the
+    event being handled now (an edit, whose retry needs its payload). Returns how many."""
+    cleared = 0
+    for event in events:
+        if event.event_id == keep_event:
+            continue
+        event.payload = None
+        if event.done_at is None and event.gave_up_at is None:
+            event.done_at, event.owner, event.lease_until, event.retry_at = utcnow(), None, None, None
+        session.add(event)
+        cleared += 1
+    return cleared
+
+
 def forget(session: Session, messages: Sequence[SlackMessage], *, user: str | None, kind: str,
-           requested_by: str, keep_posts: tuple[str, ...] = ()) -> ForgetRecord:
+           requested_by: str, keep_posts: tuple[str, ...] = (), keep_event: str | None = None) -> ForgetRecord:
     """Deletes every row about `messages` (and, for `user`, every text they sent); returns the record written.
-    `keep_posts`: key prefixes of the bot's posts whose rows stay (a reply that will be edited)."""
+    `keep_posts`: key prefixes of the bot's posts whose rows stay (a reply that will be edited);
+    `keep_event`: the event whose payload stays (the edit being handled)."""
     queries = queries_to_forget(session, messages, user=user)
     query_ids = [q.id for q in queries if q.id is not None]
     hashes = {q.text_hash for q in queries}
     rows: Counter[str] = Counter()
     trained = models_trained_on(session, query_ids)
-    for event in events_about(session, messages, user):
-        event.payload = None  # the event's bookkeeping stays, so a redelivery is still known as handled
-        session.add(event)
-        rows["slack_events"] += 1
+    if cleared := forget_events(session, events_about(session, messages, user), keep_event=keep_event):
+        rows["slack_events"] += cleared
     for post in posts_about(session, messages):
         if post.key.startswith(keep_posts) if keep_posts else False:
             continue
@@ -136,6 +166,23 @@ def forget(session: Session, messages: Sequence[SlackMessage], *, user: str | No
     session.add(record)
     session.flush()
     return record
+
+
+def forget_place(session: Session, *, channel: str, ts: str, kind: str, requested_by: str,
+                 record: bool) -> Counter[str]:
+    """A message never stored (deleted while its routing waited for a retry, or never routed): the ledger's
+    posts about it and the events that carry its text; the rows counted, and recorded when `record` is
+    true or a post was about it."""
+    rows: Counter[str] = Counter()
+    if cleared := forget_events(session, events_at(session, {(channel, ts)})):
+        rows["slack_events"] += cleared
+    for post in posts_at(session, channel=channel, ts=ts):
+        session.delete(post)
+        rows["slack_posts"] += 1
+    if record or rows["slack_posts"]:
+        session.add(ForgetRecord(kind=kind, requested_by=requested_by, rows=dict(rows), trained_models=[]))
+        session.flush()
+    return rows
 
 
 def _delete_where(session: Session, query_ids: list[int], prediction_ids: set[int]) -> Counter[str]:
