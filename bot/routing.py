@@ -84,7 +84,7 @@ def route_message(deps: BotDeps, client: WebClient, event: dict[str, Any], holde
     channel, ts, user, text = event["channel"], event["ts"], event.get("user"), event.get("text") or ""
     with deps.sessions() as session:
         context = routing_context(session, channel=channel, ts=ts)
-    if not routes(deps.rules, channel, [d.channel for d in context.departments if d.channel]):
+    if not routes(deps.rules, channel, context.department_channels()):
         return  # a department's, the triage or the alert channel, or not a support channel
     if not has_words(text):
         _triage_without_text(deps, client, holder, event)

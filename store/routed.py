@@ -32,9 +32,9 @@ class RoutingContext:
     margins: list[float] = field(default_factory=list)  # the last routed messages' top-two margins
     asked: int = 0  # how many of those the bot asked agents about
 
-    def destinations(self, triage_channel: str | None) -> set[str]:
-        """Channels the bot posts into: messages there are never routed."""
-        return {d.channel for d in self.departments if d.channel} | ({triage_channel} if triage_channel else set())
+    def department_channels(self) -> set[str]:
+        """The departments' channels: the bot posts there, and never routes their messages (bot/channels.py)."""
+        return {d.channel for d in self.departments if d.channel}
 
     def department(self, name: str | None) -> Department | None:
         return next((d for d in self.departments if d.name == name), None)

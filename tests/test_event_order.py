@@ -163,3 +163,24 @@ def test_an_agent_whose_label_was_recorded_hears_so_when_only_the_reply_could_no
     assert "could not be recorded" not in note.body["text"] and "could not update" in note.body["text"]
     [label] = labels(sessions)
     assert label.author == AGENT
+
+
+def test_a_deletion_loses_to_an_outbox_that_took_the_event_after_it_was_read(sessions):
+    """The compare-and-set: an outbox take between the deletion's read and its write wins, and the deletion
+    then waits for that attempt instead of cancelling an event now in hand."""
+    from store.deliveries import due_events, take
+    from store.pending import cancel_pending, edit_pending, pending_message
+
+    with transaction(sessions) as session:
+        session.add(SlackEvent(event_id="EvMSG", claimed_at=utcnow(), attempts=1, retry_at=utcnow(),
+                               payload=message(CHARGED, ts=TS)))
+    with sessions() as session:
+        pending = pending_message(session, channel="CSUPPORT", ts=TS)
+    assert pending is not None and not pending.held
+    [due] = due_events(sessions)
+    assert take(sessions, due, owner="replica-b", lease=timedelta(minutes=1))
+    assert not cancel_pending(sessions, pending) and not edit_pending(sessions, pending, {"text": PARCEL})
+    row = event_row(sessions, "EvMSG")
+    assert row.done_at is None and row.payload["text"] == CHARGED and row.owner == "replica-b"
+    with sessions() as session:
+        assert pending_message(session, channel="CSUPPORT", ts=TS).held

@@ -6,7 +6,10 @@ PostgreSQL with --store=postgres). Each cell asserts what the customer and the a
   one after a reply went out; or, when the step never recovers, a hand-off to triage (its text and link),
   with the customer told that a person will answer when the thread takes posts;
 - a reaction: the label the agent meant, written once and withdrawn once when the reaction is removed,
-  the reroute forwarded once, and the reply showing the label in force.
+  the reroute forwarded once, and the reply showing the label in force;
+- a deletion (the customer deletes the routed message, which Slack sends as a tombstone): nothing posted,
+  every row about it forgotten, and the bot's reply and forward deleted; or, when Slack never lets
+  them be deleted, the rows forgotten all the same by the hand-off, the posts left for an admin.
 
 A slow step outlasts the event's lease: meanwhile a redelivery from Slack and another replica's outbox
 must both leave the event alone. A killed step dies right after its effect (tests/faults.py); another
@@ -32,6 +35,7 @@ from classifier.serving.active_router import NoActiveModel
 from fakes.bot_server import BotServer, message, reaction
 from fakes.openai_api import FakeOpenAI
 from fakes.slack_api import FakeSlack
+from fakes.slack_events import tombstone
 from store.deliveries import RetryPolicy
 from store.tables import Department, Label, LabelSource, SlackEvent
 from tests.faults import FAILURES, Fault, FaultyRouter, KillingClient, ProcessKilled, on_statement
@@ -43,12 +47,13 @@ POLICY = DeliveryPolicy(lease=LEASE, heartbeat=timedelta(seconds=0.2), poll=time
 TS, TEXT = "1700000100.000100", "I was charged twice for one order"
 MESSAGE_STEPS = ("store write", "classify", "baseline call", "chat.postMessage", "store reply ts",
                  "chat.getPermalink", "forward")
-STEPS = (*MESSAGE_STEPS, "chat.update")
+STEPS = (*MESSAGE_STEPS, "chat.update", "chat.delete")
 SLACK_STEP = {  # step -> (Web API method, which of its calls)
     "chat.postMessage": ("chat.postMessage", lambda body: body.get("thread_ts") == TS),
     "chat.getPermalink": ("chat.getPermalink", lambda body: True),
     "forward": ("chat.postMessage", lambda body: body.get("channel") == "CBILLING"),
     "chat.update": ("chat.update", lambda body: True),
+    "chat.delete": ("chat.delete", lambda body: True),
 }
 STORE_STEP = {"store write": "INSERT INTO slack_messages", "store reply ts": "UPDATE slack_messages SET reply_ts"}
 
@@ -61,6 +66,8 @@ class Seen:
     forwards: dict[str, int]  # channel -> posts there (department and triage channels)
     labels: tuple[tuple[str, str, bool], ...] = ()  # (department, source, withdrawn) of every label
     shown: str = ""  # the routing reply as it stands in Slack now
+    left: int = 0  # the bot's posts still in Slack
+    stored: bool = False  # whether the store still holds the message
 
 
 @dataclass(frozen=True)
@@ -70,9 +77,13 @@ class Expected:
     labels: tuple[tuple[str, str, bool], ...] = ()
     shown: str = ""
     apology_allowed: bool = False  # an apology before the reply is fine when a step failed once
+    left: int | None = None  # None: not checked
+    stored: bool | None = None
 
 
 def expected(step: str, failure: str) -> Expected:
+    if step == "chat.delete":  # the reply and the forward, deleted unless Slack never lets them be
+        return Expected(("routed",), {"CBILLING": 1}, left=2 if failure == "always" else 0, stored=False)
     if step == "chat.update":
         return Expected(("routed",), {"CBILLING": 1, "CSHIPPING": 1},
                         labels=(("Shipping", LabelSource.AGENT.value, True),), shown="Routed to *Billing*")
@@ -185,7 +196,9 @@ class World:
         shown = ""
         if stored is not None and stored.reply_ts:
             shown = text_of(self.slack.messages[("CSUPPORT", stored.reply_ts)])
-        return Seen(replies, forwards, tuple((names[d], str(s), w) for d, s, w in labels), shown)
+        left = sum(1 for m in self.slack.messages.values() if m.get("bot_id") == self.slack.bot_id)
+        return Seen(replies, forwards, tuple((names[d], str(s), w) for d, s, w in labels), shown, left,
+                    stored is not None)
 
     def close(self) -> None:
         self.bot.close()
@@ -222,6 +235,11 @@ def test_fault_matrix(step, failure, home, sessions, store, request):
                 reply_ts = stored_message(sessions, TS).reply_ts
                 world.deliver(reaction("reaction_added", "package", user=AGENT, ts=reply_ts), "EvADD")
                 world.deliver(reaction("reaction_removed", "package", user=AGENT, ts=reply_ts), "EvDEL")
+            elif step == "chat.delete":
+                world.deliver(message(TEXT, ts=TS), "EvMSG", armed=False)
+                world.arm_slack()
+                reply_ts = stored_message(sessions, TS).reply_ts
+                world.deliver(tombstone(message(TEXT, ts=TS), replies=[reply_ts]), "EvGONE")
             else:
                 if step == "baseline call":
                     world.arm_baseline()
@@ -238,5 +256,7 @@ def test_fault_matrix(step, failure, home, sessions, store, request):
         "apology": (not apologies or (want.apology_allowed and len(apologies) == 1 and apologies[0] == 0)),
         "labels": seen.labels == want.labels,
         "shown": want.shown in seen.shown,
+        "left in Slack": want.left is None or seen.left == want.left,
+        "stored": want.stored is None or seen.stored == want.stored,
     }
     assert all(checks.values()), f"{step} x {failure}: {[k for k, ok in checks.items() if not ok]} failed; saw {seen}"
