@@ -118,6 +118,26 @@ def test_a_deletion_while_the_message_is_in_hand_waits_and_then_forgets_what_was
     assert len(slack.calls_to("chat.delete")) == 2
 
 
+def test_an_edit_while_the_message_is_in_hand_waits_and_then_applies_as_an_edit(fast, slack, sessions):
+    bot = fast
+    with transaction(sessions) as session:  # another replica works on the message right now
+        session.add(SlackEvent(event_id="EvMSG", claimed_at=utcnow(), attempts=1, owner="replica-b:1:x",
+                               lease_until=utcnow() + timedelta(minutes=1), payload=message(CHARGED, ts=TS)))
+    assert bot.event(shapes.message_changed(message(CHARGED, ts=TS), text=PARCEL), event_id="EvEDIT").status == 200
+    wait_until(lambda: waiting(sessions, "EvEDIT"), what="the edit released to wait")
+    assert event_row(sessions, "EvMSG").payload["text"] == CHARGED  # not changed under its owner
+    with transaction(sessions) as session:  # that replica died; its lease ran out
+        session.get(SlackEvent, "EvMSG").lease_until = utcnow() - timedelta(seconds=1)
+    settle(bot, sessions)
+    assert stored_message(sessions, TS).routed_to == "Shipping"
+    shown = slack.messages[("CSUPPORT", stored_message(sessions, TS).reply_ts)]
+    assert "Routed to *Shipping*" in text_of(shown)
+    assert [p["channel"] for p in posts(slack) if not p.get("thread_ts")] == ["CBILLING", "CSHIPPING"]
+    assert all(CHARGED not in text_of(m) for m in slack.messages.values() if m.get("bot_id"))
+    with sessions() as session:
+        assert [q.text for q in session.exec(select(Query))] == [PARCEL]
+
+
 def test_an_edit_while_the_message_waits_for_its_retry_routes_the_new_text(failing_once, slack, sessions):
     bot = failing_once
     original = message(CHARGED, ts=TS)

@@ -49,6 +49,8 @@ IGNORED = {
     "bot_message": shapes.bot_message("deploy 42 finished, charged twice?", ts="1700003001.001100"),
     "workflow": shapes.workflow_message("New intake: charged twice for one order", ts="1700003001.001200"),
     "app_id": shapes.app_message("charged twice, posted by an app", ts="1700003001.001300"),
+    "slackbot": message("Reminder: charged twice? check the refunds sheet", ts="1700003001.001400",
+                        user=shapes.SLACKBOT),
 }
 
 
@@ -153,3 +155,23 @@ def test_an_edit_of_a_routed_message_is_still_routed_again(bot, slack, sessions)
     wait_until(lambda: posts(slack, "CBILLING"), what="the new forward")
     update = slack.wait_for("chat.update")[-1].body
     assert "Billing" in text_of(update) and "EvREAL" in claimed(sessions)
+
+
+def test_member_group_and_home_events_are_handled_at_once_and_never_claimed(bot, slack, sessions):
+    events = {"EvJOIN": shapes.member_joined_channel(AGENT, channel="CBILLING", inviter="UADMIN"),
+              "EvLEFT": shapes.member_joined_channel(AGENT, channel="CBILLING", left=True),
+              "EvGROUP": shapes.subteam_members_changed("S0AGENTS", added=[AGENT], removed=[]),
+              "EvHOME": shapes.app_home_opened(AGENT)}
+    for event_id, event in events.items():
+        assert bot.event(event, event_id=event_id).status == 200
+    assert slack.wait_for("views.publish")[0].body["user_id"] == AGENT
+    bot.drain()
+    assert set(claimed(sessions)) & set(events) == set()
+
+
+def test_a_reaction_on_a_file_is_not_claimed(bot, slack, sessions):
+    on_file = {"type": "reaction_added", "user": AGENT, "reaction": "package", "item_user": CUSTOMER,
+               "item": {"type": "file", "file": "F0SCREENSHOT"}, "event_ts": "1700003009.000100"}
+    assert bot.event(on_file, event_id="EvFILE").status == 200
+    bot.drain()
+    assert "EvFILE" not in claimed(sessions) and not [c for c in slack.calls if c.method.startswith("chat.")]
