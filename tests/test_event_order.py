@@ -204,3 +204,19 @@ def test_a_deletion_loses_to_an_outbox_that_took_the_event_after_it_was_read(ses
     assert row.done_at is None and row.payload["text"] == CHARGED and row.owner == "replica-b"
     with sessions() as session:
         assert pending_message(session, channel="CSUPPORT", ts=TS).held
+
+
+def test_an_edit_whose_retries_run_out_is_not_handed_off_as_a_new_message(fast, slack, sessions):
+    bot = fast
+    original = message(PARCEL, ts=TS)
+    assert bot.event(original, event_id="EvMSG").status == 200
+    wait_until(lambda: posts(slack, "CSHIPPING"), what="the forward")
+    settle(bot, sessions)
+    slack.fail("chat.update", error="internal_error", times=100)
+    edit = shapes.message_changed(original, text=CHARGED)
+    assert bot.event(edit, event_id="EvEDIT").status == 200
+    settle(bot, sessions)
+    assert event_row(sessions, "EvEDIT").gave_up_at is not None
+    assert thread(slack, edit["ts"]) == [] and posts(slack, "CTRIAGE") == []  # no notice, no hand-off to triage
+    assert [said for said in thread(slack, TS) if not said.startswith("Routed")] == []
+    assert stored_message(sessions, TS).routed_to == "Billing"  # the new text was routed; only the edit lags
