@@ -12,6 +12,7 @@ again with the departments it reads anyway, so a department channel added a mome
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Collection
@@ -19,6 +20,8 @@ from collections.abc import Collection
 from bot.rules import BotRules
 from store.db import SessionFactory
 from store.examples import list_departments
+
+log = logging.getLogger(__name__)
 
 
 def routes(rules: BotRules, channel: str, department_channels: Collection[str]) -> bool:
@@ -44,9 +47,16 @@ class SupportChannels:
         return routes(self.rules, channel, self.department_channels())
 
     def department_channels(self) -> frozenset[str]:
+        """The departments' channels as last read. A store that cannot be read leaves the last known ones
+        (none at first): the event is then claimed, or refused with a 503 by a store that cannot take the
+        claim either, and `route_message` decides again with the departments it reads."""
         with self._lock:
             if self._read_at is None or time.monotonic() - self._read_at > self.ttl:
-                with self.sessions() as session:
-                    self._departments = frozenset(d.channel for d in list_departments(session) if d.channel)
-                self._read_at = time.monotonic()
+                try:
+                    with self.sessions() as session:
+                        self._departments = frozenset(d.channel for d in list_departments(session) if d.channel)
+                    self._read_at = time.monotonic()
+                except Exception:
+                    log.warning("could not read the departments' channels: deciding with the last known ones",
+                                exc_info=True)
             return self._departments

@@ -175,3 +175,20 @@ def test_a_reaction_on_a_file_is_not_claimed(bot, slack, sessions):
     assert bot.event(on_file, event_id="EvFILE").status == 200
     bot.drain()
     assert "EvFILE" not in claimed(sessions) and not [c for c in slack.calls if c.method.startswith("chat.")]
+
+
+def test_a_store_that_cannot_read_the_departments_before_the_claim_still_gets_the_message_routed(bot, slack,
+                                                                                                  sessions):
+    from sqlalchemy import event
+
+    left = {"n": 1}
+
+    def before(conn, cursor, statement, *args):
+        if left["n"] and statement.lstrip().upper().startswith("SELECT") and "FROM departments" in statement:
+            left["n"] -= 1
+            raise conn.dialect.loaded_dbapi.OperationalError("database is locked")
+
+    event.listen(sessions().get_bind(), "before_cursor_execute", before)
+    assert bot.event(message(QUESTION["text"], ts=TS)).status == 200  # decided without it, then routed
+    wait_until(lambda: posts(slack, "CBILLING"), what="the forward")
+    assert left["n"] == 0 and stored_message(sessions, TS).routed_to == "Billing"
