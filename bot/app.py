@@ -26,6 +26,13 @@ from core.vocabulary import APPROVE_ACTION, REJECT_ACTION
 log = logging.getLogger(__name__)
 
 
+def with_team(body: dict[str, Any], event: dict[str, Any]) -> dict[str, Any]:
+    """The event with the workspace that received it (`receiving_team`): a message whose author's
+    `user_team` differs is from another organisation (Slack Connect), and its thread never shows
+    the agents' view. The claimed payload keeps it, so a retry knows it too."""
+    return {**event, "receiving_team": body.get("team_id")} if body.get("team_id") else event
+
+
 def build_app(deps: BotDeps, *, client: WebClient, signing_secret: str | None,
               delivery: Delivery | None = None, listener_executor: Executor | None = None) -> App:
     """The Bolt app. Event work goes through `delivery` (one is made when none is given), with
@@ -45,7 +52,7 @@ def build_app(deps: BotDeps, *, client: WebClient, signing_secret: str | None,
         if event is None or not body.get("event_id") or not delivery.wanted(event):
             return next()
         try:
-            context["claimed"] = delivery.claim(body["event_id"], event)
+            context["claimed"] = delivery.claim(body["event_id"], with_team(body, event))
         except Exception:
             log.exception("could not claim event %s: answering 503 so that Slack sends it again", body["event_id"])
             return BoltResponse(status=503, body="")
@@ -55,7 +62,7 @@ def build_app(deps: BotDeps, *, client: WebClient, signing_secret: str | None,
 
     def work(body: dict[str, Any], event: dict[str, Any], context: dict[str, Any]) -> None:
         if context.get("claimed"):
-            delivery.run(body["event_id"], event)
+            delivery.run(body["event_id"], with_team(body, event))
 
     app.event("message")(work)
     app.event("reaction_added")(work)

@@ -23,11 +23,12 @@ from slack_sdk import WebClient
 from sqlmodel import Session
 
 from bot import blocks
+from bot.copies import copy_view_now, update_copies
 from bot.deps import BotDeps
 from bot.drift import check_drift
 from bot.order import wait_for_message
 from bot.posting import marked
-from bot.replies import reply
+from bot.replies import agents_in_thread, thread_reply
 from bot.routing import forward, reply_key
 from bot.who_can_relabel import tell_who_can_relabel
 from store.db import transaction
@@ -119,7 +120,7 @@ def _after_label(deps: BotDeps, client: WebClient, holder: Holder, target: Targe
         message = target.message
         forward(client, deps, holder, key=key, to_channel=target.department.channel,
                 department=target.department.name, user=message.user, channel=message.channel, ts=message.ts,
-                text=text, by_agent=agent)
+                text=text, by_agent=agent, about=message, view=copy_view_now(deps, message))
     show_label_in_force(deps, client, holder, target.message)
 
 
@@ -204,15 +205,21 @@ def reaction_removed(deps: BotDeps, client: WebClient, event: dict[str, Any], ho
 
 
 def show_label_in_force(deps: BotDeps, client: WebClient, holder: Holder, message: SlackMessage) -> None:
-    """Edits the bot's reply to show what the store holds now: the label in force, or the verdict."""
+    """Edits the bot's reply, then its copies in department channels, to show what the store holds now:
+    the label in force, or the verdict (bot/replies.py, bot/copies.py)."""
     with deps.sessions() as session:
         standing = standing_label(session, query_id=message.query_id)
         prediction = prediction_of(session, message)
         departments = list_departments(session)
         fresh = session.get(SlackMessage, message.id)
-    if fresh is None or not fresh.reply_ts:
+        text = query_text(session, fresh) if fresh is not None else ""
+    if fresh is None:
         return
-    shown = reply(fresh, prediction, standing, departments, out_of_scope_emoji=deps.rules.out_of_scope_emoji)
-    check_held(deps.sessions, holder)
-    client.chat_update(channel=fresh.channel, ts=fresh.reply_ts, text=shown.text,
-                       blocks=marked(reply_key(fresh.channel, fresh.ts), shown.text, shown.blocks))
+    shown = thread_reply(deps.rules, fresh, prediction, standing, departments)
+    if fresh.reply_ts and shown is not None:
+        check_held(deps.sessions, holder)
+        client.chat_update(channel=fresh.channel, ts=fresh.reply_ts, text=shown.text,
+                           blocks=marked(reply_key(fresh.channel, fresh.ts), shown.text, shown.blocks))
+    if not agents_in_thread(deps.rules, fresh):
+        update_copies(deps, client, holder, fresh, text=text, prediction=prediction, standing=standing,
+                      departments=departments)

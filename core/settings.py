@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from core.reply_template import DEFAULT_CUSTOMER_REPLY
 from core.vocabulary import EMBEDDED_MODEL
 
 
@@ -60,6 +61,10 @@ class Settings(BaseSettings):
     out_of_scope_emoji: str = Field("no_entry_sign", min_length=1,
                                     validation_alias=_env("SWITCHBOARD_OUT_OF_SCOPE_EMOJI"))
 
+    reply_style: Literal["customer", "internal"] = Field("customer", validation_alias=_env("SWITCHBOARD_REPLY_STYLE"))
+    customer_reply: str = Field(DEFAULT_CUSTOMER_REPLY, min_length=1,
+                                validation_alias=_env("SWITCHBOARD_CUSTOMER_REPLY"))
+
     inference_url: str | None = Field(None, validation_alias=_env("SWITCHBOARD_INFERENCE_URL"))
     alert_channel: str | None = Field(None, validation_alias=_env("SWITCHBOARD_ALERT_CHANNEL"))
     log_format: Literal["text", "json"] = Field("text", validation_alias=_env("SWITCHBOARD_LOG_FORMAT"))
@@ -95,6 +100,13 @@ class Settings(BaseSettings):
         if wrong := sorted(part for part in value if not re.fullmatch(r"[UWS][A-Z0-9]+", part)):
             raise ValueError(f"not a member id (U…, W…) or user group id (S…): {', '.join(wrong)}")
         return value
+
+    @field_validator("customer_reply", mode="after")
+    @classmethod
+    def _reply_template(cls, value: str) -> str:
+        from core.reply_template import check_template
+
+        return check_template(value)
 
     @field_validator("support_channels", mode="before")
     @classmethod

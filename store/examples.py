@@ -11,6 +11,7 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from core.errors import SwitchboardError
+from core.reply_template import TemplateError, check_template
 from store.names import BadName, check_department_name, check_emoji, check_unlike
 from store.split import AUDIT_HOLDOUT_FRACTION, HOLDOUT_FRACTION, assign_split, text_hash
 from store.tables import OUT_OF_SCOPE, OUT_OF_SCOPE_ABOUT, Department, Label, LabelSource, Prediction, Query, Split
@@ -74,6 +75,7 @@ def upsert_department(
     channel: str | None = None,
     description: str | None = None,
     reserved_emoji: Collection[str] = (),
+    customer_reply: str | None = None,
 ) -> Department:
     """Adds a department, or updates the emoji, channel and description given for an existing one.
     Every path that creates a department (import, `departments add`, the bot) comes through here, so
@@ -92,7 +94,13 @@ def upsert_department(
         if owner and owner.name != name:
             raise StoreError(f"emoji :{emoji}: already belongs to {owner.name}")
     department = existing or Department(name=name)
-    for attr, value in (("emoji", emoji), ("channel", channel), ("description", description)):
+    if customer_reply is not None:
+        try:
+            customer_reply = check_template(customer_reply)
+        except TemplateError as exc:
+            raise StoreError(str(exc)) from None
+    for attr, value in (("emoji", emoji), ("channel", channel), ("description", description),
+                        ("customer_reply", customer_reply)):
         if value is not None:
             setattr(department, attr, value)
     session.add(department)

@@ -142,11 +142,13 @@ class ScriptedRouter:
 def scripted_bot(home, sessions, slack, *, audit_rng: random.Random | None = None, policy=None, client=None,
                  router=None, shadow=None, shadow_batch: int = 1, clock: Callable[[], float] = time.monotonic,
                  **env: str) -> BotServer:
-    """The bot on the scripted router: DEPARTMENTS, two agents, an admin, a triage channel; `env` adds settings
+    """The bot on the scripted router: DEPARTMENTS, two agents, an admin, a triage channel, the agents' view
+    in the customer's thread (`internal` style: tests/test_audiences.py tries the customer's); `env` adds settings
     (or replaces those, agents and admins included). `clock`: the roster's, which says when Slack is asked again
     who the agents are."""
     settings = Settings(**{"SWITCHBOARD_HOME": home, "SWITCHBOARD_AGENTS": f"{AGENT},{OTHER_AGENT}",
-                           "SWITCHBOARD_ADMINS": ADMIN, "SWITCHBOARD_TRIAGE_CHANNEL": "CTRIAGE", **env})
+                           "SWITCHBOARD_ADMINS": ADMIN, "SWITCHBOARD_TRIAGE_CHANNEL": "CTRIAGE",
+                           "SWITCHBOARD_REPLY_STYLE": "internal", **env})
     with transaction(sessions) as session:
         for name, emoji, channel in DEPARTMENTS:
             upsert_department(session, name=name, emoji=emoji, channel=channel)
