@@ -38,9 +38,11 @@ def serve(args: argparse.Namespace) -> int:
         raise UserError("SLACK_BOT_TOKEN is not set (see .env.example)")
     if not socket_mode and settings.slack_signing_secret is None:
         raise UserError("SLACK_SIGNING_SECRET is not set: HTTP mode must check Slack's signatures")
-    for name, ids in (("SWITCHBOARD_AGENTS", settings.agents), ("SWITCHBOARD_ADMINS", settings.admins)):
-        if not ids:
-            log.warning("%s is empty: nobody can %s", name, "relabel" if name.endswith("AGENTS") else "administer")
+    if not settings.admins:
+        log.warning("SWITCHBOARD_ADMINS is empty: nobody can administer")
+    if not (settings.agents or settings.admins or settings.agents_from_department_channels):
+        log.warning("SWITCHBOARD_AGENTS and SWITCHBOARD_ADMINS are empty and department channels' members are not "
+                    "agents (SWITCHBOARD_AGENTS_FROM_DEPARTMENT_CHANNELS): nobody can relabel")
 
     router = serving_router(ctx)
     router.start()
