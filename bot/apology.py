@@ -33,11 +33,15 @@ def reason(error: BaseException) -> str:
     return error.user_message() if isinstance(error, SwitchboardError) else "something went wrong on our side"
 
 
-def apologise_for_event(client: WebClient, sessions: SessionFactory, holder: Holder, event: dict[str, Any]) -> None:
-    """A customer's new message: a note in its thread, unless the reply is (or may be) out. An agent's
-    reaction: a note only they see. Each once per event; a failure to say it is only logged."""
+def apologise_for_event(client: WebClient, sessions: SessionFactory, holder: Holder, event: dict[str, Any], *,
+                        silent_thread: bool = False) -> None:
+    """A customer's new message: a note in its thread, unless the reply is (or may be) out, or the bot
+    says nothing in threads (`silent_thread`: SWITCHBOARD_CUSTOMER_REPLY=off). An agent's reaction: a
+    note only they see. Each once per event; a failure to say it is only logged."""
     try:
         if event.get("type") == "message" and event.get("subtype") in ROUTED_SUBTYPES:
+            if silent_thread:
+                return
             earlier = posted(sessions, reply_key(event["channel"], event["ts"]))
             if earlier is not None and earlier.intent_at is not None:
                 return

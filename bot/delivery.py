@@ -35,6 +35,7 @@ from bot.channels import SupportChannels
 from bot.deps import BotDeps
 from bot.handoff import hand_off
 from bot.order import MessagePending
+from bot.replies import silent_thread
 from store.deliveries import Outcome, RetryPolicy, claim, event_state, finish, release, renew
 from store.posts import Holder, NotHeld
 
@@ -127,7 +128,8 @@ class Delivery:
         try:
             state = event_state(self.deps.sessions, event_id)
             if state is not None and not handing_off and state.attempts < self.policy.retry.max_attempts:
-                apologise_for_event(self.client, self.deps.sessions, holder, event)
+                apologise_for_event(self.client, self.deps.sessions, holder, event,
+                                    silent_thread=silent_thread(self.deps.rules, event))
             outcome = release(self.deps.sessions, event_id=event_id, owner=self.owner,
                               error=f"{type(error).__name__}: {error}", policy=self.policy.retry)
         except Exception:

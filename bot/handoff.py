@@ -23,6 +23,7 @@ from slack_sdk.errors import SlackApiError
 from bot.deps import BotDeps
 from bot.edits import is_deletion, message_deleted
 from bot.posting import post_once
+from bot.replies import silent_thread
 from bot.routing import forward, has_words, reply_key
 from store.posts import Holder, posted
 from store.routed import record_routed_message, routing_context
@@ -63,6 +64,8 @@ def _hand_off_message(deps: BotDeps, client: WebClient, event: dict[str, Any], h
     replied = posted(deps.sessions, reply_key(channel, ts))
     if replied is not None and replied.intent_at is not None:
         return  # the customer has the bot's reply (or may have): no second word
+    if silent_thread(deps.rules, event):
+        return  # SWITCHBOARD_CUSTOMER_REPLY=off: the bot says nothing in the customer's thread
     try:
         post_once(client, deps.sessions, holder, key=f"notice:{channel}:{ts}", channel=channel, thread_ts=ts,
                   text=CUSTOMER_NOTICE)

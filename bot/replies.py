@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from bot import blocks
 from bot.rules import BotRules
@@ -35,6 +36,18 @@ class Reply:
 def model_shown(prediction: Prediction) -> str:
     """How the reply names the model: "3" for a registered one, "baseline gpt-4o" for the baseline."""
     return f"baseline {prediction.baseline_model}" if prediction.baseline_model else str(prediction.model_version_id)
+
+
+def is_external(event: dict[str, Any]) -> bool:
+    """Whether the author is of another organisation than the workspace that received the event (a
+    Slack Connect channel shared with customers)."""
+    team, home = event.get("user_team") or event.get("source_team"), event.get("receiving_team")
+    return bool(team and home and team != home)
+
+
+def silent_thread(rules: BotRules, event: dict[str, Any]) -> bool:
+    """Whether the bot says nothing in this message's thread (`off`): no reply, apology or notice."""
+    return rules.customer_reply == OFF and not (rules.reply_style == "internal" and not is_external(event))
 
 
 def agents_in_thread(rules: BotRules, message: SlackMessage) -> bool:

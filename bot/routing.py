@@ -23,7 +23,7 @@ from bot.channels import routes
 from bot.copies import copy_view
 from bot.deps import BotDeps
 from bot.posting import post_once
-from bot.replies import Reply, customers_view, thread_reply
+from bot.replies import Reply, customers_view, is_external, thread_reply
 from classifier.baseline_client import INVALID
 from classifier.routing.outcomes import sent_to_triage
 from classifier.routing.router import Classification
@@ -67,13 +67,6 @@ def has_words(text: str) -> bool:
     rest = _SHORTCODE.sub("", text)
     return any(not ch.isspace() and unicodedata.category(ch) not in ("So", "Sk", "Mn", "Cf", "Me")
                for ch in rest)
-
-
-def is_external(event: dict[str, Any]) -> bool:
-    """Whether the author is of another organisation than the workspace that received the event (a
-    Slack Connect channel shared with customers)."""
-    team, home = event.get("user_team") or event.get("source_team"), event.get("receiving_team")
-    return bool(team and home and team != home)
 
 
 def reply_key(channel: str, ts: str) -> str:
@@ -183,7 +176,7 @@ def _ask(deps: BotDeps, context: RoutingContext, result: Classification) -> bool
 def forward(client: WebClient, deps: BotDeps, holder: Holder, *, key: str, to_channel: str, department: str,
             user: str | None, channel: str, ts: str, text: str, confidence: float | None = None,
             by_agent: str | None = None, why: str | None = None, about: SlackMessage | None = None,
-            view: blocks.Blocks = ()) -> None:
+            view: blocks.Blocks | None = None) -> None:
     """Posts the query in a department's (or the triage) channel with a link back, once. Without a
     permalink (Slack would not give one) the post still names the channel the message is in.
     `about`: the stored message it copies (reactions and buttons on the copy then act on it); `view`: the
@@ -199,7 +192,7 @@ def forward(client: WebClient, deps: BotDeps, holder: Holder, *, key: str, to_ch
         permalink = None
     head, body = blocks.forwarded(department, user=user, channel=channel, text=text, permalink=permalink,
                                   by_agent=by_agent, confidence=confidence, why="" if view else why)
-    post_once(client, deps.sessions, holder, key=key, channel=to_channel, text=head, blocks=body + list(view),
+    post_once(client, deps.sessions, holder, key=key, channel=to_channel, text=head, blocks=body + (view or []),
               unfurl_links=False, about=about)
 
 

@@ -6,16 +6,20 @@ from __future__ import annotations
 
 import random
 import re
+from datetime import timedelta
 
 import pytest
 from sqlmodel import select
 
+from bot.delivery import DeliveryPolicy
+from classifier.routing.router import Classification
 from core.reply_template import DEFAULT_CUSTOMER_REPLY
 from fakes.bot_server import BotServer, message, reaction
 from store.db import transaction
+from store.deliveries import RetryPolicy
 from store.examples import upsert_department
-from store.tables import LabelSource, SlackPost
-from tests.support import AGENT, actions, label_rows, posts, stored_message, text_of
+from store.tables import LabelSource, SlackEvent, SlackPost, utcnow
+from tests.support import AGENT, ScriptedRouter, actions, label_rows, posts, stored_message, text_of
 
 CUSTOMER_STYLE = {"SWITCHBOARD_REPLY_STYLE": "customer"}
 INTERNAL_DETAIL = re.compile(
@@ -213,3 +217,27 @@ def test_a_question_the_bot_asks_agents_about_shows_its_buttons_on_the_copy_only
     assert "Not sure about this one" in text_of(copy) and actions(copy)
     assert "the *Shipping* team" in text_of(posts(bot.slack, "CSUPPORT")[-1])
     assert_customer_sees_no_internal_detail(bot)
+
+
+def test_off_means_no_apology_and_no_notice_in_the_thread_either(start_bot, sessions):
+    class Unreachable(ScriptedRouter):
+        def classify(self, text: str) -> Classification:
+            raise OSError("the model is away")
+
+    policy = DeliveryPolicy(lease=timedelta(seconds=5), heartbeat=timedelta(seconds=1),
+                            retry=RetryPolicy(max_attempts=2, first_delay=timedelta(0)))
+    bot = start_bot(SWITCHBOARD_AUDIT_RATE="0", SWITCHBOARD_CUSTOMER_REPLY="off", router=Unreachable(),
+                    policy=policy, **CUSTOMER_STYLE)
+    bot.event(message("I was charged twice", ts="22.1"), event_id="EvOFF")
+    bot.drain()
+    for _ in range(5):
+        with transaction(sessions) as session:
+            event = session.get(SlackEvent, "EvOFF")
+            if event.done_at:
+                break
+            event.retry_at = utcnow() - timedelta(seconds=1)
+            session.add(event)
+        bot.outbox().run_due()
+    [handed] = posts(bot.slack, "CTRIAGE")
+    assert "I was charged twice" in text_of(handed)
+    assert customer_view_of(bot) == []
