@@ -21,7 +21,7 @@ from slack_sdk.errors import SlackApiError
 from bot import blocks
 from bot.deps import BotDeps
 from bot.posting import marked
-from bot.replies import agents_view, team_in_force
+from bot.replies import agents_in_thread, agents_view, team_in_force
 from store.examples import list_departments
 from store.posts import Holder, check_held, copies_of
 from store.slack import StandingLabel, prediction_of, standing_label
@@ -34,8 +34,6 @@ GONE = ("message_not_found", "channel_not_found", "cant_update_message", "is_arc
 def copy_view(deps: BotDeps, message: SlackMessage, prediction: Prediction | None,
               standing: StandingLabel | None, departments: Sequence[Department]) -> blocks.Blocks:
     """The agents' view a copy carries under its quote (none when the customer's thread shows it)."""
-    from bot.replies import agents_in_thread
-
     if agents_in_thread(deps.rules, message):
         return []
     return agents_view(message, prediction, standing, departments,

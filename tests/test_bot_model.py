@@ -33,6 +33,7 @@ from trainer.service import TrainerService
 def live(settings, sessions, tiny_model_dir) -> Iterator[BotServer]:
     """The bot serving the registry's active model on the tiny Llama, hot-swapping every 0.2 s."""
     settings = settings.model_copy(update={"admins": frozenset({ADMIN}), "confidence_threshold": 0.0,
+                                           "reply_style": "internal",  # the model's number in the thread
                                            "confidence_margin": 0.0})
     with transaction(sessions) as session:
         add_examples(session, examples=EXAMPLES)
@@ -119,7 +120,7 @@ def test_retrain_is_refused_politely_while_a_run_holds_the_lock(live, sessions):
 
 
 def test_socket_mode_starts_acks_envelopes_and_routes(home, sessions):
-    settings = Settings(SWITCHBOARD_HOME=home, SWITCHBOARD_ADMINS=ADMIN)
+    settings = Settings(SWITCHBOARD_HOME=home, SWITCHBOARD_ADMINS=ADMIN, SWITCHBOARD_REPLY_STYLE="internal")
     deps = BotDeps(rules=BotRules.of(settings), sessions=sessions, router=ScriptedRouter())
     with transaction(sessions) as session:
         upsert_department(session, name="Billing", emoji="moneybag")

@@ -178,7 +178,7 @@ def test_in_cold_start_the_bot_routes_with_the_baseline_and_keeps_what_each_mess
             upsert_department(session, name=name, emoji=emoji, channel=channel)
     answers = {"my parcel is late": ("Shipping", 0.97), "a refund or a new one?": ("Refunds", 0.52)}
     with FakeSlack() as slack, FakeOpenAI(answers) as fake:
-        settings = Settings(SWITCHBOARD_HOME=home, SWITCHBOARD_AUDIT_RATE="0")
+        settings = Settings(SWITCHBOARD_HOME=home, SWITCHBOARD_AUDIT_RATE="0", SWITCHBOARD_REPLY_STYLE="internal")
         router = ColdStartRouter(NoModelYet(), BaselineRouter(client_for(fake), sessions, model="gpt-4o"))
         bot = BotServer(BotDeps(rules=BotRules.of(settings), sessions=sessions, router=router), slack)
         try:
