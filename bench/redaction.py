@@ -92,7 +92,8 @@ def main() -> None:
     sets = datasets(args.shared)
     if not sets:
         sys.exit(f"error: no data sets under {args.shared}")
-    result: dict[str, Any] = {"redaction": "built-in detectors, region US, no admin patterns",
+    regions = ",".join(redactor.regions)
+    result: dict[str, Any] = {"redaction": f"built-in detectors, regions {regions}, no admin patterns",
               "datasets": {name: changes(redactor, texts) for name, texts in sets.items()},
               "planted_recall": recall(redactor, sets.get("banking77") or next(iter(sets.values())), seed=0)}
     save(args.out, result, args, show=False)

@@ -74,7 +74,9 @@ class Settings(BaseSettings):
     redact: Literal["baseline", "baseline+store", "off"] = Field(
         "baseline", validation_alias=_env("SWITCHBOARD_REDACT"))
     redact_patterns: str | None = Field(None, validation_alias=_env("SWITCHBOARD_REDACT_PATTERNS"))
-    redact_regions: str = Field("US", validation_alias=_env("SWITCHBOARD_REDACT_REGIONS"))
+    redact_regions: str = Field("US,GB", validation_alias=_env("SWITCHBOARD_REDACT_REGIONS"))
+    # Off by default and whatever SWITCHBOARD_REDACT says: PCI DSS forbids storing full card numbers.
+    store_card_numbers: bool = Field(False, validation_alias=_env("SWITCHBOARD_STORE_CARD_NUMBERS"))
     retention_days: int | None = Field(None, ge=1, validation_alias=_env("SWITCHBOARD_RETENTION_DAYS"))
 
     admins: Annotated[frozenset[str], NoDecode] = Field(
