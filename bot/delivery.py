@@ -89,8 +89,10 @@ class Delivery:
         return Holder(owner=self.owner, event_id=event_id, lease=self.policy.lease)
 
     def claim(self, event_id: str, event: dict[str, Any]) -> bool:
-        """True if this process does the event's work now; raises if the store cannot record the claim."""
-        return claim(self.deps.sessions, event_id=event_id, payload=event, owner=self.owner, lease=self.policy.lease)
+        """True if this process does the event's work now; raises if the store cannot record the claim. The stored
+        payload's texts are what the store may keep (no card number: core/redact.py stored_text)."""
+        return claim(self.deps.sessions, event_id=event_id, payload=self.deps.rules.stored_text.in_payload(event),
+                     owner=self.owner, lease=self.policy.lease)
 
     def run(self, event_id: str, event: dict[str, Any], *, handing_off: bool = False) -> None:
         """Does the work of an event this process holds, then finishes or releases it."""

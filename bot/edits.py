@@ -130,7 +130,7 @@ def message_deleted(deps: BotDeps, client: WebClient, event: dict[str, Any], *, 
 def message_changed(deps: BotDeps, client: WebClient, event: dict[str, Any], holder: Holder) -> None:
     channel, inner = event["channel"], event.get("message") or {}
     ts, text = inner.get("ts", ""), inner.get("text") or ""
-    if edit_if_pending(deps.sessions, channel=channel, ts=ts, edited=inner):
+    if edit_if_pending(deps.sessions, channel=channel, ts=ts, edited=deps.rules.stored_text.in_payload(inner)):
         log.info("message %s/%s was edited while its event waits for a retry: that retry routes the new text",
                  channel, ts)
     edited = {**inner, "channel": channel, "ts": ts, "text": text}
@@ -149,7 +149,8 @@ def message_changed(deps: BotDeps, client: WebClient, event: dict[str, Any], hol
     if holder.event_id is not None and message.event_id == holder.event_id:
         _route_again(deps, client, edited, holder)  # a retry of this edit: the steps not done yet
         return
-    if labelled or query is None or normalise(query.text) == normalise(text) or not has_words(text):
+    if (labelled or query is None or normalise(query.text) == normalise(deps.rules.stored_text.text(text))
+            or not has_words(text)):  # the stored text is the redacted one (a card number, or baseline+store)
         return
     forget_message(deps.sessions, client, ts=ts, channel=channel, requested_by="message_changed",
                    kind="message_changed", keep_reply=True, keep_event=holder.event_id)

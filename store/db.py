@@ -47,12 +47,15 @@ def _switch_to_wal(cursor: sqlite3.Cursor) -> None:
 
 
 def make_engine(url: str) -> Engine:
+    """`hide_parameters`: a failed statement's error (kept in `slack_events.last_error`, written to the logs)
+    names the statement, never its values, which are customers' texts."""
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True)
+        return create_engine(url, pool_pre_ping=True, hide_parameters=True)
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000, "check_same_thread": False})
+    engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
+                           hide_parameters=True)
     event.listen(engine, "connect", configure_sqlite_connection)
     return engine
 
