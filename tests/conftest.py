@@ -73,6 +73,7 @@ def pytest_configure(config: pytest.Config) -> None:
 # The modules whose tests run on PostgreSQL too (`--store=both`, as CI does, or `--store=postgres` with
 # `-m postgres`): the store's queries, the pipeline, the gate and the bot's durable path.
 POSTGRES_MODULES = frozenset({
+    "test_store_privacy",
     "test_split", "test_import", "test_holdout", "test_gate", "test_pipeline", "test_faults", "test_loop",
     "test_cold_start", "test_cost", "test_baseline", "test_out_of_scope", "test_bot", "test_out_of_scope_bot",
     "test_audits", "test_outbox", "test_trainer_service", "test_replicas", "test_metrics_drift",
