@@ -11,6 +11,7 @@ from sqlmodel import Session, col, select
 
 from store.db import SessionFactory, transaction
 from store.examples import get_department, label_query
+from store.retention import EXPIRED
 from store.tables import BaselinePrediction, LabelSource, Query, SlackMessage
 
 
@@ -42,7 +43,7 @@ def unlabelled_queries(session: Session, *, routed_before: datetime | None = Non
     only those older than it (the implicit labels' grace window: agents correct first)."""
     asked = select(SlackMessage.query_id).where(
         (col(SlackMessage.audit_requested).is_(True)) | (col(SlackMessage.ask_requested).is_(True)))
-    stmt = select(Query).where(col(Query.split).is_(None), col(Query.id).not_in(asked))
+    stmt = select(Query).where(col(Query.split).is_(None), col(Query.id).not_in(asked), col(Query.text) != EXPIRED)
     if routed_before is not None:
         stmt = stmt.where(col(Query.received_at) <= routed_before)
     return [(q.id, q.text) for q in session.exec(stmt.order_by(col(Query.id))) if q.id is not None]

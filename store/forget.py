@@ -21,6 +21,7 @@ from typing import Any
 
 from sqlmodel import Session, col, or_, select
 
+from store.salted import user_hash
 from store.split import text_hash
 from store.tables import (
     BaselinePrediction,
@@ -49,7 +50,9 @@ def parse_permalink(link: str) -> tuple[str, str] | None:
 
 
 def messages_of_user(session: Session, user: str) -> list[SlackMessage]:
-    return list(session.exec(select(SlackMessage).where(SlackMessage.user == user).order_by(col(SlackMessage.id))))
+    """Their messages: by their id, or by its salted hash once retention took the id (store/retention.py)."""
+    mine = or_(col(SlackMessage.user) == user, col(SlackMessage.user_hash) == user_hash(session, user))
+    return list(session.exec(select(SlackMessage).where(mine).order_by(col(SlackMessage.id))))
 
 
 def messages_at(session: Session, *, ts: str, channel: str | None = None) -> list[SlackMessage]:

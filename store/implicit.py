@@ -20,6 +20,7 @@ from datetime import datetime
 from sqlmodel import Session, col, select
 
 from store.examples import get_department, label_query
+from store.retention import EXPIRED
 from store.tables import LabelSource, Prediction, Query, SlackMessage
 
 
@@ -32,7 +33,7 @@ def add_implicit_labels(session: Session, *, routed_before: datetime, active_mod
         .join(Query, col(Query.id) == SlackMessage.query_id)
         .where(col(SlackMessage.routed_to).is_not(None), col(SlackMessage.audit_requested).is_(False),
                col(SlackMessage.ask_requested).is_(False), col(SlackMessage.created_at) <= routed_before,
-               col(Query.split).is_(None))
+               col(Query.split).is_(None), col(Query.text) != EXPIRED)
         .order_by(col(SlackMessage.id)))
     written: set[int] = set()
     for message, prediction, query in rows:

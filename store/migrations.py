@@ -198,10 +198,18 @@ def _m014_two_audiences(conn: Connection) -> None:
                               "(SELECT 1 FROM slack_messages WHERE id = :id)"), {"id": int(found), "key": key})
 
 
+def _m015_expired_messages_user_hash(conn: Connection) -> None:
+    """A message past retention keeps its author's id salted with the store's salt, so `forget --user` still
+    finds it and the bot's posts about it (store/salted.py)."""
+    _add_columns(conn, "slack_messages", {"user_hash": "VARCHAR"})
+    conn.execute(text("CREATE INDEX IF NOT EXISTS ix_slack_messages_user_hash ON slack_messages (user_hash)"))
+
+
 MIGRATIONS: list[Callable[[Connection], None]] = [
     _m001_initial, _m002_baseline_predictions, _m003_slack, _m004_trustworthy_holdout, _m005_out_of_scope,
     _m006_early_removals, _m007_outbox, _m008_training_requests, _m009_alerts, _m010_durable_delivery,
-    _m011_learning_from_everything, _m012_customer_data, _m013_shadow, _m014_two_audiences]
+    _m011_learning_from_everything, _m012_customer_data, _m013_shadow, _m014_two_audiences,
+    _m015_expired_messages_user_hash]
 
 
 def migrate(engine: Engine, steps: Sequence[Callable[[Connection], None]] = MIGRATIONS) -> list[int]:

@@ -236,6 +236,7 @@ class SlackMessage(SQLModel, table=True):
     channel: str
     ts: str
     user: str | None = None
+    user_hash: str | None = Field(default=None, index=True)  # the user id salted (store/salted.py), after retention
     event_id: str | None = None
     query_id: int = Field(foreign_key="queries.id", index=True)
     prediction_id: int | None = Field(default=None, foreign_key="predictions.id")
