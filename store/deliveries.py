@@ -131,11 +131,13 @@ def renew(sessions: SessionFactory, *, event_ids: list[str], owner: str, lease: 
 
 
 def finish(sessions: SessionFactory, *, event_id: str, handed_off: bool = False) -> None:
-    """Every step is done (or, `handed_off`, people have it): nothing is left to retry. Also forgets
-    events finished longer ago than Slack could still redeliver them."""
+    """Every step is done (or, `handed_off`, people have it): nothing is left to retry. The payload (the
+    customer's text, an edit's old and new text) goes now: a redelivery is known by the event's id
+    alone. Also forgets events finished longer ago than Slack could still redeliver them."""
     now = utcnow()
     with transaction(sessions) as session:
-        values: dict[str, Any] = {"done_at": now, "owner": None, "lease_until": None, "retry_at": None}
+        values: dict[str, Any] = {"done_at": now, "owner": None, "lease_until": None, "retry_at": None,
+                                  "payload": None}
         if handed_off:
             values["gave_up_at"] = now
         session.exec(update(SlackEvent)  # type: ignore[call-overload]
