@@ -9,6 +9,7 @@ import json
 import sys
 from typing import Any
 
+from cli import forget_verify
 from cli.compose import open_context, slack_web_client
 from cli.output import UserError, emit
 
@@ -21,6 +22,9 @@ def register(sub: Any) -> None:
     which.add_argument("--message", metavar="PERMALINK|TS", help="one message: its permalink, or its ts")
     p.add_argument("--channel", help="the message's channel id, when --message is a bare ts found in several")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--verify", action="store_true",
+                   help="then search every place the product writes for the forgotten texts' words and details, "
+                        "and list the places that still hold any (exit code 1 if one does)")
     p.set_defaults(handler=forget)
 
 
@@ -31,6 +35,8 @@ def forget(args: argparse.Namespace) -> int:
     ctx = open_context()
     client = slack_web_client(ctx)
     by = f"cli:{getpass.getuser()}"
+    target = forget_verify.collect(ctx, user=args.user.strip() if args.user else None, **_place(args)) \
+        if args.verify else None
     if args.user:
         outcome = forget_user(ctx.sessions, client, args.user.strip(), requested_by=by)
     else:
@@ -49,8 +55,23 @@ def forget(args: argparse.Namespace) -> int:
     if outcome.trained_models:
         lines.append("models trained on this data: " + ", ".join(map(str, outcome.trained_models))
                      + "; the next run trains from the base model without it")
-    emit(args.json, outcome.to_dict(), "\n".join(lines))
-    return 0
+    if target is None:
+        emit(args.json, outcome.to_dict(), "\n".join(lines))
+        return 0
+    proof = forget_verify.prove(ctx, target)
+    emit(args.json, outcome.to_dict() | {"erasure_proof": proof.to_dict()}, "\n".join([*lines, proof.text()]))
+    return 1 if proof.found else 0
+
+
+def _place(args: argparse.Namespace) -> dict[str, str | None]:
+    """--message's channel and ts (or none, for --user)."""
+    if not args.message:
+        return {}
+    from store.forget import parse_permalink
+
+    place = parse_permalink(args.message)
+    channel, ts = place if place else (args.channel, args.message.strip())
+    return {"channel": channel, "ts": ts}
 
 
 def export_user(user: str) -> int:

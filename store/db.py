@@ -24,6 +24,7 @@ def configure_sqlite_connection(dbapi_connection, _record) -> None:  # type: ign
     cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     _switch_to_wal(cursor)
     cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA secure_delete=ON")  # a deleted row's bytes are zeroed, not left in free pages
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
 
