@@ -4,13 +4,14 @@ bot's post in the loopback Slack holds a forgotten text's details or rarer words
 from __future__ import annotations
 
 import json
+import sqlite3
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlmodel import select
 
 from fakes.bot_server import message, reaction
-from store.db import transaction
+from store.db import configure_sqlite_connection, transaction
 from store.erasure_proof import Matcher, Proof, prove, search_values
 from store.erasure_traces import traces_of
 from store.registry import register_model
@@ -130,6 +131,22 @@ def test_the_proof_names_each_place_and_kind_without_the_text(home, database_url
     text = run_cli("forget", "--user", "UCUSTOMER", "--verify", env=env)
     assert text.returncode == 0 and "0 places hold it" in text.stdout  # nothing of theirs is left to look for
     assert "not searched: nothing" in text.stdout
+
+
+def test_every_sqlite_connection_zeroes_deleted_rows_whatever_the_builds_default(tmp_path):
+    """Some SQLite builds leave a deleted row's bytes in the file's free space (secure_delete off by default):
+    store/db.py turns it on for every connection."""
+    raw = sqlite3.connect(tmp_path / "x.db")
+    raw.execute("PRAGMA secure_delete=OFF")  # as a build without SQLITE_SECURE_DELETE starts
+    configure_sqlite_connection(raw, None)
+    raw.execute("CREATE TABLE q (id INTEGER PRIMARY KEY, t TEXT)")
+    raw.executemany("INSERT INTO q (t) VALUES (?)", [(f"zanzibarian quokka {i}",) for i in range(3)])
+    raw.commit()
+    raw.execute("DELETE FROM q WHERE id = 2")
+    raw.commit()
+    raw.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    raw.close()
+    assert (tmp_path / "x.db").read_bytes().count(b"zanzibarian") == 2
 
 
 @pytest.mark.xfail(strict=True, reason="item 7 (another engineer's): forget leaves the adapter's snapshot.json "
