@@ -205,11 +205,18 @@ def _m015_expired_messages_user_hash(conn: Connection) -> None:
     conn.execute(text("CREATE INDEX IF NOT EXISTS ix_slack_messages_user_hash ON slack_messages (user_hash)"))
 
 
+def _m016_slack_work(conn: Connection) -> None:
+    """Slack deletions owed after forgetting, retried by the bot (store/slack_work.py), and which query texts each
+    approval request quotes, so that forgetting a text deletes the request too."""
+    tables.SlackWork.__table__.create(conn)  # type: ignore[attr-defined]
+    tables.ApprovalQuote.__table__.create(conn)  # type: ignore[attr-defined]
+
+
 MIGRATIONS: list[Callable[[Connection], None]] = [
     _m001_initial, _m002_baseline_predictions, _m003_slack, _m004_trustworthy_holdout, _m005_out_of_scope,
     _m006_early_removals, _m007_outbox, _m008_training_requests, _m009_alerts, _m010_durable_delivery,
     _m011_learning_from_everything, _m012_customer_data, _m013_shadow, _m014_two_audiences,
-    _m015_expired_messages_user_hash]
+    _m015_expired_messages_user_hash, _m016_slack_work]
 
 
 def migrate(engine: Engine, steps: Sequence[Callable[[Connection], None]] = MIGRATIONS) -> list[int]:

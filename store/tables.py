@@ -365,3 +365,32 @@ class SchemaVersion(SQLModel, table=True):
     __tablename__ = "schema_version"
     version: int = Field(primary_key=True)
     applied_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class SlackWork(SQLModel, table=True):
+    """A Slack call the bot still owes after forgetting (store/slack_work.py): the bot's post at (channel, ts)
+    to delete. No content: only where the post is and why it goes. Deleted once done."""
+
+    __tablename__ = "slack_work"
+    __table_args__ = (UniqueConstraint("channel", "ts", name="uq_slack_work"),)
+    id: int | None = Field(default=None, primary_key=True)
+    channel: str
+    ts: str
+    reason: str  # what the post was: "forward", "reply", "approval request", ...
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    attempts: int = 0
+    retry_at: datetime = Field(default_factory=utcnow, index=True, sa_type=UTCDateTime)  # due (or taken until)
+    last_error: str | None = None
+    gave_up_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class ApprovalQuote(SQLModel, table=True):
+    """That the approval request posted at (channel, ts) quotes query `query_id`'s text, so that forgetting the
+    text deletes the request (trainer/approval.py, store/slack_work.py)."""
+
+    __tablename__ = "approval_quotes"
+    id: int | None = Field(default=None, primary_key=True)
+    model_id: int = Field(index=True)
+    query_id: int = Field(index=True)
+    channel: str
+    ts: str
