@@ -2,10 +2,9 @@
 
 Deleted (`message_deleted`, or a `message_changed` to a tombstone: a thread's parent deleted while
 replies remain, which is how a routed message, with the bot's reply in its thread, usually goes):
-the message is forgotten as `switchboard forget --message` would (bot/forgetting.py): the bot's posts
-about it deleted, every row about it gone, a record kept; nothing is posted. A post Slack would not
-delete makes the deletion fail, rows kept, so that its retry tries again; the hand-off, once the
-retries run out, forgets the rows anyway and names the posts left in the log.
+the message is forgotten as `switchboard forget --message` would (bot/forgetting.py): every row about it
+gone at once, a record kept, the bot's posts about it deleted; nothing is posted. A post Slack would
+not delete now stays owed (store/slack_work.py): the outbox retries it, and the event is done.
 
 Edited (`message_changed` with new text) before anyone labelled it: the old text is forgotten the same
 way (its forward deleted), except the routing reply, and the new text is routed as a new message
@@ -32,7 +31,7 @@ from typing import Any
 from slack_sdk import WebClient
 
 from bot.deps import BotDeps
-from bot.forgetting import PostsLeft, forget_message, forget_posts_at
+from bot.forgetting import SlackSide, forget_message, forget_posts_at
 from bot.order import MessagePending, cancel_if_pending, edit_if_pending
 from bot.reactions import show_label_in_force
 from bot.routing import has_words, reply_key, route_message
@@ -96,8 +95,8 @@ def deleted_message(event: dict[str, Any]) -> tuple[str, str]:
 
 
 def message_deleted(deps: BotDeps, client: WebClient, event: dict[str, Any], *, last_try: bool = False) -> None:
-    """Forgets the message and cancels its pending event. `last_try` (the hand-off): posts Slack would not
-    delete are left and named in the log, and a pending event still in hand is left to finish."""
+    """Forgets the message and cancels its pending event. `last_try` (the hand-off): a pending event still in
+    hand is left to finish."""
     channel, ts = deleted_message(event)
     try:
         cancelled = cancel_if_pending(deps.sessions, channel=channel, ts=ts)
@@ -109,20 +108,15 @@ def message_deleted(deps: BotDeps, client: WebClient, event: dict[str, Any], *, 
         cancelled = False
     with deps.sessions() as session:
         message = find_message(session, channel=channel, ts=ts)
-    try:
-        if message is not None and message.ts == ts:
-            forgotten = forget_message(deps.sessions, client, ts=ts, channel=channel, requested_by="message_deleted",
-                                       kind="message_deleted", all_posts=not last_try)
-        else:
-            forgotten = forget_posts_at(deps.sessions, client, channel=channel, ts=ts, record=cancelled,
-                                        all_posts=not last_try)
-    except PostsLeft as left:
-        log.warning("message %s/%s was deleted in Slack; the bot's posts about it could not all be deleted yet "
-                    "(%s): trying again", channel, ts, left)
-        raise
-    if forgotten.posts_left:
-        log.error("message %s/%s was deleted in Slack and forgotten, but the bot's posts about it could not be "
-                  "deleted: %s; an admin must remove them", channel, ts, ", ".join(forgotten.posts_left))
+    slack = SlackSide(client, alert_channel=deps.rules.alert_channel)
+    if message is not None and message.ts == ts:
+        forgotten = forget_message(deps.sessions, slack, ts=ts, channel=channel, requested_by="message_deleted",
+                                   kind="message_deleted")
+    else:
+        forgotten = forget_posts_at(deps.sessions, slack, channel=channel, ts=ts, record=cancelled)
+    if forgotten.posts_pending:
+        log.warning("message %s/%s was deleted in Slack and forgotten; the bot's posts about it still to delete "
+                    "(the outbox retries them): %s", channel, ts, ", ".join(forgotten.posts_pending))
     log.info("message %s/%s was deleted in Slack: forgot %s%s", channel, ts, forgotten.rows,
              " and cancelled its pending event" if cancelled else "")
 
@@ -152,8 +146,8 @@ def message_changed(deps: BotDeps, client: WebClient, event: dict[str, Any], hol
     if (labelled or query is None or normalise(query.text) == normalise(deps.rules.stored_text.text(text))
             or not has_words(text)):  # the stored text is the redacted one (a card number, or baseline+store)
         return
-    forget_message(deps.sessions, client, ts=ts, channel=channel, requested_by="message_changed",
-                   kind="message_changed", keep_reply=True, keep_event=holder.event_id)
+    forget_message(deps.sessions, SlackSide(client, alert_channel=deps.rules.alert_channel), ts=ts, channel=channel,
+                   requested_by="message_changed", kind="message_changed", keep_reply=True, keep_event=holder.event_id)
     _route_again(deps, client, edited, holder)
     log.info("message %s/%s was edited before anyone labelled it: routed again", channel, ts)
 

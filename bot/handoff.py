@@ -6,10 +6,11 @@ bot's reply already went out. An agent's reaction that could not be recorded is 
 privately. The message is stored as sent to triage where the store allows, so that agents'
 reactions on it still find it and teach the model.
 
-A deletion in Slack is carried out once more with what can be done: the message forgotten, the
-bot's posts Slack would not delete named in the log for an admin. An edit that could not be
-applied leaves the message with its earlier route, said in the log: its reply went out already,
-and agents can still relabel it; nothing is posted where the edit event's ts would show nothing.
+A deletion in Slack is carried out once more with what can be done: the message forgotten (the bot's
+posts about it owed to the outbox, store/slack_work.py), even with its own event still in hand. An
+edit that could not be applied leaves the message with its earlier route, said in the log: its reply
+went out already, and agents can still relabel it; nothing is posted where the edit event's ts would
+show nothing.
 """
 
 from __future__ import annotations

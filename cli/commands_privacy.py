@@ -29,11 +29,11 @@ def register(sub: Any) -> None:
 
 
 def forget(args: argparse.Namespace) -> int:
-    from bot.forgetting import forget_message, forget_user
+    from bot.forgetting import SlackSide, forget_message, forget_user
     from store.forget import messages_at, parse_permalink
 
     ctx = open_context()
-    client = slack_web_client(ctx)
+    client = SlackSide(slack_web_client(ctx), alert_channel=ctx.settings.alert_channel, stop_when_unreachable=True)
     by = f"cli:{getpass.getuser()}"
     target = forget_verify.collect(ctx, user=args.user.strip() if args.user else None, **_place(args)) \
         if args.verify else None
@@ -51,7 +51,10 @@ def forget(args: argparse.Namespace) -> int:
         outcome = forget_message(ctx.sessions, client, ts=found[0].ts, channel=found[0].channel, requested_by=by)
     rows = ", ".join(f"{n} {name}" for name, n in sorted(outcome.rows.items())) or "nothing was stored"
     lines = [f"forgotten: {rows}; {outcome.posts_deleted} of the bot's posts deleted in Slack"]
-    lines += [f"not deleted in Slack (delete by hand): {left}" for left in outcome.posts_left]
+    if outcome.posts_pending:
+        owed = len(outcome.posts_pending)
+        lines.append(f"{owed} Slack post{'' if owed == 1 else 's'} still to delete: the bot retries them "
+                     f"({'; '.join(outcome.posts_pending)})")
     if outcome.trained_models:
         lines.append("models trained on this data: " + ", ".join(map(str, outcome.trained_models))
                      + "; the next run trains from the base model without it")

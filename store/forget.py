@@ -6,8 +6,8 @@ removals, the baseline's cached answers, a baseline shot copied from it, the eve
 (`slack_events.payload`) and the bot's posts about it (`slack_posts`: the reply, the forward to a
 department, reroutes, hand-offs). Forgetting deletes all of them but a text another customer also
 posted (their copy stays; the forgotten customer's link to it goes), and writes a `ForgetRecord`
-with counts and no content. The Slack side (deleting the forwarded copies) is the caller's, done
-before the rows go (bot/forgetting.py), so a forget cut short can simply be run again.
+with counts and no content. The Slack side (deleting the forwarded copies) is the caller's: queued as
+owed deletions in the same transaction (store/slack_work.py, bot/forgetting.py), never waited for.
 """
 
 from __future__ import annotations

@@ -78,7 +78,7 @@ POSTGRES_MODULES = frozenset({
     "test_cold_start", "test_cost", "test_baseline", "test_out_of_scope", "test_bot", "test_out_of_scope_bot",
     "test_audits", "test_outbox", "test_trainer_service", "test_replicas", "test_metrics_drift",
     "test_label_history", "test_fault_matrix", "test_delivery", "test_upgrades", "test_forgetting",
-    "test_retention", "test_shadow", "test_people", "test_slack_events", "test_event_order",
+    "test_retention", "test_shadow", "test_people", "test_slack_events", "test_event_order", "test_slack_work",
     "test_erasure_proof", "test_event_payloads"})
 
 

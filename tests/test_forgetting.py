@@ -72,7 +72,7 @@ def test_forgetting_a_customer_removes_their_texts_everywhere_and_keeps_only_a_r
     assert done.returncode == 0, done.stderr
     outcome = json.loads(done.stdout)
     assert outcome["rows"]["slack_messages"] == 3 and outcome["rows"]["queries"] == 2
-    assert outcome["trained_models"] == [model.id] and outcome["slack_posts_left"] == []
+    assert outcome["trained_models"] == [model.id] and outcome["slack_posts_pending"] == []
     stored, posted = everything_stored(sessions), in_slack(slack)
     for secret in (SECRET_A, SECRET_B, "ann@example.com"):
         assert secret not in stored, [line for line in stored.splitlines() if secret in line]
