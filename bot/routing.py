@@ -29,6 +29,7 @@ from classifier.routing.outcomes import sent_to_triage
 from classifier.routing.router import Classification
 from classifier.serving.active_router import NoActiveModel
 from core.margins import top_two_margin
+from core.vocabulary import FILE_ONLY_TEXT
 from store.posts import Holder, check_held, posted
 from store.routed import RoutingContext, Verdict, record_routed_message, routing_context, shown_verdict
 from store.tables import SlackMessage
@@ -132,23 +133,42 @@ def _classify_and_record(deps: BotDeps, context: RoutingContext, event: dict[str
 
 
 def _triage_without_text(deps: BotDeps, client: WebClient, holder: Holder, event: dict[str, Any]) -> None:
-    """A file shared without a question: triage, said so; nothing to learn from, so nothing is stored."""
+    """A file shared without a question: triage, said so. The message is stored, with its author and a fixed
+    text (FILE_ONLY_TEXT: not the file's name, which can be personal), so that forgetting its author finds
+    the reply and the triage copy; it is never trained on."""
     channel, ts = event["channel"], event["ts"]
     with deps.sessions() as session:
-        departments = routing_context(session, channel=channel, ts=ts).departments
+        context = routing_context(session, channel=channel, ts=ts)
+    departments = context.departments
+    message = context.earlier or _record_file_only(deps, event, holder.event_id)
     if deps.rules.reply_style == "internal" and not is_external(event):
         shown: Reply | None = Reply(blocks.triage({}, departments, None, why=NO_TEXT), "Needs triage")
     else:
         shown = customers_view(deps.rules, None, departments)
     if shown is not None:
         post_once(client, deps.sessions, holder, key=reply_key(channel, ts), channel=channel, thread_ts=ts,
-                  text=shown.text, blocks=shown.blocks)
+                  text=shown.text, blocks=shown.blocks, reply_to=message)
     if deps.rules.triage_channel:
         forward(client, deps, holder, key=f"forward:{channel}:{ts}", to_channel=deps.rules.triage_channel,
                 department="triage", user=event.get("user"), channel=channel, ts=ts,
                 text=", ".join(f.get("name") or "a file" for f in event.get("files") or []) or "(a file)",
-                why=NO_TEXT)
-    deps.metrics.messages.labels(outcome="triaged").inc()
+                why=NO_TEXT, about=message)
+    if context.earlier is None:
+        deps.metrics.messages.labels(outcome="triaged").inc()
+
+
+def _record_file_only(deps: BotDeps, event: dict[str, Any], event_id: str | None) -> SlackMessage:
+    channel, ts = event["channel"], event["ts"]
+    try:
+        return record_routed_message(deps.sessions, text=FILE_ONLY_TEXT, channel=channel, ts=ts,
+                                     user=event.get("user"), event_id=event_id, verdict=None, routed_to=None,
+                                     audit=False, external=is_external(event))
+    except IntegrityError:  # another delivery of the same message recorded it a moment ago
+        with deps.sessions() as session:
+            earlier = routing_context(session, channel=channel, ts=ts).earlier
+        if earlier is None:
+            raise
+        return earlier
 
 
 def _count(deps: BotDeps, result: Classification | None, routed_to: str | None) -> None:

@@ -130,22 +130,30 @@ def slack_poster(ctx: Context) -> Post:
     client = slack_web_client(ctx)
     if client is None:
         return lambda channel, user, text: log.info("no SLACK_BOT_TOKEN: not posting the report\n%s", text)
-    return lambda channel, user, text: post_to(client, [channel, user], text=text, what="the report", every=False)
+
+    def post(channel: str | None, user: str | None, text: str) -> None:
+        post_to(client, [channel, user], text=text, what="the report", every=False)
+
+    return post
 
 
 def post_to(client: WebClient, targets: Sequence[str | None], *, text: str, what: str, every: bool,
-            blocks: list[dict[str, Any]] | None = None) -> None:
-    """Posts to each target (`every`) or to the first that takes it; a refusal is logged, never raised."""
+            blocks: list[dict[str, Any]] | None = None) -> list[tuple[str, str]]:
+    """Posts to each target (`every`) or to the first that takes it; a refusal is logged, never raised.
+    Returns (channel, ts) of each post made."""
     from slack_sdk.errors import SlackApiError
 
+    places = []
     for target in filter(None, targets):
         try:
-            client.chat_postMessage(channel=target, text=text, blocks=blocks)
+            answer = client.chat_postMessage(channel=target, text=text, blocks=blocks)
         except SlackApiError as exc:
             log.warning("could not post %s to %s: %s", what, target, exc.response.get("error"))
             continue
+        places.append((str(answer.get("channel") or target), str(answer.get("ts"))))
         if not every:
-            return
+            break
+    return places
 
 
 def start_trainer_service(ctx: Context, *, check_seconds: float = 60.0, poll_seconds: float = 2.0) -> TrainerService:
@@ -160,7 +168,8 @@ def start_trainer_service(ctx: Context, *, check_seconds: float = 60.0, poll_sec
 
 
 def approval_poster(ctx: Context) -> Ask | None:
-    """Posts an approval request to SWITCHBOARD_ALERT_CHANNEL, else to each admin directly."""
+    """Posts an approval request to SWITCHBOARD_ALERT_CHANNEL, else to each admin directly; returns where
+    (channel, ts of each post), so that forgetting a text it quotes finds it."""
     client = slack_web_client(ctx)
     if client is None:
         return None

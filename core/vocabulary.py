@@ -14,3 +14,7 @@ EMBEDDED_MODEL = "smollm2-135m"
 APPROVE_ACTION = "switchboard_approve_candidate"
 REJECT_ACTION = "switchboard_reject_candidate"
 """The action ids of the admins' Approve and Reject buttons: the trainer posts them, the bot answers them."""
+
+FILE_ONLY_TEXT = "(a file shared with no text)"
+"""What the store keeps as the text of a file shared without words: the message is stored (so that forgetting
+its author finds the bot's posts about it) but not the file's name, which can be personal; never trained on."""

@@ -12,6 +12,7 @@ from sqlmodel import Session, col, select
 
 from core.errors import SwitchboardError
 from core.reply_template import TemplateError, check_template
+from core.vocabulary import FILE_ONLY_TEXT
 from store.names import BadName, check_department_name, check_emoji, check_unlike
 from store.split import AUDIT_HOLDOUT_FRACTION, HOLDOUT_FRACTION, assign_split, text_hash
 from store.tables import OUT_OF_SCOPE, OUT_OF_SCOPE_ABOUT, Department, Label, LabelSource, Prediction, Query, Split
@@ -119,13 +120,14 @@ def _current_label_ids():  # type: ignore[no-untyped-def]
 
 
 def labelled_examples(session: Session, *, split: Split | None = None) -> list[Example]:
-    """Every query with a label in force, with that label."""
+    """Every query with a label in force, with that label (a file shared without words has nothing to learn)."""
     current = _current_label_ids()
     stmt = (
         select(Query, Label, Department)
         .join(current, current.c.label_id == Label.id)
         .join(Query, col(Query.id) == Label.query_id)
         .join(Department, col(Department.id) == Label.department_id)
+        .where(col(Query.text) != FILE_ONLY_TEXT)
         .order_by(col(Query.id))
     )
     if split is not None:

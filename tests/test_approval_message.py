@@ -6,6 +6,7 @@ from __future__ import annotations
 from sqlmodel import select
 
 from core.mrkdwn import escape, quote
+from core.redact import Redactor
 from store.db import transaction
 from store.examples import add_examples
 from store.registry import get_model, promote, register_model
@@ -90,7 +91,8 @@ def test_the_quoted_messages_are_escaped_so_nothing_fires(sessions):
     model_id = candidate_waiting(sessions, active=True, shadow=True, current=score(40, {"Billing": 0.85}))
     _, blocks, shown = message(sessions, model_id)
     assert "*Only the candidate got right* (2):" in shown and "*Only model 1 got right* (1):" in shown
-    assert quote(LOUD, limit=150) in shown and ">" + TEXTS["b4"] in shown
+    assert quote(Redactor().text(LOUD), limit=150) in shown and ">" + TEXTS["b4"] in shown
+    assert "&lt;URL&gt;" in shown and "evil.example" not in shown  # redacted, then escaped
     assert ">refund for the jacket\n>&lt;!here&gt; second line" in shown  # every line of a message is quoted
     assert "&lt;!channel&gt; refund me NOW &amp; tell &lt;@U0BOSS&gt;" in shown
     for raw in ("<!channel>", "<!here>", "<@U0BOSS>", "<https://"):

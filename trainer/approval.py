@@ -1,26 +1,35 @@
 """The admins' approval request (`SWITCHBOARD_PROMOTION=approve`): the run's comparison as Block Kit, with
-Approve and Reject buttons the bot answers (bot/approvals.py), posted once per candidate."""
+Approve and Reject buttons the bot answers (bot/approvals.py), posted once per candidate.
+
+It quotes a few customers' messages the two models disagreed on: redacted (core/redact.py, every
+detector, whatever `SWITCHBOARD_REDACT` says) and escaped. Where each request was posted and which texts
+it quotes is recorded (store/slack_work.py), so that forgetting a quoted text deletes the request and a
+candidate still waiting is asked about again, the forgotten text shown as "(forgotten)"."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlmodel import Session
 
 from core.mrkdwn import escape, quote
+from core.redact import Redactor
 from core.vocabulary import APPROVE_ACTION, REJECT_ACTION
 from store.db import SessionFactory, transaction
 from store.shadow import awaiting_approval, claim_approval_post, query_texts, run_of
+from store.slack_work import quote_places
 from store.tables import ModelVersion
 
 log = logging.getLogger(__name__)
 
-Ask = Callable[[str, list[dict[str, Any]]], None]  # posts the text and blocks to the admins
+Ask = Callable[[str, list[dict[str, Any]]], Sequence[tuple[str, str]] | None]
+"""Posts the text and blocks to the admins; returns where (channel, ts of each post), None if it cannot say."""
 EXAMPLES = 3  # messages shown each way: enough to judge, short enough to read
 EXCERPT_CHARS = 150  # of each message shown
 SECTION_CHARS = 2900  # Slack refuses a section's text past 3,000 characters
+REDACT = Redactor()  # every built-in detector: the alert channel is no place for a customer's details
 
 
 def ask_for_approvals(sessions: SessionFactory, ask: Ask) -> list[int]:
@@ -30,13 +39,27 @@ def ask_for_approvals(sessions: SessionFactory, ask: Ask) -> list[int]:
         for model in awaiting_approval(session):
             assert model.id is not None
             if claim_approval_post(session, model.id):
-                requests.append((model.id, *approval_message(session, model)))
-    for model_id, text, blocks in requests:
+                requests.append((model.id, quoted_queries(session, model.id), *approval_message(session, model)))
+    for model_id, quoted, text, blocks in requests:
         try:
-            ask(text, blocks)
+            places = ask(text, blocks)
         except Exception:  # the request stays answerable from `/switchboard approve` and the shell
             log.exception("could not post the approval request for model %s", model_id)
-    return [model_id for model_id, _, _ in requests]
+            continue
+        if places and quoted:
+            with transaction(sessions) as session:
+                quote_places(session, model_id=model_id, query_ids=quoted, places=places)
+    return [model_id for model_id, *_ in requests]
+
+
+def quoted_queries(session: Session, model_id: int) -> list[int]:
+    """The ids of the customers' texts the request for `model_id` quotes (those not forgotten yet)."""
+    run = run_of(session, model_id)
+    shadow = ((run.report or {}) if run else {}).get("shadow") or {}
+    ids = list(dict.fromkeys(shadow.get("only_candidate_right", [])[:EXAMPLES]
+                             + shadow.get("only_live_right", [])[:EXAMPLES]))
+    texts = query_texts(session, ids)
+    return [i for i in ids if i in texts]
 
 
 def approval_message(session: Session, model: ModelVersion) -> tuple[str, list[dict[str, Any]]]:
@@ -55,9 +78,10 @@ def approval_message(session: Session, model: ModelVersion) -> tuple[str, list[d
                             + shadow.get("only_live_right", [])[:EXAMPLES])
         for title, ids in (("Only the candidate got right", shadow.get("only_candidate_right", [])),
                            (f"Only {rival} got right", shadow.get("only_live_right", []))):
-            if ids:  # customers' words: escaped, so a `<!channel>` in one is shown, never fired
+            if ids:  # customers' words: redacted, and escaped so a `<!channel>` in one is shown, never fired
                 lines.append(f"*{title}* ({len(ids)}):\n" + "\n".join(
-                    quote(texts[i], limit=EXCERPT_CHARS) if i in texts else ">(forgotten)" for i in ids[:EXAMPLES]))
+                    quote(REDACT.text(texts[i]), limit=EXCERPT_CHARS) if i in texts else ">(forgotten)"
+                    for i in ids[:EXAMPLES]))
     blocks: list[dict[str, Any]] = [{"type": "section", "text": {"type": "mrkdwn", "text": text}}]
     blocks += [{"type": "section", "text": {"type": "mrkdwn", "text": part}} for line in lines for part in _parts(line)]
     blocks.append({"type": "actions", "block_id": f"approval:{model.id}", "elements": [
