@@ -64,6 +64,7 @@ class Fitted:
     bank: torch.Tensor  # the in-scope sample's hidden states, for the out-of-scope signal and the neighbour vote
     head: LabelHead | None
     bank_labels: torch.Tensor  # the bank's label indices
+    bank_ids: tuple[int, ...] = ()  # the bank's query ids, row by row, so that forgetting can take rows out
 
 
 def calibrate(router: LoraRouter, fold: Sequence[Example], trained_on: Sequence[Example], *,
@@ -88,9 +89,10 @@ def calibrate(router: LoraRouter, fold: Sequence[Example], trained_on: Sequence[
     in_bank = [i for i, e in enumerate(sample) if e.label != OUT_OF_SCOPE]
     bank = hidden[in_bank]
     bank_labels = torch.tensor([labels.index(sample[i].label) for i in in_bank], dtype=torch.long)
+    bank_ids = tuple(sample[i].query_id for i in in_bank)
     if not fold:
         router.head = head
-        return Fitted(Calibration(), bank, head, bank_labels)
+        return Fitted(Calibration(), bank, head, bank_labels, bank_ids)
     raw = router.score([e.text for e in fold])  # the label scores alone: the router has no head yet
     truth = [labels.index(e.label) for e in fold]
     weight, vote_weight = 0.5, 0.0
@@ -110,7 +112,7 @@ def calibrate(router: LoraRouter, fold: Sequence[Example], trained_on: Sequence[
     if with_head:
         router.head = fit_head(torch.cat([hidden, raw.hidden]), [labels.index(e.label) for e in sample] + truth,
                                len(labels))
-    return Fitted(calibration, bank, router.head, bank_labels)
+    return Fitted(calibration, bank, router.head, bank_labels, bank_ids)
 
 
 HEAD_WEIGHTS = [i / 10 for i in range(11)]

@@ -71,7 +71,7 @@ def train_candidate(job: TrainingJob) -> Trained:
         name=job.name, inferred_weight=job.inferred_weight)
     result.model.save_pretrained(str(job.scratch))
     snapshot.write(job.scratch / "snapshot.json", trained_on=train_on)
-    write_bank(job.scratch, fitted.bank, fitted.bank_labels)
+    write_bank(job.scratch, fitted.bank, fitted.bank_labels, query_ids=fitted.bank_ids)
     if fitted.head is not None:
         write_head(job.scratch, fitted.head)
     return Trained(candidate, result, fitted.calibration, len(train_on))

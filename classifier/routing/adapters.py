@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 META_FILE = "switchboard.json"
 PEFT_FILES = ("adapter_config.json", "adapter_model.safetensors")
 BANK_FILE = "scope_bank.safetensors"  # the training messages' hidden states, for the out-of-scope signal
+BANK_IDS = "query_ids"  # the bank's tensor of each row's query id (banks written before it have none)
 
 
 @dataclass(frozen=True)
@@ -132,14 +134,19 @@ def _check_safetensors(file: Path) -> None:
         raise AdapterError(f"{file} is corrupt: {exc}") from None
 
 
-def write_bank(folder: Path, hidden: torch.Tensor, labels: torch.Tensor | None = None) -> None:
+def write_bank(folder: Path, hidden: torch.Tensor, labels: torch.Tensor | None = None,
+               query_ids: Sequence[int] | None = None) -> None:
     """Stored in half precision: 576 numbers a message, 1.2 kB; with each message's label index when given
-    (`classifier/routing/neighbours.py`)."""
+    (`classifier/routing/neighbours.py`), and each row's query id (`BANK_IDS`), so that forgetting a
+    query can take its row out (`classifier/routing/bank_rows.py`)."""
+    import torch
     from safetensors.torch import save_file
 
     tensors = {"hidden": hidden.half().contiguous()}
     if labels is not None:
         tensors["labels"] = labels.long().contiguous()
+    if query_ids is not None:
+        tensors[BANK_IDS] = torch.tensor(list(query_ids), dtype=torch.long).reshape(-1)
     save_file(tensors, str(folder / BANK_FILE))
 
 
