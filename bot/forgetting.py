@@ -20,6 +20,7 @@ from typing import Any
 from slack_sdk import WebClient
 from sqlmodel import Session
 
+from bot.model_forgetting import forget_in_models
 from bot.slack_work import SLACK_WORK_RETRY, do_slack_work
 from store.db import SessionFactory, transaction
 from store.deliveries import RetryPolicy
@@ -100,6 +101,7 @@ def _forget(sessions: SessionFactory, client: WebClient | SlackSide | None,
                         keep_posts=("reply:",) if keep_reply else (), keep_event=keep_event)
         rows, trained = dict(record.rows), list(record.trained_models)
     deleted, pending = _try_now(sessions, _slack(client), work)
+    forget_in_models(sessions)  # every registered model's bank and snapshot, the served one swapped hot
     outcome = Forgotten(rows, trained, deleted, pending)
     log.info("forgot a %s's data on %s's request: %s; %d Slack posts still to delete", kind, requested_by,
              outcome.rows, len(pending))

@@ -10,6 +10,7 @@ from sqlmodel import Session, col, select
 from store.costs import Pricing, cost_measures, usd
 from store.examples import count_labels_since, labelled_examples, list_departments
 from store.forget import models_with_forgotten_data
+from store.forgotten_models import models_trained_on_forgotten
 from store.registry import active_model
 from store.run_report import ModelScore, RunReport, verdict_line
 from store.runs import TRAINING_LOCK, last_finished_run, last_trained_at, lock_held
@@ -44,6 +45,7 @@ def status(session: Session, *, pricing: Pricing | None) -> dict[str, Any]:
                                               "finished_at": run.finished_at, **(run.report or {})},
         "routing": routing(session, active_id=None if active is None else active.id, pricing=pricing),
         "forgotten_data_in_active_model": active is not None and active.id in models_with_forgotten_data(session),
+        "models_trained_on_forgotten_data": models_trained_on_forgotten(session),
     }
 
 
@@ -75,7 +77,15 @@ def status_lines(payload: dict[str, Any]) -> list[str]:
         *([candidate_text(payload["candidate"])] if payload.get("candidate") else []),
         *(["the active model was trained on data since forgotten: the next run trains from the base model "
            "without it"] if payload.get("forgotten_data_in_active_model") else []),
+        *([forgotten_text(payload["models_trained_on_forgotten_data"])]
+          if payload.get("forgotten_data_in_active_model") and payload.get("models_trained_on_forgotten_data")
+          else []),
     ]
+
+
+def forgotten_text(models: list[int]) -> str:
+    return ("models trained on data since forgotten: " + ", ".join(map(str, models))
+            + " (their banks and snapshots no longer hold it; their LoRA weights were fitted on it)")
 
 
 def f1_text(value: float | None) -> str:

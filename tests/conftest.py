@@ -79,7 +79,7 @@ POSTGRES_MODULES = frozenset({
     "test_audits", "test_outbox", "test_trainer_service", "test_replicas", "test_metrics_drift",
     "test_label_history", "test_fault_matrix", "test_delivery", "test_upgrades", "test_forgetting",
     "test_retention", "test_shadow", "test_people", "test_slack_events", "test_event_order", "test_slack_work",
-    "test_erasure_proof", "test_event_payloads"})
+    "test_model_forgetting", "test_erasure_proof", "test_event_payloads"})
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -11,7 +11,7 @@ from sqlmodel import select
 
 from fakes.bot_server import message, reaction
 from store.db import transaction
-from store.registry import promote, register_model
+from store.registry import get_model, promote, register_model
 from store.tables import ForgetRecord, Query, SlackEvent, SlackMessage, SQLModel
 from tests.support import AGENT, posts, route, run_cli, stored_message, text_of, wait_until
 
@@ -85,6 +85,9 @@ def test_forgetting_a_customer_removes_their_texts_everywhere_and_keeps_only_a_r
         assert [m.user for m in session.exec(select(SlackMessage))] == ["UOTHER"]
         [record] = session.exec(select(ForgetRecord)).all()
     assert record.kind == "user" and record.requested_by.startswith("cli:") and record.trained_models == [model.id]
+    with sessions() as session:  # the model's snapshot, rewritten into a new folder, no longer names the text
+        rewritten = Path(get_model(session, model_id=model.id).adapter_path)
+    assert not adapter.exists() and json.loads((rewritten / "snapshot.json").read_text())["train"] == []
     assert "\"thread_ts\": \"1700000500.000400\"" in posted  # the reply to the other customer stays
     status = json.loads(run_cli("status", "--json", env=env).stdout)
     assert status["forgotten_data_in_active_model"] is True

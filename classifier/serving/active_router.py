@@ -64,30 +64,36 @@ class RegistryWatcher:
     `refresh` calls `load(model_id, folder)` when the pointer has moved to a model trained on the
     base this process serves; `load` returns None when it switched, or why it could not (the current
     model keeps serving). A model that failed is not tried again until the pointer moves. A daemon
-    thread calls `refresh` every `poll_seconds`.
+    thread calls `refresh` every `poll_seconds`. With `follow_folder`, the served model's folder
+    moving counts as a move too: forgetting rewrites a model's bank into a new folder
+    (bot/model_forgetting.py), swapped in whole like any other.
     """
 
     def __init__(self, lookup: ActiveLookup, *, base_model_name: str, serving: Callable[[], int | None],
-                 load: Callable[[int, str], SwapFailure | None], poll_seconds: float, where: str) -> None:
+                 load: Callable[[int, str], SwapFailure | None], poll_seconds: float, where: str,
+                 follow_folder: bool = False) -> None:
         self._lookup, self._base_model_name = lookup, base_model_name
         self._serving, self._load, self._where = serving, load, where
         self._poll_seconds = poll_seconds
+        self._follow_folder = follow_folder
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.registry_model: int | None = None  # what the registry pointed at when last read
         self._behind_since: float | None = None
-        self._failed: dict[int, SwapFailure] = {}
+        self._failed: dict[tuple[int, str], SwapFailure] = {}
+        self._folder: str | None = None  # the folder of the model loaded last
 
     def refresh(self) -> bool:
         active, current = self._lookup(), self._serving()
         self.registry_model = active[0] if active else None
-        if active is None or active[0] == current:
+        if active is None or (active[0] == current and (not self._follow_folder or active[1] == self._folder)):
             self._behind_since = None
             self._failed.clear()
             return False
         model_id, folder, base_model = active
-        self._failed = {model_id: self._failed[model_id]} if model_id in self._failed else {}
-        if model_id in self._failed:
+        key = (model_id, folder)
+        self._failed = {key: self._failed[key]} if key in self._failed else {}
+        if key in self._failed:
             return False
         self._behind_since = self._behind_since or time.monotonic()
         if base_model != self._base_model_name:
@@ -96,21 +102,24 @@ class RegistryWatcher:
         else:
             failure = self._load(model_id, folder)
         if failure is not None:
-            self._failed[model_id] = without_paths(failure, folders=(folder,))  # the log below keeps the paths
+            self._failed[key] = without_paths(failure, folders=(folder,))  # the log below keeps the paths
             log.error("cannot serve model %s: %s; keeping model %s until the registry moves", model_id, failure,
                       current)
             return False
-        self._behind_since = None
+        self._behind_since, self._folder = None, folder
         return True
 
     def problem(self) -> str | None:
         """Why the served model is not the registry's, when it is not and should be by now."""
         current, wanted = self._serving(), self.registry_model
+        failed = next((reason for (model_id, _), reason in self._failed.items() if model_id == wanted), None)
+        if wanted is not None and wanted == current and failed is not None:
+            return f"serving model {current} as it was before its files were rewritten: {failed}"
         if wanted is None or wanted == current:
             return None
         serving = "no model" if current is None else f"model {current}"
-        if wanted in self._failed:
-            return f"serving {serving}, registry says {wanted}: {self._failed[wanted]}"
+        if failed is not None:
+            return f"serving {serving}, registry says {wanted}: {failed}"
         if self._behind_since is not None and time.monotonic() - self._behind_since > LOAD_GRACE_S:
             return f"serving {serving}, registry says {wanted}: not loaded after {LOAD_GRACE_S:.0f} s"
         return None
@@ -157,13 +166,14 @@ class ActiveModelRouter:
         self._router: LoraRouter | None = None
         self._model_id: int | None = None
         self._watcher = RegistryWatcher(lookup, base_model_name=base_model_name, serving=lambda: self._model_id,
-                                        load=self._load, poll_seconds=poll_seconds, where="this process")
+                                        load=self._load, poll_seconds=poll_seconds, where="this process",
+                                        follow_folder=True)
         self._pending = 0
         self._pending_lock = threading.Lock()
         self._running_since: float | None = None
         self.timeout_s, self._stalled_after_s = timeout_s, stalled_after_s
         self.swaps = 0
-        self._shadow: tuple[tuple[int, int | None], LowRankDifference, LoraRouter] | None = None
+        self._shadow: tuple[tuple[int, str, int | None], LowRankDifference, LoraRouter] | None = None
 
     @property
     def model_id(self) -> int | None:
@@ -231,7 +241,7 @@ class ActiveModelRouter:
 
     def _locked_shadow(self, texts: Sequence[str], model_id: int, folder: str) -> list[Classification]:
         with self._lock:
-            key = (model_id, self._model_id)  # rebuilt when the active model (what the hooks undo) changes
+            key = (model_id, folder, self._model_id)  # rebuilt when the active model (what the hooks undo) changes
             if self._shadow is None or self._shadow[0] != key:
                 meta = check_adapter_dir(Path(folder))
                 deltas = read_lora(Path(folder))

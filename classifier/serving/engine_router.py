@@ -190,7 +190,8 @@ class EngineRouter:
         self._last_error: str | None = None
         self._shadow: EngineScorer | None = None
         self._watcher = RegistryWatcher(lookup, base_model_name=base_model_name, serving=lambda: self._model_id,
-                                        load=self._load, poll_seconds=poll_seconds, where="the engine")
+                                        load=self._load, poll_seconds=poll_seconds, where="the engine",
+                                        follow_folder=True)  # a forget's new folder: reloaded from there
         self.swaps = 0
 
     @property
@@ -220,7 +221,7 @@ class EngineRouter:
         old, self._served, self._model_id = self._served, scorer, model_id
         self.swaps += 1
         log.info("the inference engine now serves model %s as %s", model_id, scorer.lora_name)
-        if old is not None:
+        if old is not None and old.lora_name != scorer.lora_name:  # the same model in a new folder keeps its name
             self._client.unload(old.lora_name)
         return None
 
