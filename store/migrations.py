@@ -212,11 +212,19 @@ def _m016_slack_work(conn: Connection) -> None:
     tables.ApprovalQuote.__table__.create(conn)  # type: ignore[attr-defined]
 
 
+def _m017_card_numbers_masked(conn: Connection) -> None:
+    """Card numbers stored before the store masked them on the way in (PCI DSS forbids keeping them) are masked
+    where they lie: queries' texts and stored events (store/card_numbers.py)."""
+    from store.card_numbers import mask_stored_card_numbers
+
+    mask_stored_card_numbers(conn)
+
+
 MIGRATIONS: list[Callable[[Connection], None]] = [
     _m001_initial, _m002_baseline_predictions, _m003_slack, _m004_trustworthy_holdout, _m005_out_of_scope,
     _m006_early_removals, _m007_outbox, _m008_training_requests, _m009_alerts, _m010_durable_delivery,
     _m011_learning_from_everything, _m012_customer_data, _m013_shadow, _m014_two_audiences,
-    _m015_expired_messages_user_hash, _m016_slack_work]
+    _m015_expired_messages_user_hash, _m016_slack_work, _m017_card_numbers_masked]
 
 
 def migrate(engine: Engine, steps: Sequence[Callable[[Connection], None]] = MIGRATIONS) -> list[int]:

@@ -72,6 +72,38 @@ def test_an_imported_card_number_is_masked_in_the_store(tmp_path, home):
         "my parcel is late and you charged card <CARD> twice", "card <CARD> was declined"]
 
 
+def test_an_upgrade_masks_the_card_numbers_a_store_kept_before(database_url):
+    from sqlalchemy import text as sql
+
+    from store import migrations
+    from store.db import make_engine, session_factory, transaction
+    from store.split import text_hash
+
+    engine = make_engine(database_url)
+    before = migrations.MIGRATIONS.index(migrations._m017_card_numbers_masked)
+    migrations.migrate(engine, migrations.MIGRATIONS[:before])
+    masked_twin = "card <CARD> was declined"
+    with engine.begin() as conn:  # as the store was: texts and an event payload with the card in clear
+        for i, words in enumerate((CARD_TEXT, "card 4111.1111.1111.1111 was declined", masked_twin, "no card here")):
+            conn.execute(sql("INSERT INTO queries (text, text_hash, received_at) VALUES (:t, :h, CURRENT_TIMESTAMP)"),
+                         {"t": words, "h": text_hash(words) if i != 2 else text_hash(masked_twin)})
+    with transaction(session_factory(engine)) as session:
+        session.add(SlackEvent(event_id="EvOLD", payload={"type": "message", "text": CARD_TEXT,
+                                                          "blocks": [{"elements": [{"text": CARD_NUMBER}]}]}))
+    migrations.migrate(engine)
+    sessions = session_factory(engine)
+    assert rows_holding(sessions, CARD_DIGITS) == []
+    with sessions() as session:
+        rows = {q.text: q.text_hash for q in session.exec(select(Query))}
+        payload = session.get(SlackEvent, "EvOLD").payload
+    engine.dispose()
+    assert rows["my parcel is late and you charged card <CARD> twice"] == text_hash(
+        "my parcel is late and you charged card <CARD> twice")  # found again by the same words
+    assert rows["no card here"] == text_hash("no card here")
+    assert payload["text"] == "my parcel is late and you charged card <CARD> twice"
+    assert payload["blocks"][0]["elements"][0]["text"] == "<CARD>"
+
+
 def test_a_failed_statement_keeps_the_customers_text_out_of_last_error_and_the_logs(home, sessions, slack, caplog):
     text = "my parcel is late, the courier left it with Mrs Marple at the blue door"
     on_statement(sessions().get_bind(), Fault("always"), "INSERT INTO queries")
