@@ -32,7 +32,7 @@ from sqlalchemy import inspect, text
 from sqlalchemy.engine import make_url
 from sqlmodel import Session, select
 
-from store.erasure_traces import Trace, traces_of, words
+from store.erasure_traces import WORD, Trace, traces_of, words
 from store.forget import posts_about, queries_to_forget
 from store.split import text_hash
 from store.tables import BaselineShot, Department, Query, SlackMessage, SlackPost
@@ -118,9 +118,14 @@ class Matcher:
         self.kind_of = {form: trace.kind for trace in traces for form in trace.forms}
         forms = sorted(self.kind_of, key=len, reverse=True)
         self.longest = max(map(len, forms), default=0) * 6  # a form's bytes, JSON-escaped at worst
-        self.pattern = re.compile("|".join(map(re.escape, forms)), re.IGNORECASE) if forms else None
-        self.binary = _bytes_pattern(forms)
-        self.long_binary = _bytes_pattern([f for f in forms if len(f) >= LONG_FORM])
+        pieces = [self._piece(f) for f in forms]
+        self.pattern = re.compile("|".join(pieces), re.IGNORECASE) if forms else None
+        self.binary = _bytes_pattern(pieces)
+        self.long_binary = _bytes_pattern([self._piece(f) for f in forms if len(f) >= LONG_FORM])
+
+    def _piece(self, form: str) -> str:
+        """A word matches whole ("example" is not in "examples"); a detail anywhere."""
+        return rf"(?<!\w){re.escape(form)}(?!\w)" if self.kind_of[form] == WORD else re.escape(form)
 
     def in_text(self, value: str) -> set[str]:
         if self.pattern is None:
@@ -145,8 +150,8 @@ class Matcher:
         return found
 
 
-def _bytes_pattern(forms: list[str]) -> re.Pattern[bytes] | None:
-    return re.compile(b"|".join(re.escape(f.encode()) for f in forms), re.IGNORECASE) if forms else None
+def _bytes_pattern(pieces: list[str]) -> re.Pattern[bytes] | None:
+    return re.compile("|".join(pieces).encode(), re.IGNORECASE) if pieces else None
 
 
 def _as_text(value: Any) -> str | None:

@@ -7,7 +7,6 @@ import json
 import sqlite3
 from datetime import UTC, datetime, timedelta
 
-import pytest
 from sqlmodel import select
 
 from fakes.bot_server import message, reaction
@@ -149,9 +148,7 @@ def test_every_sqlite_connection_zeroes_deleted_rows_whatever_the_builds_default
     assert (tmp_path / "x.db").read_bytes().count(b"zanzibarian") == 2
 
 
-@pytest.mark.xfail(strict=True, reason="item 7 (another engineer's): forget leaves the adapter's snapshot.json "
-                                       "naming the forgotten texts' ids")
-def test_a_models_snapshot_naming_a_forgotten_text_is_a_place_that_holds_it(home, database_url, sessions,
+def test_a_models_snapshot_naming_a_forgotten_text_no_longer_names_it(home, database_url, sessions,
                                                                               start_bot):
     bot = start_bot(SWITCHBOARD_AUDIT_RATE="0")
     route(bot, ROUTED, ts="1700001200.000100")
