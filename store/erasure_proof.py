@@ -10,7 +10,7 @@ looked for in:
   every connection, store/db.py) does as they are freed; on PostgreSQL, the output of `pg_dump`
   (deleted rows wait in the server's files for VACUUM, which `pg_dump` does not see);
 - every file under `SWITCHBOARD_HOME`, binary files as bytes (adapters, banks, snapshots, caches, logs,
-  reports), and each adapter's `snapshot.json` for the forgotten texts' ids;
+  reports), and each adapter's `snapshot.json` and bank rows for the forgotten texts' ids;
 - Slack's remaining posts, searched by the caller (bot/erasure_slack.py) with `search_values`.
 
 A place is reported with the kinds of trace it holds, never the trace itself.
@@ -42,6 +42,7 @@ CUSTOMER_TABLES = frozenset({"queries", "slack_events", "baseline_shots"})  # th
 QUERY_ID = "forgotten text's id"
 WEIGHTS = (".safetensors", ".bin", ".gguf", ".pt", ".pth", ".onnx")  # numbers, not text: searched for long forms
 LONG_FORM = 8
+BANK_IDS = "query_ids"  # a bank's tensor of each row's query id
 
 
 @dataclass(frozen=True)
@@ -273,7 +274,8 @@ def search_files(home: Path, proof: Proof, matcher: Matcher, *, query_ids: Itera
         proof.add(place, matcher.in_bytes(_file_chunks(file), long_only=weights))
         if file.suffix == ".safetensors":
             proof.add(place, matcher.in_text(_safetensors_header(file)))
-        if file.name == "snapshot.json" and ids and _names_ids(file, ids):
+        if ids and ((file.name == "snapshot.json" and _names_ids(file, ids))
+                    or (file.suffix == ".safetensors" and _bank_holds(file, ids))):
             proof.add(place, [QUERY_ID])
     proof.searched.append(f"every file under {home}")
 
@@ -283,6 +285,19 @@ def _safetensors_header(file: Path) -> str:
     with file.open("rb") as handle:
         size = int.from_bytes(handle.read(8), "little")
         return handle.read(min(size, 100 << 20)).decode(errors="replace")
+
+
+def _bank_holds(file: Path, ids: set[int]) -> bool:
+    """Whether a bank's rows (its `query_ids` tensor, classifier/routing/adapters.py) include one of `ids`."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(file), framework="numpy") as handle:
+            if BANK_IDS not in list(handle.keys()):
+                return False
+            return bool(set(handle.get_tensor(BANK_IDS).tolist()) & ids)
+    except Exception:  # safetensors raises its own error types for a damaged file; the bytes were searched
+        return False
 
 
 def _names_ids(snapshot: Path, ids: set[int]) -> bool:

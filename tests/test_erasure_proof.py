@@ -162,3 +162,21 @@ def test_a_models_snapshot_naming_a_forgotten_text_no_longer_names_it(home, data
     env = {"SWITCHBOARD_HOME": str(home), "DATABASE_URL": database_url}
     done = run_cli("forget", "--user", "UCUSTOMER", "--verify", "--json", env=env)
     assert json.loads(done.stdout)["erasure_proof"]["places"] == [], done.stdout
+
+
+def test_a_bank_or_snapshot_left_outside_the_registry_is_found_by_the_forgotten_ids(home, sessions):
+    """A folder the registry does not name (copied aside, left by hand) is not rewritten by forget: the proof
+    finds its rows by the forgotten texts' ids, which the bytes cannot show."""
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    aside = home / "adapters" / "copied-aside"
+    aside.mkdir(parents=True)
+    save_file({"hidden": np.zeros((2, 4), dtype=np.float16), "query_ids": np.array([3, 41], dtype=np.int64)},
+              str(aside / "scope_bank.safetensors"))
+    (aside / "snapshot.json").write_text(json.dumps({"train": [[41, "Billing"]], "holdout": []}))
+    with sessions() as session:
+        assert prove(session, home=home, traces=[], query_ids=[40]).found == {}
+        found = prove(session, home=home, traces=[], query_ids=[41]).found
+    assert found == {"file adapters/copied-aside/scope_bank.safetensors": {"forgotten text's id"},
+                     "file adapters/copied-aside/snapshot.json": {"forgotten text's id"}}
