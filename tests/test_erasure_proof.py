@@ -15,7 +15,9 @@ from store.erasure_proof import Matcher, Proof, prove, search_values
 from store.erasure_traces import traces_of
 from store.registry import register_model
 from store.tables import Label, Query
-from tests.support import AGENT, DEPARTMENTS, route, run_cli, stored_message, wait_until
+from tests.support import AGENT, DEPARTMENTS, FAST, route, run_cli, seed, stored_message, trainer_deps, wait_until
+from trainer.alternatives import AlternativeSet
+from trainer.pipeline import RunOptions, run_training
 from trainer.schedule import expire_old_texts
 
 ROUTED = "please send the zanzibarian invoice again to ann.quokka@example.org"
@@ -180,3 +182,27 @@ def test_a_bank_or_snapshot_left_outside_the_registry_is_found_by_the_forgotten_
         found = prove(session, home=home, traces=[], query_ids=[41]).found
     assert found == {"file adapters/copied-aside/scope_bank.safetensors": {"forgotten text's id"},
                      "file adapters/copied-aside/snapshot.json": {"forgotten text's id"}}
+
+
+def test_a_trained_models_files_keep_nothing_of_a_forgotten_customer(settings, home, database_url, sessions,
+                                                                     start_bot, tiny_model_dir):
+    """A real adapter trained on the customer's labelled message (weights, bank, snapshot, calibration) under
+    SWITCHBOARD_HOME: after forget --user, the proof finds neither their words nor their text's id anywhere."""
+    seed(sessions)
+    bot = start_bot(SWITCHBOARD_AUDIT_RATE="0")
+    route(bot, ROUTED, ts="1700001300.000100")
+    assert bot.event(reaction("reaction_added", "package", user=AGENT, ts="1700001300.000100")).status == 200
+    wait_until(lambda: labelled(sessions, "1700001300.000100"), what="the agent's label")
+    run_training(trainer_deps(settings, sessions), RunOptions(config=FAST, progress=False,
+                                                               alternatives=AlternativeSet.NONE))
+    query_id = stored_message(sessions, "1700001300.000100").query_id
+    with sessions() as session:
+        before = prove(session, home=home, traces=[], query_ids=[query_id]).found
+    assert any(place.endswith("snapshot.json") for place in before), before  # the model was trained on it
+
+    env = {"SWITCHBOARD_HOME": str(home), "DATABASE_URL": database_url, "SWITCHBOARD_BASE_MODEL": str(tiny_model_dir),
+           "SLACK_BOT_TOKEN": "xoxb-test", "SLACK_API_URL": bot.slack.base_url}
+    done = run_cli("forget", "--user", "UCUSTOMER", "--verify", "--json", env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    outcome = json.loads(done.stdout)
+    assert outcome["trained_models"] and places(outcome["erasure_proof"]) == []
