@@ -100,8 +100,8 @@ def _forget(sessions: SessionFactory, client: WebClient | SlackSide | None,
         record = forget(session, messages, user=user, kind=kind, requested_by=requested_by,
                         keep_posts=("reply:",) if keep_reply else (), keep_event=keep_event)
         rows, trained = dict(record.rows), list(record.trained_models)
-    deleted, pending = _try_now(sessions, _slack(client), work)
     forget_in_models(sessions)  # every registered model's bank and snapshot, the served one swapped hot
+    deleted, pending = _try_now(sessions, _slack(client), work)  # last: Slack may be slow or away
     outcome = Forgotten(rows, trained, deleted, pending)
     log.info("forgot a %s's data on %s's request: %s; %d Slack posts still to delete", kind, requested_by,
              outcome.rows, len(pending))
