@@ -73,6 +73,11 @@ def test_the_trainer_service_schedules_retention_only_when_it_is_set(sessions):
     assert job is not None and job.args[1] == 30 and job.func is expire_old_texts
 
 
+def soon() -> datetime:
+    """A grace window that every message routed so far has passed (NOW is the module's import time)."""
+    return datetime.now(UTC) + timedelta(minutes=1)
+
+
 def test_inferred_labels_expire_with_their_text_and_a_persons_label_keeps_it(sessions):
     """Implicit labels (a route no one corrected) and distilled ones (the baseline's) are no person's
     judgement: their texts expire like unlabelled ones, labels and all."""
@@ -80,8 +85,7 @@ def test_inferred_labels_expire_with_their_text_and_a_persons_label_keeps_it(ses
         add_examples(session, examples=[("an old labelled question", "Billing"), ("another one", "Orders")])
     silent = routed(sessions, "my card number is 4111 1111 1111 1111", "1.0", days_ago=40)
     with transaction(sessions) as session:
-        assert add_implicit_labels(session, routed_before=NOW + timedelta(minutes=1), active_model_id=None,
-                                   min_model_confidence=0.0) == 1
+        assert add_implicit_labels(session, routed_before=soon(), active_model_id=None, min_model_confidence=0.0) == 1
     distilled = routed(sessions, "please close the account of zebediah", "2.0", days_ago=40)
     judged = routed(sessions, "refund the duplicate charge", "3.0", days_ago=40)
     with transaction(sessions) as session:
@@ -99,8 +103,7 @@ def test_inferred_labels_expire_with_their_text_and_a_persons_label_keeps_it(ses
     assert silent.query_id not in left and distilled.query_id not in left  # no label of an empty text trains
     assert left[judged.query_id] == LabelSource.AGENT
     with transaction(sessions) as session:  # and nothing labels the empty texts again
-        assert add_implicit_labels(session, routed_before=NOW + timedelta(minutes=1), active_model_id=None,
-                                   min_model_confidence=0.0) == 0
+        assert add_implicit_labels(session, routed_before=soon(), active_model_id=None, min_model_confidence=0.0) == 0
     assert expire_old_texts(sessions, 30, now=NOW) == 0
 
 
