@@ -60,6 +60,12 @@ def publish(scratch: Path, final: Path, meta: AdapterMeta) -> Path:
     leaves either no folder or a complete one, never a registered name over empty files."""
     (scratch / META_FILE).write_text(json.dumps(meta.to_dict(), indent=2))
     check_adapter_dir(scratch)
+    return move_whole(scratch, final)
+
+
+def move_whole(scratch: Path, final: Path) -> Path:
+    """Every byte of `scratch` on disk, then the rename to `final`: a crash leaves the old state and a
+    scratch folder, never half a folder."""
     for file in scratch.rglob("*"):
         if file.is_file():
             _fsync(file)

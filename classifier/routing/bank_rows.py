@@ -16,7 +16,6 @@ Only numpy and safetensors are used, so the bot forgets without loading torch.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import tempfile
@@ -24,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from classifier.routing.adapters import BANK_FILE, BANK_IDS, META_FILE
+from classifier.routing.adapters import BANK_FILE, BANK_IDS, META_FILE, move_whole
 from core.vocabulary import OUT_OF_SCOPE
 
 SNAPSHOT_FILE = "snapshot.json"
@@ -80,7 +79,7 @@ def prune(folder: Path, gone: set[int]) -> Pruned | None:
             (scratch / SNAPSHOT_FILE).write_text(json.dumps({**snapshot, **kept, "forgotten": forgotten}))
         rows, dropped = _write_bank_without(scratch, folder, snapshot, bank, gone)
         final = _next_name(folder)
-        _publish(scratch, final)
+        move_whole(scratch, final)
     except BaseException:
         shutil.rmtree(scratch, ignore_errors=True)
         raise
@@ -163,20 +162,3 @@ def _next_name(folder: Path) -> Path:
         n += 1
     return candidate
 
-
-def _publish(scratch: Path, final: Path) -> None:
-    """Every byte on disk, then the rename: a crash leaves the old folder and a scratch one, never half a folder."""
-    for file in scratch.rglob("*"):
-        if file.is_file():
-            _fsync(file)
-    _fsync(scratch)
-    os.replace(scratch, final)
-    _fsync(final.parent)
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
